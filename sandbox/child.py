@@ -1,0 +1,655 @@
+"""Worker side: a warm zygote that forks one isolated, limited process tree per job.
+
+    pool (engine process)
+      |  stdin/stdout: framed Job / Verdict messages
+      v
+    bwrap  (new pid/net/ipc/uts/mount namespaces, read-only system, empty env)
+      '-- zygote (this module's main): pytest, coverage, numpy, ... imported once,
+          |   pytest config prepared once for the fixed job path, gc frozen
+          |   per job: wipe + write /sandbox/job, fork, watch the clock
+          '-- reaper (fork #1): new user + pid + mount namespaces, then
+              '-- job process (fork #2, PID 1 of its namespace): drops every
+                  capability, sets rlimits, runs pytest or the stdin cases on
+                  the untrusted code, streams events back on a pipe.
+                  When it dies, the kernel kills everything it started.
+
+The zygote never runs untrusted code; it only schedules, times out and maps exit
+status (STYLE rule 5). Everything on the job's side of the fork is `*_unsafe`.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import io
+import os
+import select
+import shutil
+import signal
+import stat
+import struct
+import sys
+import time
+import traceback
+
+import msgspec
+
+from sandbox import isolation
+from sandbox.limits import address_space_in_use, apply_limits, cpu_limit_s
+from sandbox.protocol import (
+    PROTOCOL_VERSION,
+    Collected,
+    Done,
+    Job,
+    JobRequest,
+    Ready,
+    Result,
+    TestEvent,
+    TestOutcome,
+    Verdict,
+    decode_events,
+    decode_request,
+    frame,
+    frame_length,
+    read_exact,
+    write_all,
+)
+from sandbox.stdio import outputs_match
+from sandbox.verdict import describe_wait_status, status_from_pytest
+
+_PID = struct.Struct(">i")
+MAX_RESULT_BYTES = 16 * 1024 * 1024
+# After the job process is gone, how long stray writers may keep a pipe open.
+_DRAIN_GRACE_S = 0.5
+# After a kill, how long we wait for the reaper before giving up on it.
+_KILL_GRACE_S = 5.0
+
+
+class WorkerOptions(msgspec.Struct, frozen=True):
+    root: str
+    preload: list[str] = []
+    pytest_plugins: list[str] = []
+    isolation: str = "none"
+    drop_to_uid: int | None = None
+
+
+class _Reporter:
+    """pytest plugin, registered once in the zygote, active only in job processes."""
+
+    def __init__(self) -> None:
+        self.fd = -1
+        self.memory_error = False
+        self._outcomes: dict[str, TestOutcome] = {}
+
+    def _send(self, event: msgspec.Struct) -> None:
+        if self.fd >= 0:
+            write_all(self.fd, frame(event))
+
+    def pytest_collection_finish(self, session) -> None:  # noqa: ANN001 - pytest hook
+        self._send(Collected(count=len(session.items)))
+
+    def pytest_exception_interact(self, node, call, report) -> None:  # noqa: ANN001
+        if call.excinfo is not None and call.excinfo.errisinstance(MemoryError):
+            self.memory_error = True
+
+    def pytest_collectreport(self, report) -> None:  # noqa: ANN001
+        if report.failed:
+            self._send(TestEvent(TestOutcome(report.nodeid or "<module>", "error", _short_message(report))))
+
+    def pytest_runtest_logreport(self, report) -> None:  # noqa: ANN001
+        wasxfail = hasattr(report, "wasxfail")
+        outcome = None
+        if report.when == "setup" and not report.passed:
+            outcome = "error" if report.failed else ("xfailed" if wasxfail else "skipped")
+        elif report.when == "call":
+            if report.passed:
+                outcome = "xpassed" if wasxfail else "passed"
+            elif report.failed:
+                outcome = "failed"
+            else:
+                outcome = "xfailed" if wasxfail else "skipped"
+        elif report.when == "teardown" and report.failed:
+            outcome = "error"
+        if outcome is not None:
+            prev = self._outcomes.get(report.nodeid)
+            if prev is None or outcome == "error":
+                self._outcomes[report.nodeid] = TestOutcome(report.nodeid, outcome, _short_message(report))
+        if report.when == "teardown" and report.nodeid in self._outcomes:
+            self._send(TestEvent(self._outcomes.pop(report.nodeid)))
+
+
+def _short_message(report) -> str:  # noqa: ANN001
+    longrepr = report.longrepr
+    if longrepr is None:
+        return ""
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # skip: (path, lineno, reason)
+        return str(longrepr[2])[:300]
+    crash = getattr(longrepr, "reprcrash", None)
+    if crash is not None and getattr(crash, "message", None):
+        return crash.message[:300]
+    text = str(longrepr).strip().splitlines()
+    return (text[-1] if text else "")[:300]
+
+
+class Zygote:
+    """The warm parent. One job at a time; every job runs in a fresh forked tree."""
+
+    def __init__(self, options: WorkerOptions) -> None:
+        self.options = options
+        self.root = options.root
+        self.job_dir = os.path.join(options.root, "job")
+        self.private_tmp = options.isolation != "none"
+        self.tmp_dir = "/tmp" if self.private_tmp else os.path.join(options.root, "tmp")
+        self.warnings: list[str] = []
+        self.preloaded: list[str] = []
+        self.reporter = _Reporter()
+        self.config = None  # a prepared pytest Config, or None for the slow path
+        self.capman = None
+        self.coverage = None
+        self.baseline_vm = 0
+        self.pidns = False
+        self.uid = os.getuid()
+        self.gid = os.getgid()
+        self.protocol_fds: tuple[int, ...] = ()  # closed in every forked child
+
+    # ---- start-up -------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+        for name in self.options.preload:
+            try:
+                importlib.import_module(name)
+                self.preloaded.append(name)
+            except Exception as e:  # noqa: BLE001 - a missing optional library is a warning
+                self.warnings.append(f"could not preload {name}: {type(e).__name__}: {e}")
+        if self.options.drop_to_uid is not None and os.geteuid() == 0:
+            uid = self.options.drop_to_uid
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            self.uid = self.gid = uid
+            # setuid() made us non-dumpable, which would make /proc/self/uid_map unwritable
+            # for the per-job user namespace.
+            isolation.prctl(isolation.PR_SET_DUMPABLE, 1)
+        self._reset_area()
+        self._prepare_pytest()
+        self.pidns = self._probe_pidns()
+        if not self.pidns:
+            self.warnings.append(
+                "per-job PID namespaces are unavailable: processes a job detaches with setsid() "
+                "are killed by process group only")
+        import inspect
+
+        # inspect.getmodule() realpath()s every module in sys.modules the first time a failure
+        # is formatted (~40 ms with numpy and pandas loaded); pay it once here.
+        inspect.getmodule(compile("0", "<warm-up>", "eval"))
+        if self.coverage is not None:
+            # The first start() computes stdlib/third-party path tables for every module;
+            # do it here, once. Nothing is measured: only solution.py is included.
+            self.coverage.start()
+            self.coverage.stop()
+        gc.collect()
+        # Objects that exist now are never collected or moved by the job's gc runs; pytest
+        # calls gc.collect() five times per session, which otherwise walks the whole warm heap.
+        gc.freeze()
+        self.baseline_vm = address_space_in_use()
+
+    def _prepare_pytest(self) -> None:
+        import pytest  # noqa: F401 - imported for its side effects in the warm heap
+
+        args = [os.path.join(self.job_dir, "test_solution.py"), "-q", "--tb=short", "-p", "no:cacheprovider",
+                "--rootdir", self.job_dir, "-c", os.path.join(self.root, "pytest.ini")]
+        for plugin in self.options.pytest_plugins:
+            args += ["-p", plugin]
+        self.pytest_args = args
+        try:
+            import coverage
+
+            self.coverage = coverage.Coverage(data_file=None, include=[os.path.join(self.job_dir, "solution.py")],
+                                              config_file=False)
+            # A solution that never gets imported is reported as coverage None, not as a warning.
+            self.coverage.set_option("run:disable_warnings", ["no-data-collected", "module-not-imported",
+                                                              "module-not-measured"])
+        except Exception as e:  # noqa: BLE001
+            self.warnings.append(f"coverage unavailable: {e}")
+        try:
+            from _pytest.config import _prepareconfig
+
+            self._write(os.path.join(self.root, "pytest.ini"), "[pytest]\n")
+            self._write(os.path.join(self.job_dir, "test_solution.py"), "def test_placeholder():\n    pass\n")
+            os.chdir(self.job_dir)
+            config = _prepareconfig(list(args), plugins=[self.reporter])
+            capman = config.pluginmanager.getplugin("capturemanager")
+            if capman is not None:
+                # Capture started while parsing; each job starts its own on fresh temp files.
+                capman.stop_global_capturing()
+            self.config, self.capman = config, capman
+        except Exception as e:  # noqa: BLE001 - fall back to a full pytest.main per job
+            self.warnings.append(f"prepared pytest config unavailable ({type(e).__name__}: {e}); "
+                                 "running pytest.main per job, which is slower")
+        finally:
+            os.chdir(self.root)
+            self._reset_area()
+
+    def _probe_pidns(self) -> bool:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                isolation.enter_job_namespaces(self.uid, self.gid)
+                inner = os.fork()
+                if inner == 0:
+                    os._exit(0 if os.getpid() == 1 else 1)
+                _, st = os.waitpid(inner, 0)
+                code = os.waitstatus_to_exitcode(st)
+            finally:
+                os._exit(code)
+        _, st = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(st) == 0
+
+    # ---- the job area ---------------------------------------------------------------
+
+    @staticmethod
+    def _write(path: str, text: str) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    def _reset_area(self) -> None:
+        """Empty everything a job could have written, then recreate the job directory."""
+        places = [self.root]
+        if self.private_tmp:
+            places += ["/tmp", "/dev/shm"]
+        for place in places:
+            if not os.path.isdir(place):
+                continue
+            for name in os.listdir(place):
+                _remove_tree(os.path.join(place, name))
+        os.makedirs(self.job_dir, exist_ok=True)
+        os.makedirs(self.tmp_dir, exist_ok=True)
+
+    # ---- one job --------------------------------------------------------------------
+
+    def run(self, job: Job) -> Verdict:
+        self._write(os.path.join(self.job_dir, "solution.py"), job.solution)
+        if job.test is not None:
+            self._write(os.path.join(self.job_dir, "test_solution.py"), job.test)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        result_r, result_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        pid_r, pid_w = os.pipe()
+        start = time.monotonic()
+        reaper = os.fork()
+        if reaper == 0:
+            code = 70
+            try:
+                for fd in (result_r, out_r, err_r, pid_r, *self.protocol_fds):
+                    os.close(fd)
+                code = self._reaper(job, result_w, out_w, err_w, pid_w)
+            except BaseException:  # noqa: BLE001 - nothing may escape a forked child
+                code = 71
+            finally:
+                os._exit(code)
+        for fd in (result_w, out_w, err_w, pid_w):
+            os.close(fd)
+        try:
+            return self._watch(job, reaper, start, result_r, out_r, err_r, pid_r)
+        finally:
+            for fd in (result_r, out_r, err_r, pid_r):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+    def _reaper(self, job: Job, result_w: int, out_w: int, err_w: int, pid_w: int) -> int:
+        """Fork #1: enter fresh namespaces, start the job process, report its end as an exit code."""
+        if self.pidns:
+            isolation.enter_job_namespaces(self.uid, self.gid)
+        pid = os.fork()
+        if pid == 0:
+            code = 72
+            try:
+                os.close(pid_w)
+                code = self._job_process_unsafe(job, result_w, out_w, err_w)
+            except BaseException:  # noqa: BLE001
+                code = 73
+            finally:
+                os._exit(code)
+        write_all(pid_w, _PID.pack(pid))
+        os.close(pid_w)
+        for fd in (result_w, out_w, err_w):
+            os.close(fd)
+        _, st = os.waitpid(pid, 0)
+        if os.WIFSIGNALED(st):
+            return 128 + os.WTERMSIG(st)
+        return min(os.WEXITSTATUS(st), 127)
+
+    def _watch(self, job: Job, reaper: int, start: float, result_r: int, out_r: int, err_r: int,
+               pid_r: int) -> Verdict:
+        """Collect the job's output until it ends or its wall-clock limit expires."""
+        limits = job.limits
+        cap = limits.max_output_bytes
+        buffers = {result_r: bytearray(), out_r: bytearray(), err_r: bytearray(), pid_r: bytearray()}
+        caps = {result_r: MAX_RESULT_BYTES, out_r: cap, err_r: cap, pid_r: 4}
+        pidfd = os.pidfd_open(reaper)
+        poller = select.poll()
+        for fd in buffers:
+            poller.register(fd, select.POLLIN)
+        poller.register(pidfd, select.POLLIN)
+        open_fds = set(buffers)
+        deadline = start + limits.wall_s if limits.wall_s else float("inf")
+        timed_out = False
+        flooded = False
+        reaped = None
+        drain_until = None
+        job_pid = None
+        try:
+            while open_fds or reaped is None:
+                now = time.monotonic()
+                if reaped is None and not timed_out and now >= deadline:
+                    timed_out = True
+                    # Kill the job, not the reaper: the reaper's wait() is what accounts the
+                    # job's CPU time and memory to us.
+                    self._kill(job_pid, reaper if job_pid is None else None)
+                    deadline = now + _KILL_GRACE_S
+                elif reaped is None and timed_out and now >= deadline:
+                    break  # the reaper did not exit after the kill; the finally block kills it
+                if drain_until is not None and now >= drain_until:
+                    break
+                limit = min(deadline, drain_until or deadline) - now
+                for fd, _ in poller.poll(max(0, int(limit * 1000)) + 1):
+                    if fd == pidfd:
+                        reaped = os.wait4(reaper, 0)
+                        poller.unregister(pidfd)
+                        drain_until = time.monotonic() + _DRAIN_GRACE_S
+                        continue
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        poller.unregister(fd)
+                        open_fds.discard(fd)
+                        continue
+                    buf = buffers[fd]
+                    room = caps[fd] - len(buf)
+                    if room > 0:
+                        buf += chunk[:room]
+                    elif fd == result_r and not flooded:
+                        flooded = True
+                        self._kill(job_pid, reaper if job_pid is None else None)
+                    if fd == pid_r and len(buf) == 4:
+                        (job_pid,) = _PID.unpack(bytes(buf))
+        finally:
+            if reaped is None:
+                self._kill(job_pid, reaper)
+                try:
+                    reaped = os.wait4(reaper, 0)
+                except ChildProcessError:
+                    reaped = None
+            if job_pid is not None and not self.pidns:
+                _killpg(job_pid)
+            os.close(pidfd)
+        wall = time.monotonic() - start
+        return self._verdict(job, buffers[result_r], buffers[out_r], buffers[err_r], reaped, wall, timed_out,
+                             flooded)
+
+    def _kill(self, job_pid: int | None, reaper: int | None) -> None:
+        # Killing the job process (PID 1 of its namespace) takes its whole namespace down;
+        # the reaper then exits on its own. Without a namespace, the process group goes too.
+        if job_pid is not None:
+            if self.pidns:
+                _signal(job_pid, signal.SIGKILL)
+            else:
+                _killpg(job_pid)
+        if reaper is not None:
+            _signal(reaper, signal.SIGKILL)
+
+    def _verdict(self, job: Job, result: bytearray, out: bytearray, err: bytearray,
+                 reaped: tuple[int, int, object] | None, wall: float, timed_out: bool, flooded: bool) -> Verdict:
+        events, problem = decode_events(bytes(result))
+        tests = [e.test for e in events if isinstance(e, TestEvent)]
+        collected = any(isinstance(e, Collected) for e in events)
+        done = next((e for e in events if isinstance(e, Done)), None)
+        code = None
+        cpu = rss = 0.0
+        if reaped is not None:
+            _, st, usage = reaped
+            code = os.waitstatus_to_exitcode(st)
+            cpu = usage.ru_utime + usage.ru_stime
+            rss = usage.ru_maxrss / 1024
+        cpu_limit = cpu_limit_s(job.limits)
+        memory_error = bool(done and done.memory_error) or bool(tests and any(
+            t.message.startswith("MemoryError") for t in tests if t.outcome in ("failed", "error")))
+        if timed_out:
+            status, reason = "timeout", f"wall-clock limit of {job.limits.wall_s:g} s exceeded"
+        elif code is not None and (code == 128 + signal.SIGXCPU or
+                                   (code == 128 + signal.SIGKILL and cpu_limit and cpu >= cpu_limit)):
+            status, reason = "timeout", f"CPU-time limit of {cpu_limit} s exceeded"
+        elif flooded:
+            status, reason = "error", "the job flooded its result channel"
+        elif done is not None and not problem:
+            if done.reason:
+                status, reason = "error", done.reason
+            else:
+                status, reason = status_from_pytest(done.exit_code, tests, memory_error)
+        else:
+            how = describe_wait_status(code) if code is not None else "vanished"
+            if problem:
+                how += f"; {problem}"
+            if memory_error:
+                status = "memory"
+            elif collected or tests:
+                status = "fail"
+            else:
+                status = "error"
+            reason = f"the job process {how} before reporting a result"
+        coverage = done.coverage if done is not None and not problem else None
+        return Verdict(
+            id=job.id, status=status, reason=reason, tests=tests, coverage=coverage, cpu_s=round(cpu, 4),
+            wall_s=round(wall, 4), peak_rss_mb=round(rss, 1), stdout=out.decode("utf-8", "replace"),
+            stderr=err.decode("utf-8", "replace"), isolation=self.options.isolation, exit_code=code)
+
+    # ---- everything below runs untrusted code -----------------------------------------
+
+    def _job_process_unsafe(self, job: Job, result_w: int, out_w: int, err_w: int) -> int:
+        """Fork #2: PID 1 of the job namespace. Drop privileges, limit, run."""
+        os.setsid()
+        isolation.prctl(isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if self.pidns:
+            try:
+                isolation.mount_proc()
+            except OSError:
+                pass  # the job still cannot signal anything outside its namespace
+        isolation.drop_all_capabilities()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        os.dup2(result_w, 3)
+        os.closerange(4, 65536)
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        os.environ["TMPDIR"] = self.tmp_dir
+        os.chdir(self.job_dir)
+        apply_limits(job.limits, self.baseline_vm)
+        self.reporter.fd = 3
+        if job.stdin_tests is not None:
+            return self._run_stdin_cases_unsafe(job)
+        return self._run_pytest_unsafe(job)
+
+    def _run_pytest_unsafe(self, job: Job) -> int:
+        cov = self.coverage if job.coverage else None
+        code = 3
+        reason = ""
+        try:
+            if cov is not None:
+                cov.start()
+            try:
+                if self.config is not None:
+                    if self.capman is not None:
+                        # The state a fresh pytest is in after parsing its arguments:
+                        # global capture started, then suspended until the session runs.
+                        self.capman.start_global_capturing()
+                        self.capman.suspend_global_capture()
+                    code = int(self.config.hook.pytest_cmdline_main(config=self.config))
+                else:
+                    import pytest
+
+                    code = int(pytest.main(list(self.pytest_args), plugins=[self.reporter]))
+            finally:
+                if cov is not None:
+                    cov.stop()
+        except MemoryError:
+            self.reporter.memory_error = True
+        except BaseException as e:  # noqa: BLE001 - a test may raise anything at session level
+            reason = f"pytest session aborted: {type(e).__name__}: {e}"[:500]
+        pct = None
+        if cov is not None:
+            try:
+                _, statements, _, missing, _ = cov.analysis2(os.path.join(self.job_dir, "solution.py"))
+                pct = 100.0 if not statements else round(100.0 * (len(statements) - len(missing)) / len(statements), 2)
+            except Exception:  # noqa: BLE001 - solution never imported, or not Python
+                pct = None
+        sys.stdout.flush()
+        sys.stderr.flush()
+        write_all(3, frame(Done(exit_code=code, coverage=pct, memory_error=self.reporter.memory_error,
+                                reason=reason)))
+        return 0
+
+    def _run_stdin_cases_unsafe(self, job: Job) -> int:
+        path = os.path.join(self.job_dir, "solution.py")
+        try:
+            code_obj = compile(job.solution, path, "exec")
+        except (SyntaxError, ValueError) as e:
+            write_all(3, frame(Done(exit_code=2, reason=f"solution does not compile: {type(e).__name__}: {e}")))
+            return 0
+        write_all(3, frame(Collected(count=len(job.stdin_tests or []))))
+        failed = 0
+        memory_error = False
+        for i, case in enumerate(job.stdin_tests or []):
+            in_path = os.path.join(self.job_dir, f".case{i}.in")
+            out_path = os.path.join(self.job_dir, f".case{i}.out")
+            err_path = os.path.join(self.job_dir, f".case{i}.err")
+            with open(in_path, "w", encoding="utf-8") as f:
+                f.write(case.input)
+            sys.stdout.flush()
+            pid = os.fork()
+            if pid == 0:
+                os._exit(_run_program_unsafe(code_obj, path, in_path, out_path, err_path))
+            _, st = os.waitpid(pid, 0)
+            rc = os.waitstatus_to_exitcode(st)
+            got = _read_text(out_path)
+            err_text = _read_text(err_path)
+            nodeid = f"case[{i}]"
+            if rc != 0:
+                failed += 1
+                last = err_text.strip().splitlines()[-1:] or [describe_wait_status(rc if rc >= 0 else 128 - rc)]
+                memory_error = memory_error or last[0].startswith("MemoryError")
+                outcome = TestOutcome(nodeid, "failed", f"exit {rc}: {last[0][:250]}")
+            else:
+                ok, diff = outputs_match(got, case.output, job.float_tolerance)
+                failed += not ok
+                outcome = TestOutcome(nodeid, "passed" if ok else "failed", diff)
+            write_all(3, frame(TestEvent(outcome)))
+        write_all(3, frame(Done(exit_code=1 if failed else (0 if job.stdin_tests else 5), memory_error=memory_error)))
+        return 0
+
+
+def _run_program_unsafe(code_obj, path: str, in_path: str, out_path: str, err_path: str) -> int:  # noqa: ANN001
+    """Fork #3 (stdin mode): run the solution as __main__ with the case's stdin."""
+    try:
+        fd = os.open(in_path, os.O_RDONLY)
+        os.dup2(fd, 0)
+        fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(fd, 1)
+        fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(fd, 2)
+        sys.stdin = io.TextIOWrapper(io.FileIO(0, closefd=False), encoding="utf-8")
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", write_through=False)
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8", write_through=True)
+        sys.argv = [path]
+        exec(code_obj, {"__name__": "__main__", "__file__": path, "__builtins__": __builtins__})  # noqa: S102
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if not isinstance(e.code, int) and e.code is not None:
+            print(e.code, file=sys.stderr)
+    except BaseException:  # noqa: BLE001
+        traceback.print_exc()
+        code = 1
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:  # noqa: BLE001
+        code = code or 1
+    return code & 0xFF
+
+
+def _read_text(path: str, limit: int = 16 * 1024 * 1024) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit).decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _remove_tree(path: str) -> None:
+    def make_writable_and_retry(func, p, _exc) -> None:  # noqa: ANN001
+        parent = os.path.dirname(p)
+        for target in (parent, p):
+            try:
+                os.chmod(target, stat.S_IRWXU)
+            except OSError:
+                pass
+        func(p)
+
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, onerror=make_writable_and_retry)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _killpg(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def main() -> None:
+    # The protocol rides on stdin/stdout; move it off fds 0/1 so nothing we import can
+    # print into it, and point 0/1 at harmless places.
+    proto_in = os.dup(0)
+    proto_out = os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)
+    os.environ.pop("PYTHONPATH", None)  # it only served to find this module
+    options = msgspec.json.decode(sys.argv[1].encode(), type=WorkerOptions)
+    zygote = Zygote(options)
+    zygote.protocol_fds = (proto_in, proto_out)
+    zygote.warm_up()
+    write_all(proto_out, frame(Ready(v=PROTOCOL_VERSION, isolation=options.isolation, warnings=zygote.warnings,
+                                     preloaded=zygote.preloaded)))
+    while True:
+        try:
+            header = read_exact(proto_in, 4)
+        except EOFError:
+            return
+        request: JobRequest = decode_request(read_exact(proto_in, frame_length(header)))
+        verdict = zygote.run(request.job)
+        write_all(proto_out, frame(Result(v=PROTOCOL_VERSION, verdict=verdict)))
+        # A job may leave files the zygote cannot remove; exiting lets the pool replace us.
+        zygote._reset_area()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,316 @@
+"""Parent side of the sandbox: a pool of warm workers behind one async call.
+
+    verify(job) ──► idle-worker queue (size = workers; callers wait here: backpressure)
+                        │
+                        ▼
+                  Worker.run(job) ── frame ──► bwrap ─► zygote ─► forked job tree
+                        ▲                                   │
+                        └──────────── frame (Verdict) ◄─────┘
+    on EOF / garbage / no answer by wall limit + grace:
+        kill the worker's whole process group, start a fresh one,
+        retry the job once; a second failure is a `sandbox_error` verdict.
+
+The parent only schedules, times out and maps failures. It never imports the code
+under test and never runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import msgspec
+
+import sandbox
+from sandbox import isolation
+from sandbox.child import WorkerOptions
+from sandbox.protocol import (
+    PROTOCOL_VERSION,
+    Job,
+    JobRequest,
+    ProtocolError,
+    Ready,
+    Result,
+    Verdict,
+    decode_worker_message,
+    frame,
+    frame_length,
+)
+
+log = logging.getLogger("kodcode_async.sandbox")
+
+DEFAULT_PRELOAD = ("pytest", "coverage", "numpy", "pandas")
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxConfig:
+    """How the pool runs. Built once (by the CLI or the caller) and never mutated."""
+
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    isolation: str = "auto"  # auto: bwrap when it works, else none with a loud warning
+    preload: tuple[str, ...] = DEFAULT_PRELOAD
+    pytest_plugins: tuple[str, ...] = ()
+    start_timeout_s: float = 120.0
+    # Beyond a job's own wall limit, how long the worker may take to answer before it is
+    # presumed hung (draining output, reaping, cleaning the job area).
+    grace_s: float = 15.0
+    tmpfs_mb: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError("workers must be >= 1")
+        if self.isolation not in ("auto", "bwrap", "none"):
+            raise ValueError(f"isolation must be auto, bwrap or none, not {self.isolation!r}")
+
+
+class SandboxUnavailable(RuntimeError):
+    """The pool cannot start or keep workers alive: an engine-level failure, not a job outcome."""
+
+
+class WorkerFailure(Exception):
+    """One worker broke while running one job (died, hung, or spoke garbage)."""
+
+
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(sandbox.__file__)))
+_INNER_PARENT = "/kodcode"
+
+
+class Worker:
+    """Handle on one warm zygote process."""
+
+    def __init__(self, config: SandboxConfig, mode: str, index: int, log_dir: str) -> None:
+        self.config = config
+        self.mode = mode
+        self.index = index
+        self.log_path = os.path.join(log_dir, f"worker-{index}.log")
+        self.proc: asyncio.subprocess.Process | None = None
+        self.root: str | None = None
+        self.jobs_done = 0
+        self.warnings: list[str] = []
+
+    def _command(self) -> tuple[list[str], dict[str, str] | None, str | None]:
+        root = isolation.SANDBOX_ROOT if self.mode == "bwrap" else tempfile.mkdtemp(prefix="kodcode-sandbox-")
+        options = WorkerOptions(
+            root=root, preload=list(self.config.preload), pytest_plugins=list(self.config.pytest_plugins),
+            isolation=self.mode, drop_to_uid=isolation.SANDBOX_UID if os.geteuid() == 0 else None)
+        argv = [sys.executable, "-m", "sandbox.child", msgspec.json.encode(options).decode()]
+        if self.mode == "bwrap":
+            cmd = isolation.bwrap_command(
+                argv, tmpfs_mb=self.config.tmpfs_mb,
+                binds=((os.path.join(_PACKAGE_PARENT, "sandbox"), f"{_INNER_PARENT}/sandbox"),),
+                env={"PYTHONPATH": _INNER_PARENT, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+                     "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"})
+            return cmd, None, None
+        self.root = root
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": root, "TMPDIR": os.path.join(root, "tmp"),
+               "LANG": "C.UTF-8", "PYTHONPATH": _PACKAGE_PARENT, "OPENBLAS_NUM_THREADS": "1",
+               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+        return argv, env, root
+
+    async def start(self) -> None:
+        cmd, env, cwd = self._command()
+        with open(self.log_path, "ab") as err:
+            self.proc = await asyncio.create_subprocess_exec(
+                *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err, env=env, cwd=cwd,
+                start_new_session=True, limit=1 << 20)
+        try:
+            async with asyncio.timeout(self.config.start_timeout_s):
+                message = await self._read_message()
+        except (TimeoutError, WorkerFailure) as e:
+            await self.kill()
+            raise SandboxUnavailable(f"sandbox worker failed to start: {e}; log: {self.log_tail()}") from e
+        if not isinstance(message, Ready) or message.v != PROTOCOL_VERSION:
+            await self.kill()
+            raise SandboxUnavailable(f"sandbox worker sent {message!r} instead of a ready message")
+        self.warnings = message.warnings
+
+    async def _read_message(self) -> Ready | Result:
+        assert self.proc is not None and self.proc.stdout is not None
+        try:
+            header = await self.proc.stdout.readexactly(4)
+            body = await self.proc.stdout.readexactly(frame_length(header))
+            return decode_worker_message(body)
+        except (asyncio.IncompleteReadError, ProtocolError, ConnectionError) as e:
+            raise WorkerFailure(f"worker channel broke: {type(e).__name__}: {e}") from e
+
+    async def run(self, job: Job) -> Verdict:
+        assert self.proc is not None and self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(frame(JobRequest(v=PROTOCOL_VERSION, job=job)))
+            await self.proc.stdin.drain()
+        except (ConnectionError, RuntimeError) as e:
+            raise WorkerFailure(f"worker is gone: {e}") from e
+        budget = (job.limits.wall_s or 3600.0) + self.config.grace_s
+        try:
+            async with asyncio.timeout(budget):
+                message = await self._read_message()
+        except TimeoutError as e:
+            raise WorkerFailure(f"worker gave no answer within {budget:g} s") from e
+        if not isinstance(message, Result):
+            raise WorkerFailure(f"unexpected message {type(message).__name__}")
+        self.jobs_done += 1
+        return message.verdict
+
+    async def kill(self) -> None:
+        """Kill the worker's whole process group and wait for it; safe to call twice."""
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            await proc.wait()
+        if proc is not None and proc.stdin is not None:
+            proc.stdin.close()
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+    async def stop(self) -> None:
+        """Close the channel, let the zygote exit, then make sure the group is gone."""
+        proc = self.proc
+        if proc is not None and proc.returncode is None and proc.stdin is not None:
+            proc.stdin.close()
+            try:
+                async with asyncio.timeout(5):
+                    await proc.wait()
+            except TimeoutError:
+                pass
+        await self.kill()
+
+    def log_tail(self, n: int = 2000) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(max(0, os.path.getsize(self.log_path) - n))
+                return f.read().decode("utf-8", "replace").strip() or "(empty)"
+        except OSError:
+            return "(no log)"
+
+
+class SandboxPool:
+    """A pool of warm, isolated pytest workers.
+
+    Use as ``async with SandboxPool(config) as pool: verdict = await pool.verify(job)``.
+    ``verify`` never raises for anything the job does: every outcome is a Verdict. It
+    raises SandboxUnavailable only when workers cannot be started at all.
+    """
+
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        self.config = config or SandboxConfig()
+        self.mode = ""
+        self.warnings: list[str] = []
+        self._workers: list[Worker] = []
+        self._idle: asyncio.Queue[Worker] = asyncio.Queue()
+        self._log_dir = ""
+        self._next_index = 0
+        self.busy = 0
+        self.restarts = 0
+        self.retries = 0
+
+    @property
+    def size(self) -> int:
+        return self.config.workers
+
+    def _choose_mode(self) -> str:
+        wanted = self.config.isolation
+        if wanted == "none":
+            return "none"
+        ok, why = isolation.bwrap_works()
+        if ok:
+            return "bwrap"
+        if wanted == "bwrap":
+            raise SandboxUnavailable(why)
+        message = (f"SANDBOX ISOLATION UNAVAILABLE: {why}. Untrusted code will run WITHOUT namespaces "
+                   "(no network/filesystem isolation); every verdict records isolation='none'.")
+        log.warning(message)
+        print(f"WARNING: {message}", file=sys.stderr)
+        self.warnings.append(message)
+        return "none"
+
+    async def start(self) -> None:
+        self.mode = self._choose_mode()
+        self._log_dir = tempfile.mkdtemp(prefix="kodcode-sandbox-logs-")
+        workers = [self._new_worker() for _ in range(self.config.workers)]
+        results = await asyncio.gather(*(w.start() for w in workers), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            await asyncio.gather(*(w.kill() for w in workers))
+            raise failures[0]
+        for w in workers:
+            self._workers.append(w)
+            self._idle.put_nowait(w)
+        for w in set(map(tuple, (w.warnings for w in workers))):
+            for message in w:
+                if message not in self.warnings:
+                    log.warning("sandbox: %s", message)
+                    self.warnings.append(message)
+
+    def _new_worker(self) -> Worker:
+        self._next_index += 1
+        return Worker(self.config, self.mode, self._next_index, self._log_dir)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(w.stop() for w in self._workers), return_exceptions=True)
+        self._workers.clear()
+        if self._log_dir:
+            shutil.rmtree(self._log_dir, ignore_errors=True)
+
+    async def __aenter__(self) -> SandboxPool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def verify(self, job: Job) -> Verdict:
+        """Run one job. Waits for a free worker first (backpressure)."""
+        problem = ""
+        for attempt in range(2):
+            worker = await self._idle.get()
+            self.busy += 1
+            try:
+                return await worker.run(job)
+            except WorkerFailure as e:
+                problem = f"{e}; worker log: {worker.log_tail(500)}"
+                log.warning("sandbox worker %d failed on job %r (attempt %d): %s", worker.index, job.id,
+                            attempt + 1, e)
+                worker = await self._replace(worker)
+                if attempt == 0:
+                    self.retries += 1
+            finally:
+                self.busy -= 1
+                self._idle.put_nowait(worker)
+        return Verdict(id=job.id, status="sandbox_error", reason=f"sandbox failed twice: {problem}"[:2000],
+                       isolation=self.mode)
+
+    async def _replace(self, worker: Worker) -> Worker:
+        await worker.kill()
+        self._workers.remove(worker)
+        fresh = self._new_worker()
+        await fresh.start()  # SandboxUnavailable propagates: the pool cannot go on
+        self._workers.append(fresh)
+        self.restarts += 1
+        return fresh
+
+    def pids(self) -> list[int]:
+        return [w.proc.pid for w in self._workers if w.proc is not None and w.proc.returncode is None]
+
+
+def verify_batch(jobs: Iterable[Job], config: SandboxConfig | None = None) -> list[Verdict]:
+    """Synchronous helper for other programs: verify every job, verdicts in input order."""
+    jobs = list(jobs)
+
+    async def run_all() -> list[Verdict]:
+        async with SandboxPool(config) as pool:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(pool.verify(job)) for job in jobs]
+            return [t.result() for t in tasks]
+
+    return asyncio.run(run_all())

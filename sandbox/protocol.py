@@ -1,0 +1,190 @@
+"""Messages that cross the pool <-> worker boundary.
+
+Everything here is plain data: msgspec structs encoded as msgpack, framed by a
+4-byte big-endian length. Nothing is pickled, so a worker can never make the
+parent run code by sending it bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+
+# A frame larger than this is a broken or hostile worker, not a verdict.
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+
+_LEN = struct.Struct(">I")
+
+
+class Limits(msgspec.Struct, frozen=True, kw_only=True):
+    """Resource limits for one job. Zero or None means "no limit" for that resource."""
+
+    wall_s: float = 30.0
+    cpu_s: float | None = None  # defaults to wall_s in the child when None
+    memory_mb: int = 2048  # address space the job may add on top of the warm interpreter
+    max_processes: int = 64  # processes + threads inside the job's user namespace
+    max_file_mb: int = 64  # largest single file the job may write
+    max_open_files: int = 256
+    max_output_bytes: int = 64 * 1024  # kept per stream; the rest is drained and dropped
+
+
+class StdinCase(msgspec.Struct, frozen=True):
+    input: str
+    output: str
+
+
+class Job(msgspec.Struct, frozen=True, kw_only=True):
+    """One verification job: a solution plus either pytest source or stdin/stdout cases."""
+
+    id: str = ""
+    solution: str
+    test: str | None = None
+    stdin_tests: list[StdinCase] | None = None
+    limits: Limits = Limits()
+    coverage: bool = True
+    float_tolerance: float | None = None  # stdin mode only; None means exact comparison
+
+
+class TestOutcome(msgspec.Struct, frozen=True):
+    nodeid: str
+    outcome: str  # passed, failed, error, skipped, xfailed, xpassed
+    message: str = ""
+
+
+class Verdict(msgspec.Struct, kw_only=True):
+    id: str = ""
+    status: str  # see sandbox.verdict.STATUSES
+    reason: str = ""
+    tests: list[TestOutcome] = []
+    coverage: float | None = None
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    peak_rss_mb: float = 0.0
+    stdout: str = ""
+    stderr: str = ""
+    isolation: str = "none"
+    exit_code: int | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+
+class JobRequest(msgspec.Struct, tag="job"):
+    v: int
+    job: Job
+
+
+class Ready(msgspec.Struct, tag="ready"):
+    v: int
+    isolation: str
+    warnings: list[str] = []
+    preloaded: list[str] = []
+
+
+class Result(msgspec.Struct, tag="result"):
+    v: int
+    verdict: Verdict
+
+
+WorkerMessage = Ready | Result
+
+_job_encoder = msgspec.msgpack.Encoder()
+_request_decoder = msgspec.msgpack.Decoder(JobRequest)
+_worker_decoder = msgspec.msgpack.Decoder(WorkerMessage)
+
+
+class ProtocolError(Exception):
+    """The other side sent something that is not a valid frame."""
+
+
+def frame(message: msgspec.Struct) -> bytes:
+    body = _job_encoder.encode(message)
+    return _LEN.pack(len(body)) + body
+
+
+def frame_length(header: bytes) -> int:
+    (n,) = _LEN.unpack(header)
+    if n > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame of {n} bytes exceeds {MAX_FRAME_BYTES}")
+    return n
+
+
+def decode_request(body: bytes) -> JobRequest:
+    try:
+        return _request_decoder.decode(body)
+    except msgspec.DecodeError as e:
+        raise ProtocolError(str(e)) from e
+
+
+def decode_worker_message(body: bytes) -> Ready | Result:
+    try:
+        return _worker_decoder.decode(body)
+    except msgspec.DecodeError as e:
+        raise ProtocolError(str(e)) from e
+
+
+def read_exact(fd: int, n: int) -> bytes:
+    """Blocking read of exactly n bytes; raises EOFError if the peer closed early."""
+    chunks = []
+    while n:
+        b = os.read(fd, min(n, 1 << 20))
+        if not b:
+            raise EOFError("peer closed the channel")
+        chunks.append(b)
+        n -= len(b)
+    return b"".join(chunks)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+# ---- job process -> zygote events (inside the sandbox) -------------------------------
+# The job process streams these as it goes, so a job that dies half-way still leaves
+# a record of which tests ran. They are decoded defensively: the job runs untrusted
+# code, so anything on this channel may be garbage.
+
+
+class Collected(msgspec.Struct, tag="collected"):
+    count: int
+
+
+class TestEvent(msgspec.Struct, tag="test"):
+    test: TestOutcome
+
+
+class Done(msgspec.Struct, tag="done"):
+    exit_code: int
+    coverage: float | None = None
+    memory_error: bool = False
+    reason: str = ""
+
+
+JobEvent = Collected | TestEvent | Done
+_event_decoder = msgspec.msgpack.Decoder(JobEvent)
+
+
+def decode_events(data: bytes) -> tuple[list[Collected | TestEvent | Done], str]:
+    """Split a buffer of framed events; returns (events, problem) where problem is '' if all parsed."""
+    events: list[Collected | TestEvent | Done] = []
+    pos = 0
+    while pos < len(data):
+        if pos + 4 > len(data):
+            return events, "truncated event header"
+        (n,) = _LEN.unpack_from(data, pos)
+        if pos + 4 + n > len(data):
+            return events, "truncated event"
+        try:
+            events.append(_event_decoder.decode(data[pos + 4:pos + 4 + n]))
+        except msgspec.DecodeError:
+            return events, "undecodable event on the result channel"
+        pos += 4 + n
+    return events, ""
