@@ -1,0 +1,135 @@
+"""Pull a solution and its pytest tests out of free-form model output.
+
+Accepted shapes, tried in order:
+1. Tagged sections: <|Solution Begin|> ... <|Solution End|> and <|Test Begin|> ... <|Test End|>
+   (a missing end tag runs to the next begin tag or the end of the text).
+2. Fenced code blocks: the first block that defines code and does not look like tests is the
+   solution; the first block with `def test_` (or importing from `solution`) is the test.
+Inside a section, a ```python fence is stripped, also when its closing fence is missing.
+The test module always gets `from solution import *` unless it already imports from solution.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
+_SOLUTION_IMPORT = re.compile(r"^\s*(from\s+solution\s+import|import\s+solution\b)", re.M)
+_TAGS = {
+    "solution": (re.compile(r"<\|\s*Solution\s+Begin\s*\|>", re.I), re.compile(r"<\|\s*Solution\s+End\s*\|>", re.I)),
+    "test": (re.compile(r"<\|\s*Test\s+Begin\s*\|>", re.I), re.compile(r"<\|\s*Test\s+End\s*\|>", re.I)),
+}
+_ANY_BEGIN = re.compile(r"<\|\s*(Solution|Test)\s+Begin\s*\|>", re.I)
+
+
+class ParseError(ValueError):
+    """The response holds no usable solution/test pair; the attempt is recorded as parse_error."""
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    solution: str
+    test: str
+
+
+_FENCE_LINE = re.compile(r"^\s*`{1,3}\s*[A-Za-z0-9_+-]*\s*$")
+
+
+def _strip_fence(text: str) -> str:
+    """Code inside a section: drop (possibly broken) fence lines; with prose around, take the block."""
+    lines = text.strip("\n").split("\n")
+    if lines and _FENCE_LINE.match(lines[0]) or (lines and re.match(r"^\s*`{1,3}[A-Za-z]+\s*$", lines[0])):
+        lines = lines[1:]
+        if lines and re.match(r"^\s*`{1,3}\s*$", lines[-1]):
+            lines = lines[:-1]
+        return "\n".join(lines).strip("\n").removesuffix("```").rstrip("\n")
+    m = _FENCE.search(text)
+    if m and m.group(2).strip():
+        return m.group(2).strip("\n")
+    return text.strip("\n")
+
+
+def _tagged(text: str, name: str) -> str | None:
+    begin, end = _TAGS[name]
+    m = begin.search(text)
+    if not m:
+        return None
+    rest = text[m.end():]
+    e = end.search(rest)
+    nxt = _ANY_BEGIN.search(rest)
+    stop = min(x.start() for x in (e, nxt) if x is not None) if (e or nxt) else len(rest)
+    return _strip_fence(rest[:stop])
+
+
+def _is_test_code(code: str) -> bool:
+    return bool(re.search(r"^\s*def\s+test_\w*\s*\(", code, re.M)) or bool(_SOLUTION_IMPORT.search(code))
+
+
+def _fenced(text: str) -> tuple[str | None, str | None]:
+    blocks = [m.group(2).strip("\n") for m in _FENCE.finditer(text)
+              if m.group(1).lower() in ("", "python", "py", "python3")]
+    solution = next((b for b in blocks if b.strip() and not _is_test_code(b)), None)
+    test = next((b for b in blocks if re.search(r"^\s*def\s+test_\w*\s*\(", b, re.M)), None)
+    return solution, test
+
+
+def with_solution_import(test: str) -> str:
+    if _SOLUTION_IMPORT.search(test):
+        return test
+    return "from solution import *\n\n" + test
+
+
+def parse_solution_and_test(text: str) -> Parsed:
+    """Extract (solution, test) from a model response or raise ParseError with the reason."""
+    if not isinstance(text, str) or not text.strip():
+        raise ParseError("empty response")
+    solution, test = _tagged(text, "solution"), _tagged(text, "test")
+    if solution is None or test is None:
+        fenced_solution, fenced_test = _fenced(text)
+        solution = solution if solution is not None else fenced_solution
+        test = test if test is not None else fenced_test
+    if not solution or not solution.strip():
+        raise ParseError("no solution section or code block found")
+    if not test or not test.strip():
+        raise ParseError("no test section or test code block found")
+    return Parsed(solution=solution.strip("\n") + "\n", test=with_solution_import(test.strip("\n")) + "\n")
+
+
+def extract_final_code(text: str) -> str | None:
+    """The last Python code block of an answer (reasoning models put the final code last)."""
+    if not isinstance(text, str):
+        return None
+    body = text.split("</think>")[-1]
+    blocks = [m.group(2).strip("\n") for m in _FENCE.finditer(body) if m.group(1).lower() in ("", "python", "py", "python3")]
+    blocks = [b for b in blocks if b.strip()]
+    return blocks[-1] + "\n" if blocks else None
+
+
+def test_info(solution: str, test: str) -> list[dict]:
+    """Name, declaration, parameters and docstring of each solution function the tests use."""
+    try:
+        sol_tree = ast.parse(solution)
+    except SyntaxError:
+        return []
+    try:
+        used = {n.id for n in ast.walk(ast.parse(test)) if isinstance(n, ast.Name)}
+        used |= {a.name for n in ast.walk(ast.parse(test)) if isinstance(n, ast.ImportFrom) for a in n.names}
+    except SyntaxError:
+        used = set()
+    infos = []
+    for node in sol_tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and (not used or node.name in used):
+            if isinstance(node, ast.ClassDef):
+                decl = f"class {node.name}"
+                params: list[str] = []
+            else:
+                args = ast.unparse(node.args)
+                ret = f" -> {ast.unparse(node.returns)}" if node.returns else ""
+                prefix = "async def" if isinstance(node, ast.AsyncFunctionDef) else "def"
+                decl = f"{prefix} {node.name}({args}){ret}:"
+                params = [a.arg for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs]
+            infos.append({"function_name": node.name, "function_declaration": decl, "parameter_list": params,
+                          "docstring": ast.get_docstring(node)})
+    return infos
