@@ -1,0 +1,149 @@
+"""Any OpenAI-compatible server (vLLM, SGLang, llama.cpp, OpenAI, Together, ...) over aiohttp."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+import aiohttp
+import orjson
+
+from kodcode_async.backends.base import Completion, LLMRequestError, Request
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAIConfig:
+    base_url: str
+    model: str
+    api_key: str | None = None  # resolved by the CLI from the configured env var; never logged
+    timeout_s: float = 600.0
+    max_retries: int = 5
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    max_in_flight: int = 128
+    # How long in total one request may spend waiting out 429s before it is given up.
+    max_rate_limit_wait_s: float = 900.0
+
+    def __repr__(self) -> str:  # keep the key out of logs and tracebacks
+        return f"OpenAIConfig(base_url={self.base_url!r}, model={self.model!r}, api_key={'***' if self.api_key else None})"
+
+
+class _Retryable(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class OpenAIBackend:
+    name = "openai"
+
+    def __init__(self, config: OpenAIConfig) -> None:
+        self.config = config
+        self.max_in_flight = config.max_in_flight
+        self.errors: Counter[str] = Counter()
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.requests_sent = 0
+        self._cooldown_until = 0.0  # shared: a 429 slows every request, not just the one that got it
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            headers = {"Content-Type": "application/json"}
+            if self.config.api_key:
+                headers["Authorization"] = f"Bearer {self.config.api_key}"
+            self._session = aiohttp.ClientSession(
+                headers=headers,
+                connector=aiohttp.TCPConnector(limit=self.config.max_in_flight, ttl_dns_cache=300),
+                timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
+                json_serialize=lambda o: orjson.dumps(o).decode())
+        return self._session
+
+    def _payload(self, request: Request) -> tuple[str, dict]:
+        s = request.sampling
+        body: dict = {"model": self.config.model, "n": s.n, "temperature": s.temperature, "top_p": s.top_p,
+                      "max_tokens": s.max_tokens}
+        if s.seed is not None:
+            body["seed"] = s.seed
+        if request.messages is not None:
+            body["messages"] = request.messages
+            return "/chat/completions", body
+        body["prompt"] = request.prompt or ""
+        return "/completions", body
+
+    async def generate(self, request: Request) -> Completion:
+        path, body = self._payload(request)
+        url = self.config.base_url.rstrip("/") + path
+        attempt = 0
+        waited_429 = 0.0
+        while True:
+            pause = self._cooldown_until - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            try:
+                return await self._send(url, body, request.messages is not None)
+            except _Retryable as e:
+                self.errors[e.kind] += 1
+                if e.kind == "rate_limited":
+                    waited_429 += max(0.0, self._cooldown_until - time.monotonic())
+                    if waited_429 > self.config.max_rate_limit_wait_s:
+                        raise LLMRequestError("rate_limited", f"still rate limited after {waited_429:.0f} s") from e
+                    continue  # the shared cooldown is the backoff; it does not burn a retry
+                attempt += 1
+                if attempt > self.config.max_retries:
+                    raise LLMRequestError(e.kind, f"{e} (gave up after {self.config.max_retries} retries)") from e
+                delay = min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** (attempt - 1))
+                await asyncio.sleep(delay * (0.5 + random.random() / 2))  # noqa: S311 - jitter, not crypto
+
+    async def _send(self, url: str, body: dict, chat: bool) -> Completion:
+        self.requests_sent += 1
+        try:
+            async with self._client().post(url, json=body) as resp:
+                raw = await resp.read()
+                if resp.status == 429:
+                    wait = _retry_after_s(resp.headers.get("Retry-After"))
+                    wait = wait if wait is not None else self.config.backoff_base_s * 4
+                    self._cooldown_until = max(self._cooldown_until, time.monotonic() + wait)
+                    raise _Retryable("rate_limited", f"HTTP 429, retry after {wait:.1f} s")
+                if resp.status >= 500:
+                    raise _Retryable("server_error", f"HTTP {resp.status}")
+                if resp.status >= 400:
+                    self.errors["client_error"] += 1
+                    raise LLMRequestError("client_error", f"HTTP {resp.status}: {raw[:300].decode('utf-8', 'replace')}")
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
+            raise _Retryable("connection", f"{type(e).__name__}: {e}") from e
+        except TimeoutError as e:
+            raise _Retryable("timeout", f"no complete response within {self.config.timeout_s:g} s") from e
+        try:
+            data = orjson.loads(raw)
+            choices = data["choices"]
+            texts = [(c["message"]["content"] if chat else c["text"]) or "" for c in choices]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as e:
+            raise _Retryable("malformed", f"malformed response body: {type(e).__name__}") from e
+        usage = data.get("usage") or {}
+        self.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+        self.completion_tokens += int(usage.get("completion_tokens") or 0)
+        return Completion(texts=texts, prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                          completion_tokens=int(usage.get("completion_tokens") or 0))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -1,0 +1,229 @@
+"""Argument parsing and wiring only. The one module that reads environment variables."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import tomllib
+
+from kodcode_async import __version__
+
+EXIT_INTERRUPTED = 130
+
+
+def _event_loop_runner():  # noqa: ANN202
+    try:
+        import uvloop
+
+        return uvloop.run
+    except ImportError:
+        return asyncio.run
+
+
+def _sandbox_config(args: argparse.Namespace):  # noqa: ANN202
+    from sandbox.pool import SandboxConfig
+
+    return SandboxConfig(workers=args.sandbox_workers or os.cpu_count() or 1, isolation=args.isolation)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from kodcode_async.verify import VerifyOptions, run_verify
+    from sandbox.pool import SandboxConfig
+
+    if not os.path.exists(args.input):
+        print(f"error: input file not found: {args.input}", file=sys.stderr)
+        return 2
+    config = SandboxConfig(workers=args.workers or os.cpu_count() or 1, isolation=args.isolation)
+    options = VerifyOptions(timeout_s=args.timeout, memory_mb=args.memory_mb, coverage=not args.no_coverage)
+    counts = _event_loop_runner()(run_verify(args.input, args.output, config, options))
+    elapsed = counts.pop("_elapsed")
+    total = sum(counts.values())
+    print(f"verified {total} rows in {elapsed:.1f} s ({total / max(elapsed, 1e-9):.1f} trials/s): "
+          + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f" -> {args.output}")
+    return 0
+
+
+RUN_DEFAULTS = {
+    "backend": "recorded", "base_url": "", "model": "", "api_key_env": "OPENAI_API_KEY", "recorded": "",
+    "workers": 128, "attempts": 3, "max_attempts": 10, "temperature": 0.7, "max_tokens": 4096,
+    "timeout": 30.0, "memory_mb": 2048, "sandbox_workers": 0, "isolation": "auto", "request_timeout": 600.0,
+    "max_retries": 5, "start_at": "solutions", "input": "", "out": "",
+}
+
+
+def load_config(path: str | None) -> dict:
+    """TOML config: keys are the long option names with '-' or '_'. Unknown keys are errors."""
+    if not path:
+        return {}
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise SystemExit(f"error: config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SystemExit(f"error: {path} is not valid TOML: {e}") from None
+    out = {}
+    for key, value in data.items():
+        k = key.replace("-", "_")
+        if k not in RUN_DEFAULTS:
+            raise SystemExit(f"error: {path}: unknown key {key!r}; known: {', '.join(sorted(RUN_DEFAULTS))}")
+        want = type(RUN_DEFAULTS[k])
+        if want is float and isinstance(value, int):
+            value = float(value)
+        if not isinstance(value, want) or isinstance(value, bool) != (want is bool):
+            raise SystemExit(f"error: {path}: {key} must be {want.__name__}, got {type(value).__name__}")
+        out[k] = value
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from kodcode_async.backends import BackendDead, make_backend
+    from kodcode_async.pipeline import RunConfig, run_solve
+    from kodcode_async.progress import Progress
+    from kodcode_async.stages.solutions import SolveOptions
+    from sandbox import Limits
+    from sandbox.pool import SandboxUnavailable
+
+    merged = dict(RUN_DEFAULTS)
+    merged.update(load_config(args.config))
+    merged.update({k: v for k, v in vars(args).items() if k in RUN_DEFAULTS and v is not None})
+    o = argparse.Namespace(**merged)
+    if not o.input or not o.out:
+        print("error: run needs --input QUESTIONS.jsonl and --out RUN_DIR", file=sys.stderr)
+        return 2
+    if o.start_at != "solutions":
+        print(f"error: --start-at {o.start_at} is not available; this version starts at 'solutions'", file=sys.stderr)
+        return 2
+    if not os.path.exists(o.input):
+        print(f"error: input file not found: {o.input}", file=sys.stderr)
+        return 2
+    try:
+        solve = SolveOptions(attempts=o.attempts, max_attempts=o.max_attempts, temperature=o.temperature,
+                             max_tokens=o.max_tokens, model_name=o.model or o.backend,
+                             limits=Limits(wall_s=o.timeout, memory_mb=o.memory_mb))
+        backend = make_backend(o.backend, model=o.model, base_url=o.base_url,
+                               api_key=os.environ.get(o.api_key_env) if o.api_key_env else None,
+                               recorded_path=o.recorded, workers=o.workers, timeout_s=o.request_timeout,
+                               max_retries=o.max_retries)
+    except (ValueError, BackendDead) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    config = RunConfig(input_path=o.input, out_dir=o.out, workers=o.workers, solve=solve,
+                       sandbox=_sandbox_config(o))
+    progress = Progress("questions", interval=10.0)
+
+    def on_progress(stats) -> None:  # noqa: ANN001
+        progress.done = stats.items_finished
+        progress.render = lambda: (f"gen {stats.gen.done} (in flight {stats.gen.in_flight}, queued {stats.queued_gen})"
+                                   f"  verify {stats.verify.done} (busy {stats.verify.in_flight})")
+        progress.update()
+
+    async def main() -> dict:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            return await run_solve(config, backend, on_progress)
+        finally:
+            await backend.close()
+
+    try:
+        stats = _event_loop_runner()(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        progress.close()
+        print(f"\ninterrupted: finished questions are in {o.out}; run the same command again to resume.",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (BackendDead, SandboxUnavailable) as e:
+        progress.close()
+        print(f"error: {e}\nfinished questions are in {o.out}; fix the cause and run the same command to resume.",
+              file=sys.stderr)
+        return 1
+    progress.close()
+    print_summary(o.out, stats)
+    return 0
+
+
+def print_summary(out: str, stats: dict) -> None:
+    print(f"\nquestions: {stats['questions']}  verified: {stats['verified']}  "
+          f"difficulty: {stats['difficulty']}  (isolation: {stats['sandbox_isolation']})")
+    for subset, ks in stats["pass_at_k"].items():
+        shown = ", ".join(f"pass@{k} {v['questions']}" for k, v in list(ks.items())[:5])
+        print(f"  {subset}: {shown}")
+    if stats["failure_reasons"]:
+        print(f"  failed attempts by reason: {stats['failure_reasons']}")
+    if stats["rejected_rows"]:
+        print(f"  rejected input rows: {len(stats['rejected_rows'])} (see stats.json)")
+    print(f"output: {out}/verified.jsonl, {out}/failed.jsonl, {out}/stats.json")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from kodcode_async.export import ExportError, export
+
+    try:
+        path = export(args.run_dir, args.format, args.output)
+    except ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kodcode-async", description="Verifiable synthetic coding datasets, fast.")
+    p.add_argument("--version", action="version", version=__version__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("verify", help="run (solution, test) rows in the sandbox; one verdict row per input row")
+    v.add_argument("input", help="JSONL rows with solution + test (or test_code), or solution + stdin_tests")
+    v.add_argument("-o", "--output", required=True, help="output JSONL, rows in input order")
+    v.add_argument("--workers", type=int, default=0, help="sandbox workers (default: number of cores)")
+    v.add_argument("--timeout", type=float, default=30.0, help="wall-clock seconds for one whole trial (default 30)")
+    v.add_argument("--memory-mb", type=int, default=2048, help="memory a trial may use (default 2048)")
+    v.add_argument("--no-coverage", action="store_true", help="skip line coverage of solution.py")
+    v.add_argument("--isolation", choices=["auto", "bwrap", "none"], default="auto",
+                   help="auto: bubblewrap if it works, else none with a loud warning")
+    v.set_defaults(func=cmd_verify)
+
+    r = sub.add_parser("run", help="solve-and-verify questions into a run directory (re-run to resume)")
+    r.add_argument("--config", help="TOML file with any of the options below (CLI flags win)")
+    r.add_argument("--input", help="questions JSONL: rows need 'question'; 'question_id', 'subset' optional")
+    r.add_argument("--out", help="run directory (verified.jsonl, failed.jsonl, stats.json, journal.sqlite)")
+    r.add_argument("--start-at", choices=["solutions"], help="pipeline stage to start from (default solutions)")
+    r.add_argument("--backend", choices=["openai", "vllm", "recorded"], help="LLM backend (default recorded)")
+    r.add_argument("--base-url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    r.add_argument("--model", help="model name sent to the server / loaded by vLLM")
+    r.add_argument("--api-key-env", help="environment variable holding the API key (default OPENAI_API_KEY)")
+    r.add_argument("--recorded", help="recorded responses JSONL for --backend recorded")
+    r.add_argument("--workers", type=int, help="max LLM requests in flight (default 128)")
+    r.add_argument("--attempts", type=int, help="first-round attempts per question (default 3)")
+    r.add_argument("--max-attempts", type=int, help="attempts for questions that have not passed yet (default 10)")
+    r.add_argument("--temperature", type=float, help="sampling temperature (default 0.7)")
+    r.add_argument("--max-tokens", type=int, help="max tokens per response (default 4096)")
+    r.add_argument("--timeout", type=float, help="sandbox wall-clock seconds per trial (default 30)")
+    r.add_argument("--memory-mb", type=int, help="sandbox memory per trial (default 2048)")
+    r.add_argument("--sandbox-workers", type=int, help="sandbox pool size (default: number of cores)")
+    r.add_argument("--isolation", choices=["auto", "bwrap", "none"], help="sandbox isolation (default auto)")
+    r.add_argument("--request-timeout", type=float, help="seconds per LLM request (default 600)")
+    r.add_argument("--max-retries", type=int, help="retries on connection errors and 5xx (default 5)")
+    r.set_defaults(func=cmd_run)
+
+    e = sub.add_parser("export", help="write the run's dataset as jsonl, parquet or verl parquet")
+    e.add_argument("run_dir")
+    e.add_argument("--format", choices=["jsonl", "parquet", "verl"], default="parquet")
+    e.add_argument("-o", "--output", help="output file (default: RUN_DIR/export/<name>)")
+    e.set_defaults(func=cmd_export)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
