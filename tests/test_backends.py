@@ -1,0 +1,151 @@
+"""The OpenAI backend against a real HTTP server on 127.0.0.1; the vLLM backend against a fake engine."""
+
+import asyncio
+import time
+
+import pytest
+
+from kodcode_async.backends import LLMRequestError, Request, make_backend
+from kodcode_async.backends.openai import OpenAIBackend, OpenAIConfig
+from kodcode_async.backends.vllm import VLLMBackend, VLLMConfig
+from tests.openai_server import Script, start_server
+
+REQ = Request(stage="s", item_id="q", attempt=0, messages=[{"role": "user", "content": "hi"}])
+
+
+def run_with_server(script: Script, body, **cfg):  # noqa: ANN001
+    async def main():
+        runner, url = await start_server(script)
+        backend = OpenAIBackend(OpenAIConfig(base_url=url, model="m", backoff_base_s=0.01, **cfg))
+        try:
+            return await body(backend)
+        finally:
+            await backend.close()
+            await runner.cleanup()
+
+    return asyncio.run(main())
+
+
+def test_retries_500s_then_succeeds_and_counts_tokens():
+    script = Script(faults=["500", "500"], text="answer")
+    out, backend = run_with_server(script, lambda b: _gen(b))
+    assert out.texts == ["answer"] and script.requests == 3
+    assert backend.errors["server_error"] == 2 and backend.prompt_tokens == 10 and backend.completion_tokens == 5
+
+
+async def _gen(b):
+    return await b.generate(REQ), b
+
+
+def test_gives_up_after_max_retries():
+    script = Script(faults=["500"] * 10)
+    with pytest.raises(LLMRequestError) as e:
+        run_with_server(script, lambda b: b.generate(REQ), max_retries=2)
+    assert e.value.kind == "server_error" and script.requests == 3
+
+
+def test_429_honours_retry_after_through_a_shared_cooldown_without_burning_retries():
+    script = Script(faults=["429", "429"], retry_after="1")
+
+    async def body(b):
+        t = time.monotonic()
+        results = await asyncio.gather(*(b.generate(REQ) for _ in range(4)))
+        return results, time.monotonic() - t
+
+    (results, elapsed) = run_with_server(script, body, max_retries=0)
+    assert len(results) == 4 and elapsed >= 0.9  # everyone waited out the cooldown; no retry budget used
+    assert script.requests == 6
+
+
+def test_other_4xx_is_a_recorded_failure_not_retried():
+    script = Script(faults=["400"])
+    with pytest.raises(LLMRequestError) as e:
+        run_with_server(script, lambda b: b.generate(REQ))
+    assert e.value.kind == "client_error" and script.requests == 1
+
+
+@pytest.mark.parametrize("fault,kind", [("slow", "timeout"), ("reset", "connection"), ("malformed", "malformed"),
+                                        ("endless", "timeout")])
+def test_transient_faults_are_retried(fault, kind):
+    script = Script(faults=[fault], text="fine")
+    out, backend = run_with_server(script, lambda b: _gen(b), timeout_s=1.0)
+    assert out.texts == ["fine"] and backend.errors[kind] == 1
+
+
+def test_api_key_is_never_in_repr():
+    cfg = OpenAIConfig(base_url="http://x", model="m", api_key="sk-secret")
+    assert "sk-secret" not in repr(cfg)
+
+
+class FakeOutput:
+    def __init__(self, text):
+        self.text = text
+        self.token_ids = [1, 2, 3]
+
+
+class FakeRequestOutput:
+    def __init__(self, texts, finished):
+        self.outputs = [FakeOutput(t) for t in texts]
+        self.prompt_token_ids = [9, 9]
+        self.finished = finished
+
+
+class FakeTokenizer:
+    def apply_chat_template(self, messages, tokenize, add_generation_prompt):
+        return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
+
+
+class FakeAsyncLLM:
+    """vLLM v1 AsyncLLM's interface: generate() is an async generator of RequestOutputs."""
+
+    def __init__(self, delay=0.0):
+        self.delay = delay
+        self.aborted = []
+        self.prompts = []
+
+    async def get_tokenizer(self):
+        return FakeTokenizer()
+
+    async def generate(self, prompt, sampling_params, request_id):
+        self.prompts.append(prompt)
+        for i in range(3):
+            await asyncio.sleep(self.delay)
+            yield FakeRequestOutput([f"partial{i}"] * sampling_params["n"], finished=False)
+        yield FakeRequestOutput(["final"] * sampling_params["n"], finished=True)
+
+    async def abort(self, request_id):
+        self.aborted.append(request_id)
+
+    def shutdown(self):
+        pass
+
+
+def test_vllm_backend_with_fake_engine_returns_final_output_and_applies_chat_template():
+    engine = FakeAsyncLLM()
+    backend = VLLMBackend(VLLMConfig(model="m", max_num_seqs=8), engine=engine,
+                          sampling_params=lambda r: {"n": r.sampling.n})
+    out = asyncio.run(backend.generate(REQ))
+    assert out.texts == ["final"] and engine.prompts == ["<user>hi<assistant>"]
+    assert backend.max_in_flight == 10
+
+
+def test_vllm_cancelling_the_consumer_aborts_the_request():
+    engine = FakeAsyncLLM(delay=1.0)
+    backend = VLLMBackend(VLLMConfig(model="m"), engine=engine, sampling_params=lambda r: {"n": 1})
+
+    async def main():
+        task = asyncio.create_task(backend.generate(REQ))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert len(engine.aborted) == 1
+
+
+def test_factory_rejects_incomplete_configuration():
+    with pytest.raises(ValueError, match="base-url"):
+        make_backend("openai", model="m")
+    with pytest.raises(ValueError, match="unknown backend"):
+        make_backend("nope")
