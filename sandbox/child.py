@@ -71,6 +71,22 @@ class WorkerOptions(msgspec.Struct, frozen=True):
     pytest_plugins: list[str] = []
     isolation: str = "none"
     drop_to_uid: int | None = None
+    blocked_imports: list[str] = []
+
+
+class _BlockedImports:
+    """Meta-path finder that makes chosen top-level packages unimportable in jobs.
+
+    For emulating a reference test environment (say, one without scipy) on a machine that has more.
+    """
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = frozenset(names)
+
+    def find_spec(self, name: str, path=None, target=None):  # noqa: ANN001, ANN201
+        if name.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
 
 
 class _Reporter:
@@ -171,6 +187,11 @@ class Zygote:
             # setuid() made us non-dumpable, which would make /proc/self/uid_map unwritable
             # for the per-job user namespace.
             isolation.prctl(isolation.PR_SET_DUMPABLE, 1)
+        if self.options.blocked_imports:
+            for name in list(sys.modules):
+                if name.partition(".")[0] in self.options.blocked_imports:
+                    del sys.modules[name]
+            sys.meta_path.insert(0, _BlockedImports(self.options.blocked_imports))
         self._reset_area()
         self._prepare_pytest()
         self.pidns = self._probe_pidns()

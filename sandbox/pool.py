@@ -57,6 +57,8 @@ class SandboxConfig:
     isolation: str = "auto"  # auto: bwrap when it works, else none with a loud warning
     preload: tuple[str, ...] = DEFAULT_PRELOAD
     pytest_plugins: tuple[str, ...] = ()
+    # Top-level packages jobs may not import even if installed (to emulate a reference environment).
+    blocked_imports: tuple[str, ...] = ()
     start_timeout_s: float = 120.0
     # Beyond a job's own wall limit, how long the worker may take to answer before it is
     # presumed hung (draining output, reaping, cleaning the job area).
@@ -99,7 +101,8 @@ class Worker:
         root = isolation.SANDBOX_ROOT if self.mode == "bwrap" else tempfile.mkdtemp(prefix="kodcode-sandbox-")
         options = WorkerOptions(
             root=root, preload=list(self.config.preload), pytest_plugins=list(self.config.pytest_plugins),
-            isolation=self.mode, drop_to_uid=isolation.SANDBOX_UID if os.geteuid() == 0 else None)
+            isolation=self.mode, drop_to_uid=isolation.SANDBOX_UID if os.geteuid() == 0 else None,
+            blocked_imports=list(self.config.blocked_imports))
         argv = [sys.executable, "-m", "sandbox.child", msgspec.json.encode(options).decode()]
         if self.mode == "bwrap":
             cmd = isolation.bwrap_command(
