@@ -44,16 +44,14 @@ class Run:
     cpu_s: float
 
 
-async def reference_trial(row: dict, timeout: float, sem: asyncio.Semaphore) -> Run:
+async def reference_trial(row: dict, limit_s: float, sem: asyncio.Semaphore) -> Run:
     async with sem:
-        d = tempfile.mkdtemp(prefix="ref-trial-")
+        d = _trial_dir(row)
         try:
-            Path(d, "solution.py").write_text(row["solution"])
-            Path(d, "test_solution.py").write_text(row["test"])
             before = os.times()
             t0 = time.perf_counter()
             proc = await asyncio.create_subprocess_exec(
-                "timeout", str(int(timeout)), sys.executable, "-m", "pytest", "--cov=solution", "-q",
+                "timeout", str(int(limit_s)), sys.executable, "-m", "pytest", "--cov=solution", "-q",
                 "-p", "no:cacheprovider", cwd=d, stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL)
             code = await proc.wait()
@@ -68,21 +66,28 @@ async def reference_trial(row: dict, timeout: float, sem: asyncio.Semaphore) -> 
         return Run(label, wall, cpu)
 
 
-async def run_reference(rows: list[dict], jobs: int, timeout: float) -> tuple[list[Run], float, float]:
+def _trial_dir(row: dict) -> str:
+    d = tempfile.mkdtemp(prefix="ref-trial-")
+    Path(d, "solution.py").write_text(row["solution"])
+    Path(d, "test_solution.py").write_text(row["test"])
+    return d
+
+
+async def run_reference(rows: list[dict], jobs: int, limit_s: float) -> tuple[list[Run], float, float]:
     sem = asyncio.Semaphore(jobs)
     c0 = os.times()
     t0 = time.perf_counter()
-    runs = await asyncio.gather(*(reference_trial(r, timeout, sem) for r in rows))
+    runs = await asyncio.gather(*(reference_trial(r, limit_s, sem) for r in rows))
     c1 = os.times()
     cpu = (c1.children_user - c0.children_user) + (c1.children_system - c0.children_system)
     return list(runs), time.perf_counter() - t0, cpu
 
 
-async def run_pool(rows: list[dict], jobs: int, timeout: float) -> tuple[list[Run], float, float]:
+async def run_pool(rows: list[dict], jobs: int, limit_s: float) -> tuple[list[Run], float, float]:
     async with SandboxPool(SandboxConfig(workers=jobs)) as pool:
         t0 = time.perf_counter()
         verdicts = await asyncio.gather(*(pool.verify(Job(id=r["id"], solution=r["solution"], test=r["test"],
-                                                          limits=Limits(wall_s=timeout))) for r in rows))
+                                                          limits=Limits(wall_s=limit_s))) for r in rows))
         wall = time.perf_counter() - t0
     runs = [Run(reference_label(v), v.wall_s, v.cpu_s) for v in verdicts]
     return runs, wall, sum(r.cpu_s for r in runs)
@@ -111,7 +116,7 @@ async def main() -> None:
     ap.add_argument("--timeout", type=float, default=30.0)
     ap.add_argument("--skip-full", action="store_true", help="only part (a): no timed-out trials")
     args = ap.parse_args()
-    rows = [orjson.loads(line) for line in DATA.read_bytes().splitlines() if line.strip()]
+    rows = [orjson.loads(line) for line in DATA.read_bytes().splitlines() if line.strip()]  # noqa: ASYNC240
     part_a = [r for r in rows if r["verdict_reference"] != "Fail - Timed Out"]
     if args.limit:
         part_a = part_a[:args.limit]

@@ -51,6 +51,8 @@ RUN_DEFAULTS = {
     "workers": 128, "attempts": 3, "max_attempts": 10, "temperature": 0.7, "max_tokens": 4096,
     "timeout": 30.0, "memory_mb": 2048, "sandbox_workers": 0, "isolation": "auto", "request_timeout": 600.0,
     "max_retries": 5, "start_at": "solutions", "input": "", "out": "",
+    "style": False, "sft_n": 0, "sft_backend": "", "sft_model": "", "sft_base_url": "", "sft_recorded": "",
+    "sft_nickname": "r1",
 }
 
 
@@ -83,6 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from kodcode_async.backends import BackendDead, make_backend
     from kodcode_async.pipeline import RunConfig, run_solve
     from kodcode_async.progress import Progress
+    from kodcode_async.stages.sft import SFTOptions
     from kodcode_async.stages.solutions import SolveOptions
     from sandbox import Limits
     from sandbox.pool import SandboxUnavailable
@@ -104,15 +107,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         solve = SolveOptions(attempts=o.attempts, max_attempts=o.max_attempts, temperature=o.temperature,
                              max_tokens=o.max_tokens, model_name=o.model or o.backend,
                              limits=Limits(wall_s=o.timeout, memory_mb=o.memory_mb))
-        backend = make_backend(o.backend, model=o.model, base_url=o.base_url,
-                               api_key=os.environ.get(o.api_key_env) if o.api_key_env else None,
+        api_key = os.environ.get(o.api_key_env) if o.api_key_env else None
+        backend = make_backend(o.backend, model=o.model, base_url=o.base_url, api_key=api_key,
                                recorded_path=o.recorded, workers=o.workers, timeout_s=o.request_timeout,
                                max_retries=o.max_retries)
+        sft_backend = None
+        sft = None
+        if o.sft_n > 0:
+            sft = SFTOptions(n=o.sft_n, nickname=o.sft_nickname, limits=solve.limits)
+            if o.sft_backend:
+                sft_backend = make_backend(o.sft_backend, model=o.sft_model, base_url=o.sft_base_url or o.base_url,
+                                           api_key=api_key, recorded_path=o.sft_recorded or o.recorded,
+                                           workers=o.workers, timeout_s=o.request_timeout,
+                                           max_retries=o.max_retries)
     except (ValueError, BackendDead) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     config = RunConfig(input_path=o.input, out_dir=o.out, workers=o.workers, solve=solve,
-                       sandbox=_sandbox_config(o))
+                       sandbox=_sandbox_config(o), style=o.style, sft=sft,
+                       sft_model_name=o.sft_model or o.model or o.backend)
     progress = Progress("questions", interval=10.0)
 
     def on_progress(stats) -> None:  # noqa: ANN001
@@ -127,9 +140,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
         try:
-            return await run_solve(config, backend, on_progress)
+            return await run_solve(config, backend, on_progress, sft_backend=sft_backend)
         finally:
             await backend.close()
+            if sft_backend is not None:
+                await sft_backend.close()
 
     try:
         stats = _event_loop_runner()(main())
@@ -156,9 +171,15 @@ def print_summary(out: str, stats: dict) -> None:
         print(f"  {subset}: {shown}")
     if stats["failure_reasons"]:
         print(f"  failed attempts by reason: {stats['failure_reasons']}")
+    if stats["style_converted"] or stats["style_rejected"]:
+        print(f"  completion style: {stats['style_converted']} converted, {stats['style_rejected']} rejected")
+    if stats["sft_conversations"]:
+        print(f"  SFT conversations kept by the tests: {stats['sft_conversations']}")
     if stats["rejected_rows"]:
         print(f"  rejected input rows: {len(stats['rejected_rows'])} (see stats.json)")
-    print(f"output: {out}/verified.jsonl, {out}/failed.jsonl, {out}/stats.json")
+    files = [f for f in ("verified.jsonl", "failed.jsonl", "verified_complete.jsonl", "sft.jsonl", "stats.json")
+             if os.path.exists(os.path.join(out, f))]
+    print(f"output in {out}/: " + ", ".join(files))
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -210,6 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--isolation", choices=["auto", "bwrap", "none"], help="sandbox isolation (default auto)")
     r.add_argument("--request-timeout", type=float, help="seconds per LLM request (default 600)")
     r.add_argument("--max-retries", type=int, help="retries on connection errors and 5xx (default 5)")
+    r.add_argument("--style", action="store_true", default=None,
+                   help="also convert verified questions to completion style (verified_complete.jsonl)")
+    r.add_argument("--sft-n", type=int, help="reasoning-model answers per verified question for SFT (0 = off)")
+    r.add_argument("--sft-backend", choices=["openai", "vllm", "recorded"], help="backend of the reasoning model "
+                   "(default: the main backend)")
+    r.add_argument("--sft-model", help="reasoning model name")
+    r.add_argument("--sft-base-url", help="base URL of the reasoning model's server (default: --base-url)")
+    r.add_argument("--sft-recorded", help="recorded responses for the reasoning model (default: --recorded)")
+    r.add_argument("--sft-nickname", help="column prefix for SFT results, e.g. r1 -> r1_pass_sequence")
     r.set_defaults(func=cmd_run)
 
     e = sub.add_parser("export", help="write the run's dataset as jsonl, parquet or verl parquet")

@@ -11,10 +11,18 @@ from dataclasses import dataclass, field
 import orjson
 
 from kodcode_async.engine import Engine, EngineStats
+from kodcode_async.flow import DatasetFlow
 from kodcode_async.journal import Journal
-from kodcode_async.stages.solutions import Question, SolveFlow, SolveOptions
+from kodcode_async.stages.base import Question, Unit
+from kodcode_async.stages.sft import SFTOptions, SFTStage, sharegpt
+from kodcode_async.stages.solutions import SolveOptions, SolveStage
+from kodcode_async.stages.style import StyleStage
 from kodcode_async.writers import JsonlWriter, recover_jsonl, write_json_atomic
 from sandbox.pool import SandboxConfig, SandboxPool
+
+# Output files of a run directory.
+VERIFIED, FAILED, COMPLETE, STYLE_REJECTED, SFT = (
+    "verified.jsonl", "failed.jsonl", "verified_complete.jsonl", "style_rejected.jsonl", "sft.jsonl")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +32,9 @@ class RunConfig:
     workers: int = 128
     solve: SolveOptions = field(default_factory=SolveOptions)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    style: bool = False  # convert verified questions to completion style
+    sft: SFTOptions | None = None  # reasoning-model answers with reject sampling; None = off
+    sft_model_name: str = ""
 
 
 class InputError(ValueError):
@@ -77,46 +88,94 @@ def compute_stats(rows: list[dict], max_k: int) -> dict:
             "failure_reasons": dict(reasons)}
 
 
-async def run_solve(config: RunConfig, backend, on_progress=None) -> dict:  # noqa: ANN001
-    """Run (or resume) the pipeline into config.out_dir; returns the stats that are written to stats.json."""
+async def run_solve(config: RunConfig, backend, on_progress=None, sft_backend=None) -> dict:  # noqa: ANN001
+    """Run (or resume) the pipeline into config.out_dir; returns the stats that are written to stats.json.
+
+    A question is finished when its main row is in verified.jsonl or failed.jsonl; that row is
+    written last, after the question's completion-style and SFT rows, so a resumed run redoes
+    exactly the unfinished questions (their LLM answers and verdicts come from the journal).
+    """
     os.makedirs(config.out_dir, exist_ok=True)
-    verified_path = os.path.join(config.out_dir, "verified.jsonl")
-    failed_path = os.path.join(config.out_dir, "failed.jsonl")
-    done = recover_jsonl(verified_path, "question_id") | recover_jsonl(failed_path, "question_id")
+    path = {name: os.path.join(config.out_dir, name) for name in (VERIFIED, FAILED, COMPLETE, STYLE_REJECTED, SFT)}
+    done = recover_jsonl(path[VERIFIED], "question_id") | recover_jsonl(path[FAILED], "question_id")
+    already = {name: recover_jsonl(path[name], "question_id") for name in (COMPLETE, STYLE_REJECTED, SFT)}
     journal = Journal(os.path.join(config.out_dir, "journal.sqlite"))
     rejected: list[dict] = []
-    summary_rows: list[dict] = []  # small per-question summaries for stats; full rows live in the files
-    for path in (verified_path, failed_path):
-        if os.path.exists(path):
-            with open(path, "rb") as f:
-                summary_rows += [_summary(orjson.loads(line)) for line in f if line.strip()]
-    verified, failed = JsonlWriter(verified_path), JsonlWriter(failed_path)
+    # Small per-question summaries for stats; the full rows live only in the files.
+    summary_rows = _load_summaries(path[VERIFIED], path[FAILED])
+    writers = {name: JsonlWriter(p) for name, p in path.items()}
     started = time.monotonic()
+
+    def after_pass(q: Question) -> list[Unit]:
+        units = []
+        if config.style:
+            units.append(Unit(q, "style", 0))
+        if config.sft is not None:
+            units.append(Unit(q, "sft", 0))
+        return units
+
+    stages = {"solutions": SolveStage(config.solve, after_pass)}
+    backends = {"solutions": backend}
+    if config.style:
+        stages["style"] = StyleStage()
+        backends["style"] = backend
+    if config.sft is not None:
+        stages["sft"] = SFTStage(config.sft)
+        backends["sft"] = sft_backend or backend
+
+    async def write_once(name: str, row: dict) -> None:
+        if row["question_id"] not in already.get(name, ()):
+            await writers[name].write(row)
+
+    async def sink(q: Question) -> None:
+        row = q.row
+        assert row is not None
+        if q.sft_row is not None:
+            nick = config.sft.nickname if config.sft else "sft"
+            row.update({k: v for k, v in q.sft_row.items() if k.startswith(nick)})
+            if q.sft_row[f"{nick}_correctness"]:
+                await write_once(SFT, sharegpt(q.question, q.sft_row[f"{nick}_response"], q.question_id))
+        if q.complete_row is not None:
+            await write_once(COMPLETE, q.complete_row)
+        if q.style_rejection is not None:
+            await write_once(STYLE_REJECTED, q.style_rejection)
+        await writers[VERIFIED if row["gpt_pass_trial_num"] > 0 else FAILED].write(row)
+        summary_rows.append(_summary(row))
+
     try:
         async with SandboxPool(config.sandbox) as pool:
-            flow = SolveFlow(backend, pool, journal, config.solve)
-            engine = Engine(flow, llm_workers=min(config.workers, getattr(backend, "max_in_flight", config.workers)),
-                            verify_workers=pool.size, on_progress=on_progress)
-
-            async def sink(row: dict) -> None:
-                await (verified if row["gpt_pass_trial_num"] > 0 else failed).write(row)
-                summary_rows.append(_summary(row))
-
+            flow = DatasetFlow(stages, backends, pool, journal, first="solutions",
+                               model_names={"solutions": config.solve.model_name, "style": config.solve.model_name,
+                                            "sft": config.sft_model_name})
+            workers = min(config.workers, getattr(backend, "max_in_flight", config.workers))
+            engine = Engine(flow, llm_workers=workers, verify_workers=pool.size, on_progress=on_progress)
             await engine.run(read_questions(config.input_path, done, rejected), sink)
             engine_stats: EngineStats = engine.stats
             isolation = pool.mode
     finally:
-        await verified.close()
-        await failed.close()
+        for w in writers.values():
+            await w.close()
         journal.close()
     stats = compute_stats(summary_rows, config.solve.max_attempts)
     stats.update({
         "rejected_rows": rejected, "resumed_questions": len(done), "llm_requests_this_run": flow.requests_made,
-        "engine": engine_stats.as_dict(), "sandbox_isolation": isolation,
+        "llm_errors_this_run": flow.llm_errors, "engine": engine_stats.as_dict(), "sandbox_isolation": isolation,
         "model": config.solve.model_name, "wall_s_this_run": round(time.monotonic() - started, 3),
+        "style_converted": writers[COMPLETE].rows + len(already[COMPLETE]),
+        "style_rejected": writers[STYLE_REJECTED].rows + len(already[STYLE_REJECTED]),
+        "sft_conversations": writers[SFT].rows + len(already[SFT]),
     })
     write_json_atomic(os.path.join(config.out_dir, "stats.json"), stats)
     return stats
+
+
+def _load_summaries(*paths: str) -> list[dict]:
+    out: list[dict] = []
+    for path in paths:
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                out += [_summary(orjson.loads(line)) for line in f if line.strip()]
+    return out
 
 
 def _summary(row: dict) -> dict:

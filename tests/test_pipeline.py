@@ -7,8 +7,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from tests.conftest import DATA, ROOT, read_jsonl
 
 
@@ -36,12 +34,24 @@ def test_demo_run_labels_difficulty_and_resumes_without_new_requests(tmp_path, i
     assert {"pass", "fail", "error", "timeout", "parse_error"} <= statuses
     stats = json.loads((out / "stats.json").read_text())
     assert stats["pass_at_k"]["demo"]["1"]["questions"] == 2 and stats["difficulty"]["fail"] == 1
+    # Style converter: three stubs accepted and re-verified, one rejected for naming the wrong function.
+    complete = {row["question_id"]: row for row in read_jsonl(out / "verified_complete.jsonl")}
+    assert set(complete) == {"demo-001", "demo-002", "demo-005"}
+    assert all(r["style"] == "complete" and r["question"].startswith(("def ", "from ")) for r in complete.values())
+    assert complete["demo-005"]["test"] == verified["demo-005"]["test"]
+    assert "signature mismatch" in read_jsonl(out / "style_rejected.jsonl")[0]["reason"]
+    # SFT with reject sampling: the tests keep only correct answers.
+    assert verified["demo-001"]["r1_pass_sequence"] == [1, 0] and verified["demo-002"]["r1_correctness"] is False
+    assert verified["demo-003"]["r1_pass_sequence"] == [0, 1]  # the first answer had no code at all
+    sft = {row["question_id"]: row for row in read_jsonl(out / "sft.jsonl")}
+    assert set(sft) == {"demo-001", "demo-003", "demo-005"}
+    assert sft["demo-001"]["conversations"][0]["from"] == "human"
     # Same command again: everything is already done; nothing is asked again.
     r2 = run_cli("run", "--config", "examples/demo.toml", "--out", str(out))
     assert r2.returncode == 0, r2.stderr
     stats2 = json.loads((out / "stats.json").read_text())
     assert stats2["resumed_questions"] == 5 and stats2["llm_requests_this_run"] == 0
-    assert len(read_jsonl(out / "verified.jsonl")) == 4
+    assert len(read_jsonl(out / "verified.jsonl")) == 4 and len(read_jsonl(out / "sft.jsonl")) == 3
     # Export to the trainers' formats.
     import pyarrow.parquet as pq
 

@@ -7,15 +7,13 @@ solution and tests from scratch with its own seed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
-import msgspec
-
-from kodcode_async.backends import LLMRequestError, Request, Sampling
-from kodcode_async.journal import Journal, payload_hash
+from kodcode_async.backends import Request, Sampling
 from kodcode_async.parsing import ParseError, parse_solution_and_test, test_info
-from sandbox import Job, Limits, Verdict
-from sandbox.pool import SandboxPool
+from kodcode_async.stages.base import Question, Unit
+from sandbox import Job, Limits
 
 STAGE = "solutions"
 
@@ -60,26 +58,6 @@ class SolveOptions:
             raise ValueError("need 1 <= --attempts <= --max-attempts")
 
 
-@dataclass(slots=True)
-class Question:
-    question_id: str
-    question: str
-    subset: str
-    extra: dict = field(default_factory=dict)
-    started: int = 0
-    trials: dict[int, dict] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class Attempt:
-    q: Question
-    k: int
-    solution: str = ""
-    test: str = ""
-    failure: str = ""  # parse_error / llm_error:<kind>; empty when there is code to run
-    verdict: Verdict | None = None
-
-
 def difficulty(passes: int, attempts: int) -> str:
     if passes == 0:
         return "fail"
@@ -91,78 +69,54 @@ def difficulty(passes: int, attempts: int) -> str:
     return "hard"
 
 
-class SolveFlow:
-    def __init__(self, backend, pool: SandboxPool, journal: Journal, options: SolveOptions) -> None:  # noqa: ANN001
-        self.backend = backend
-        self.pool = pool
-        self.journal = journal
+class SolveStage:
+    name = STAGE
+
+    def __init__(self, options: SolveOptions, after_pass: Callable[[Question], list[Unit]] | None = None) -> None:
         self.options = options
-        self.requests_made = 0
+        # Follow-up units (style conversion, SFT answers) for a question that got verified.
+        self.after_pass = after_pass or (lambda q: [])
 
-    def admit(self, q: Question) -> list[Attempt]:
+    def first_round(self, q: Question) -> list[Unit]:
         q.started = self.options.attempts
-        return [Attempt(q, k) for k in range(self.options.attempts)]
+        return [Unit(q, STAGE, k) for k in range(self.options.attempts)]
 
-    def request_for(self, a: Attempt) -> Request:
+    def request(self, unit: Unit) -> Request:
         messages = [{"role": "system", "content": SYSTEM_PROMPT},
-                    {"role": "user", "content": USER_TEMPLATE.format(question=a.q.question)}]
-        sampling = Sampling(n=1, temperature=self.options.temperature, max_tokens=self.options.max_tokens, seed=a.k)
-        return Request(stage=STAGE, item_id=a.q.question_id, attempt=a.k, messages=messages, sampling=sampling)
+                    {"role": "user", "content": USER_TEMPLATE.format(question=unit.item.question)}]
+        sampling = Sampling(n=1, temperature=self.options.temperature, max_tokens=self.options.max_tokens,
+                            seed=unit.attempt)
+        return Request(stage=STAGE, item_id=unit.item.question_id, attempt=unit.attempt, messages=messages,
+                       sampling=sampling)
 
-    async def generate(self, a: Attempt) -> Attempt:
-        request = self.request_for(a)
-        phash = payload_hash({"messages": request.messages, "sampling": msgspec.to_builtins(request.sampling),
-                              "model": self.options.model_name})
-        cached = self.journal.get("response", STAGE, a.q.question_id, a.k, phash)
-        if cached is None:
-            self.requests_made += 1
-            try:
-                completion = await self.backend.generate(request)
-            except LLMRequestError as e:
-                # Not journaled: a resumed run may ask again (the server may be back).
-                a.failure = f"llm_error:{e.kind}"
-                return a
-            cached = {"text": completion.texts[0] if completion.texts else ""}
-            self.journal.put("response", STAGE, a.q.question_id, a.k, phash, cached)
+    def parse(self, unit: Unit) -> None:
         try:
-            parsed = parse_solution_and_test(cached["text"])
-        except ParseError:
-            a.failure = "parse_error"
-            return a
-        a.solution, a.test = parsed.solution, parsed.test
-        return a
+            parsed = parse_solution_and_test(unit.texts[0] if unit.texts else "")
+        except ParseError as e:
+            unit.failure, unit.data["reason"] = "parse_error", str(e)
+            return
+        unit.data.update(solution=parsed.solution, test=parsed.test)
+        unit.jobs = [Job(id=f"{unit.item.question_id}/{unit.attempt}", solution=parsed.solution, test=parsed.test,
+                         limits=self.options.limits, coverage=self.options.coverage)]
 
-    async def verify(self, a: Attempt) -> Attempt:
-        if a.failure:
-            return a
-        phash = payload_hash({"solution": a.solution, "test": a.test})
-        cached = self.journal.get("verdict", STAGE, a.q.question_id, a.k, phash)
-        if cached is not None:
-            a.verdict = msgspec.convert(cached, Verdict)
-            return a
-        job = Job(id=f"{a.q.question_id}/{a.k}", solution=a.solution, test=a.test, limits=self.options.limits,
-                  coverage=self.options.coverage)
-        a.verdict = await self.pool.verify(job)
-        self.journal.put("verdict", STAGE, a.q.question_id, a.k, phash, msgspec.to_builtins(a.verdict))
-        return a
-
-    def settle(self, a: Attempt) -> tuple[list[Attempt], dict | None]:
-        q = a.q
-        v = a.verdict
-        q.trials[a.k] = {
-            "solution_code": a.solution, "test_code": a.test,
+    def settle(self, unit: Unit) -> list[Unit]:
+        q = unit.item
+        v = unit.verdicts[0] if unit.verdicts else None
+        q.trials[unit.attempt] = {
+            "solution_code": unit.data.get("solution", ""), "test_code": unit.data.get("test", ""),
             "test_result": "Pass" if v is not None and v.passed else "Fail",
-            "status": v.status if v is not None else a.failure.split(":")[0],
-            "reason": (v.reason if v is not None else a.failure),
+            "status": v.status if v is not None else unit.failure.split(":")[0],
+            "reason": v.reason if v is not None else (unit.data.get("reason") or unit.failure),
             "test_coverage": v.coverage if v is not None else None,
         }
         if len(q.trials) < q.started:
-            return [], None  # the rest of this round is still running
+            return []  # the rest of this round is still running
         passed = any(t["test_result"] == "Pass" for t in q.trials.values())
         if not passed and q.started < self.options.max_attempts:
             q.started += 1
-            return [Attempt(q, q.started - 1)], None
-        return [], self.row(q)
+            return [Unit(q, STAGE, q.started - 1)]
+        q.row = self.row(q)
+        return self.after_pass(q) if passed else []
 
     def row(self, q: Question) -> dict:
         ks = sorted(q.trials)
