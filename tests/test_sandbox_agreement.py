@@ -6,7 +6,12 @@ the two trials that import them (00000068/attempt2, 00000084/attempt1) fail with
 they did there, and run with a 20 s wall limit to keep CI short: none of the corpus's
 non-timeout trials needs more than ~9 s here.
 
-The reference had no memory limit, so this comparison runs without one too. Under our default
+The reference had no memory limit, so this comparison runs without one too. One explained
+disagreement remains, timing-dependent: algorithm/00000049/attempt1 fills an 8 GB array with
+random numbers. The reference ran out of its 30 s doing so ("Fail - Timed Out"); here the fill
+takes about 10 s, after which other assertions fail ("Fail"), unless the machine is loaded.
+
+Under our default
 2 GB limit two trials change label by design (test below): 00000049/attempt1 fills an 8 GB array
 and 00000056/attempt0 builds a 2**32-element list; the reference ran out of time doing so
 ("Fail - Timed Out"), our limit stops them within a second with status `memory` ("Fail").
@@ -18,7 +23,7 @@ from sandbox import Job, Limits, SandboxConfig, verify_batch
 from sandbox.verdict import reference_label
 from tests.conftest import DATA, read_jsonl
 
-EXPLAINED: set[str] = set()  # none needed under the reference's limits
+EXPLAINED = {"algorithm/00000049/attempt1"}  # see above
 
 
 @pytest.fixture(scope="module")
