@@ -126,6 +126,11 @@ async def main() -> None:
     if not args.skip_full:
         full = rows[:args.limit * 2] if args.limit else rows
         parts.append(("(b) full corpus", full))
+    # (c) isolates what the sandbox itself costs: trials whose tests take no time at all.
+    trivial = [{"id": f"trivial{i}", "solution": f"def f():\n    return {i}\n",
+                "test": f"from solution import *\n\ndef test_f():\n    assert f() == {i}\n",
+                "verdict_reference": "Pass"} for i in range(40 if not args.limit else 10)]
+    parts.append(("(c) start-up cost alone: trivial trials", trivial))
     for title, subset in parts:
         ref_runs, ref_wall, ref_cpu = await run_reference(subset, args.jobs, args.timeout)
         our_runs, our_wall, our_cpu = await run_pool(subset, args.jobs, args.timeout)

@@ -128,10 +128,16 @@ def cmd_run(args: argparse.Namespace) -> int:
                        sft_model_name=o.sft_model or o.model or o.backend)
     progress = Progress("questions", interval=10.0)
 
-    def on_progress(stats) -> None:  # noqa: ANN001
-        progress.done = stats.items_finished
-        progress.render = lambda: (f"gen {stats.gen.done} (in flight {stats.gen.in_flight}, queued {stats.queued_gen})"
-                                   f"  verify {stats.verify.done} (busy {stats.verify.in_flight})")
+    def on_progress(snap: dict) -> None:
+        progress.done = snap["items_finished"]
+        progress.total = snap["total"] or None
+        g, v = snap["generation"], snap["verification"]
+        errors = ", ".join(f"{k} {n}" for k, n in snap["llm_errors"].items()) or "none"
+        progress.render = lambda: (
+            f"| LLM: {g['done']} done, {g['in_flight']} in flight, {g['queued']} queued, {g['per_s']:.1f}/s, "
+            f"{snap['tokens_per_s']:.0f} tok/s, errors: {errors} "
+            f"| sandbox: {v['done']} done, {v['queued']} queued, {v['per_s']:.1f}/s, "
+            f"busy {snap['sandbox_busy_avg_pct']:.0f}% of {snap['sandbox_workers']}")
         progress.update()
 
     async def main() -> dict:

@@ -107,7 +107,7 @@ def extract_final_code(text: str) -> str | None:
     return blocks[-1] + "\n" if blocks else None
 
 
-def test_info(solution: str, test: str) -> list[dict]:
+def build_test_info(solution: str, test: str) -> list[dict]:
     """Name, declaration, parameters and docstring of each solution function the tests use."""
     try:
         sol_tree = ast.parse(solution)

@@ -88,23 +88,8 @@ def compute_stats(rows: list[dict], max_k: int) -> dict:
             "failure_reasons": dict(reasons)}
 
 
-async def run_solve(config: RunConfig, backend, on_progress=None, sft_backend=None) -> dict:  # noqa: ANN001
-    """Run (or resume) the pipeline into config.out_dir; returns the stats that are written to stats.json.
-
-    A question is finished when its main row is in verified.jsonl or failed.jsonl; that row is
-    written last, after the question's completion-style and SFT rows, so a resumed run redoes
-    exactly the unfinished questions (their LLM answers and verdicts come from the journal).
-    """
-    os.makedirs(config.out_dir, exist_ok=True)
-    path = {name: os.path.join(config.out_dir, name) for name in (VERIFIED, FAILED, COMPLETE, STYLE_REJECTED, SFT)}
-    done = recover_jsonl(path[VERIFIED], "question_id") | recover_jsonl(path[FAILED], "question_id")
-    already = {name: recover_jsonl(path[name], "question_id") for name in (COMPLETE, STYLE_REJECTED, SFT)}
-    journal = Journal(os.path.join(config.out_dir, "journal.sqlite"))
-    rejected: list[dict] = []
-    # Small per-question summaries for stats; the full rows live only in the files.
-    summary_rows = _load_summaries(path[VERIFIED], path[FAILED])
-    writers = {name: JsonlWriter(p) for name, p in path.items()}
-    started = time.monotonic()
+def build_flow(config: RunConfig, backend, sft_backend, pool: SandboxPool, journal: Journal) -> DatasetFlow:  # noqa: ANN001
+    """The stages a run config asks for, wired to their backends."""
 
     def after_pass(q: Question) -> list[Unit]:
         units = []
@@ -114,7 +99,7 @@ async def run_solve(config: RunConfig, backend, on_progress=None, sft_backend=No
             units.append(Unit(q, "sft", 0))
         return units
 
-    stages = {"solutions": SolveStage(config.solve, after_pass)}
+    stages: dict = {"solutions": SolveStage(config.solve, after_pass)}
     backends = {"solutions": backend}
     if config.style:
         stages["style"] = StyleStage()
@@ -122,6 +107,27 @@ async def run_solve(config: RunConfig, backend, on_progress=None, sft_backend=No
     if config.sft is not None:
         stages["sft"] = SFTStage(config.sft)
         backends["sft"] = sft_backend or backend
+    return DatasetFlow(stages, backends, pool, journal, first="solutions",
+                       model_names={"solutions": config.solve.model_name, "style": config.solve.model_name,
+                                    "sft": config.sft_model_name})
+
+
+async def run_solve(config: RunConfig, backend, on_progress=None, sft_backend=None) -> dict:  # noqa: ANN001
+    """Run (or resume) the pipeline into config.out_dir; returns the stats that are written to stats.json.
+
+    A question is finished when its main row is in verified.jsonl or failed.jsonl; that row is
+    written last, after the question's completion-style and SFT rows, so a resumed run redoes
+    exactly the unfinished questions (their LLM answers and verdicts come from the journal).
+    """
+    path = _prepare_run_dir(config.out_dir)
+    done = recover_jsonl(path[VERIFIED], "question_id") | recover_jsonl(path[FAILED], "question_id")
+    already = {name: recover_jsonl(path[name], "question_id") for name in (COMPLETE, STYLE_REJECTED, SFT)}
+    journal = Journal(os.path.join(config.out_dir, "journal.sqlite"))
+    rejected: list[dict] = []
+    # Small per-question summaries for stats; the full rows live only in the files.
+    summary_rows = _load_summaries(path[VERIFIED], path[FAILED])
+    writers = {name: JsonlWriter(p) for name, p in path.items()}
+    started = time.monotonic()
 
     async def write_once(name: str, row: dict) -> None:
         if row["question_id"] not in already.get(name, ()):
@@ -130,9 +136,9 @@ async def run_solve(config: RunConfig, backend, on_progress=None, sft_backend=No
     async def sink(q: Question) -> None:
         row = q.row
         assert row is not None
-        if q.sft_row is not None:
-            nick = config.sft.nickname if config.sft else "sft"
-            row.update({k: v for k, v in q.sft_row.items() if k.startswith(nick)})
+        merge_sft(q, config)
+        if q.sft_row is not None and config.sft is not None:
+            nick = config.sft.nickname
             if q.sft_row[f"{nick}_correctness"]:
                 await write_once(SFT, sharegpt(q.question, q.sft_row[f"{nick}_response"], q.question_id))
         if q.complete_row is not None:
@@ -144,11 +150,30 @@ async def run_solve(config: RunConfig, backend, on_progress=None, sft_backend=No
 
     try:
         async with SandboxPool(config.sandbox) as pool:
-            flow = DatasetFlow(stages, backends, pool, journal, first="solutions",
-                               model_names={"solutions": config.solve.model_name, "style": config.solve.model_name,
-                                            "sft": config.sft_model_name})
+            flow = build_flow(config, backend, sft_backend, pool, journal)
+            backends = flow.backends
             workers = min(config.workers, getattr(backend, "max_in_flight", config.workers))
-            engine = Engine(flow, llm_workers=workers, verify_workers=pool.size, on_progress=on_progress)
+            total = _count_lines(config.input_path) - len(done)
+            last_checkpoint = [time.monotonic()]
+
+            def progress(stats: EngineStats) -> None:
+                snap = stats.as_dict()
+                elapsed = max(1e-9, snap["elapsed_s"])
+                tokens = sum(getattr(b, "completion_tokens", 0) for b in {id(b): b for b in backends.values()}.values())
+                busy_s = stats.verify.busy_s
+                snap.update(total=total, tokens_out=tokens, tokens_per_s=round(tokens / elapsed, 1),
+                            llm_errors=dict(flow.llm_errors), sandbox_workers=pool.size,
+                            sandbox_busy_pct=round(min(100.0, 100 * pool.busy / pool.size), 1),
+                            sandbox_busy_avg_pct=round(min(100.0, 100 * busy_s / (pool.size * elapsed)), 1))
+                if on_progress is not None:
+                    on_progress(snap)
+                if time.monotonic() - last_checkpoint[0] > CHECKPOINT_S:
+                    last_checkpoint[0] = time.monotonic()
+                    write_json_atomic(os.path.join(config.out_dir, "stats.json"),
+                                      {"checkpoint": True, **compute_stats(summary_rows, config.solve.max_attempts),
+                                       "engine": snap})
+
+            engine = Engine(flow, llm_workers=workers, verify_workers=pool.size, on_progress=progress)
             await engine.run(read_questions(config.input_path, done, rejected), sink)
             engine_stats: EngineStats = engine.stats
             isolation = pool.mode
@@ -166,7 +191,37 @@ async def run_solve(config: RunConfig, backend, on_progress=None, sft_backend=No
         "sft_conversations": writers[SFT].rows + len(already[SFT]),
     })
     write_json_atomic(os.path.join(config.out_dir, "stats.json"), stats)
+    _write_manifest(config.out_dir, path)
     return stats
+
+
+CHECKPOINT_S = 30.0  # how often a running pipeline rewrites stats.json
+
+
+def _count_lines(path: str) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def _prepare_run_dir(out_dir: str) -> dict[str, str]:
+    os.makedirs(out_dir, exist_ok=True)
+    manifest = os.path.join(out_dir, "manifest.json")
+    if os.path.exists(manifest):
+        os.remove(manifest)  # the run directory is being written again
+    return {name: os.path.join(out_dir, name) for name in (VERIFIED, FAILED, COMPLETE, STYLE_REJECTED, SFT)}
+
+
+def _write_manifest(out_dir: str, path: dict[str, str]) -> None:
+    """Written last and atomically: its presence means every output file is complete."""
+    write_json_atomic(os.path.join(out_dir, "manifest.json"), {
+        "complete": True, "files": {name: _count_lines(p) for name, p in path.items() if os.path.exists(p)},
+        "stats": "stats.json", "journal": "journal.sqlite"})
+
+
+def merge_sft(q: Question, config: RunConfig) -> None:
+    """Copy the SFT columns (<nick>_pass_sequence, ...) into the question's main row."""
+    if q.sft_row is not None and q.row is not None and config.sft is not None:
+        q.row.update({k: v for k, v in q.sft_row.items() if k.startswith(config.sft.nickname)})
 
 
 def _load_summaries(*paths: str) -> list[dict]:

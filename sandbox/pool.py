@@ -97,6 +97,10 @@ class Worker:
         self.jobs_done = 0
         self.warnings: list[str] = []
 
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
     def _command(self) -> tuple[list[str], dict[str, str] | None, str | None]:
         root = isolation.SANDBOX_ROOT if self.mode == "bwrap" else tempfile.mkdtemp(prefix="kodcode-sandbox-")
         options = WorkerOptions(
@@ -283,14 +287,22 @@ class SandboxPool:
             worker = await self._idle.get()
             self.busy += 1
             try:
+                if not worker.alive:
+                    # Replaced lazily, on next use: a cancelled run does not wait for new workers.
+                    # If it cannot start, SandboxUnavailable propagates: the pool is dead.
+                    worker = await self._replace(worker)
                 return await worker.run(job)
             except WorkerFailure as e:
                 problem = f"{e}; worker log: {worker.log_tail(500)}"
                 log.warning("sandbox worker %d failed on job %r (attempt %d): %s", worker.index, job.id,
                             attempt + 1, e)
-                worker = await self._replace(worker)
+                await worker.kill()
                 if attempt == 0:
                     self.retries += 1
+            except BaseException:
+                # Cancelled mid-job: the worker's state is unknown, so it is killed, not reused.
+                await worker.kill()
+                raise
             finally:
                 self.busy -= 1
                 self._idle.put_nowait(worker)
@@ -299,7 +311,8 @@ class SandboxPool:
 
     async def _replace(self, worker: Worker) -> Worker:
         await worker.kill()
-        self._workers.remove(worker)
+        if worker in self._workers:
+            self._workers.remove(worker)
         fresh = self._new_worker()
         await fresh.start()  # SandboxUnavailable propagates: the pool cannot go on
         self._workers.append(fresh)

@@ -18,7 +18,8 @@ from aiohttp import web
 
 class Script:
     def __init__(self, faults: list[str] | None = None, text: str = "hello", answers: dict | None = None,
-                 retry_after: str = "1") -> None:
+                 retry_after: str = "1", delay: float = 0.0) -> None:
+        self.delay = delay
         self.faults = list(faults or [])  # consumed one per request: "500", "429", "slow", "reset", ...
         self.text = text
         self.answers = answers or {}
@@ -51,6 +52,8 @@ def make_app(script: Script) -> web.Application:
             while True:
                 await resp.write(b" ")
                 await asyncio.sleep(0.05)
+        if script.delay:
+            await asyncio.sleep(script.delay)
         user = next((m["content"] for m in reversed(body.get("messages", [])) if m["role"] == "user"), "")
         key = (user, body.get("seed"))
         script.by_key[json.dumps(key)] += 1
@@ -89,7 +92,7 @@ def main() -> None:
         for line in open(args.answers):
             row = json.loads(line)
             answers[json.dumps([row["user"], row["seed"]])] = row["response"]
-    script = Script(answers=answers)
+    script = Script(answers=answers, delay=args.delay)
 
     async def run() -> None:
         runner, url = await start_server(script)

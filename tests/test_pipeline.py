@@ -91,24 +91,40 @@ def test_real_kodcode_responses_give_reference_like_pass_at_k(tmp_path, isolatio
     assert p["3"] <= 16 + 6, p  # the parser's extra recoveries are few
 
 
-def test_kill_9_mid_run_then_resume_loses_nothing_and_repeats_no_request(tmp_path, isolation_mode):
-    questions = tmp_path / "q.jsonl"
-    answers = tmp_path / "answers.jsonl"
+def _write_add_questions(tmp_path, n):
     from kodcode_async.stages.solutions import USER_TEMPLATE
 
-    n = 30
+    questions = tmp_path / "q.jsonl"
+    answers = tmp_path / "answers.jsonl"
     with open(questions, "w") as q, open(answers, "w") as a:
         for i in range(n):
             text = f"Write add{i}(a, b) returning a + b + {i}."
             q.write(json.dumps({"question_id": f"k{i:03d}", "question": text}) + "\n")
             sol = f"def add{i}(a, b):\n    return a + b + {i}\n"
             test = f"from solution import add{i}\n\ndef test_add():\n    assert add{i}(1, 2) == {3 + i}\n"
-            resp = f"<|Solution Begin|>\n```python\n{sol}```\n<|Solution End|>\n<|Test Begin|>\n```python\n{test}```\n<|Test End|>"
+            resp = (f"<|Solution Begin|>\n```python\n{sol}```\n<|Solution End|>\n<|Test Begin|>\n```python\n{test}"
+                    "```\n<|Test End|>")
             a.write(json.dumps({"user": USER_TEMPLATE.format(question=text), "seed": 0, "response": resp}) + "\n")
-    server = subprocess.Popen([sys.executable, "-m", "tests.openai_server", "--answers", str(answers)],
-                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    return questions, answers
+
+
+def _server(answers, delay=0.0):
+    proc = subprocess.Popen([sys.executable, "-m", "tests.openai_server", "--answers", str(answers),
+                             "--delay", str(delay)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    return proc, proc.stdout.readline().strip()
+
+
+def _server_stats(url):
+    import urllib.request
+
+    return json.loads(urllib.request.urlopen(url.replace("/v1", "/stats")).read())
+
+
+def test_kill_9_mid_run_then_resume_loses_nothing_and_repeats_no_request(tmp_path, isolation_mode):
+    n = 30
+    questions, answers = _write_add_questions(tmp_path, n)
+    server, url = _server(answers)
     try:
-        url = server.stdout.readline().strip()
         out = tmp_path / "run"
         cmd = [sys.executable, "-m", "kodcode_async.cli", "run", "--input", str(questions), "--out", str(out),
                "--backend", "openai", "--base-url", url, "--model", "m", "--workers", "4", "--attempts", "1",
@@ -130,9 +146,7 @@ def test_kill_9_mid_run_then_resume_loses_nothing_and_repeats_no_request(tmp_pat
         rows = read_jsonl(verified)
         ids = [row["question_id"] for row in rows]
         assert sorted(ids) == [f"k{i:03d}" for i in range(n)]  # none lost, none duplicated
-        import urllib.request
-
-        stats = json.loads(urllib.request.urlopen(url.replace("/v1", "/stats")).read())
+        stats = _server_stats(url)
         # Every completion the server produced was journaled before use, except those cut off by
         # the kill while in flight: at most --workers of them can be asked twice.
         assert n <= stats["requests"] <= n + 4
@@ -141,3 +155,55 @@ def test_kill_9_mid_run_then_resume_loses_nothing_and_repeats_no_request(tmp_pat
     finally:
         server.terminate()
         server.wait()
+
+
+def test_sigint_stops_gracefully_and_the_same_command_resumes(tmp_path, isolation_mode):
+    n = 20
+    questions, answers = _write_add_questions(tmp_path, n)
+    server, url = _server(answers, delay=0.3)
+    try:
+        out = tmp_path / "run"
+        cmd = [sys.executable, "-m", "kodcode_async.cli", "run", "--input", str(questions), "--out", str(out),
+               "--backend", "openai", "--base-url", url, "--model", "m", "--workers", "2", "--attempts", "1",
+               "--max-attempts", "1", "--sandbox-workers", "1"]
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (out / "verified.jsonl").exists():
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "run the same command again to resume" in err
+        first = len(read_jsonl(out / "verified.jsonl"))
+        assert 1 <= first < n
+        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        ids = sorted(row["question_id"] for row in read_jsonl(out / "verified.jsonl"))
+        assert ids == [f"k{i:03d}" for i in range(n)]
+        assert _server_stats(url)["requests"] <= n + 2  # at most the two cut off in flight
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def test_bad_input_rows_and_bad_config_get_clear_errors(tmp_path, isolation_mode):
+    q = tmp_path / "q.jsonl"
+    q.write_text('{"question": "Write f."}\nnot json\n{"nope": 1}\n{"question": "  "}\n')
+    rec = tmp_path / "rec.jsonl"
+    rec.write_text("")
+    out = tmp_path / "run"
+    r = run_cli("run", "--input", str(q), "--out", str(out), "--backend", "recorded", "--recorded", str(rec),
+                "--attempts", "1", "--max-attempts", "1")
+    assert r.returncode == 0, r.stderr
+    stats = json.loads((out / "stats.json").read_text())
+    assert [x["line"] for x in stats["rejected_rows"]] == [2, 3, 4]
+    failed = read_jsonl(out / "failed.jsonl")
+    assert failed[0]["trials"]["trial_0"]["status"] == "llm_error"  # nothing recorded for it
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('workers = "many"\n')
+    r = run_cli("run", "--config", str(cfg))
+    assert r.returncode != 0 and "workers must be int" in r.stderr
+    cfg.write_text("wokers = 3\n")
+    r = run_cli("run", "--config", str(cfg))
+    assert r.returncode != 0 and "unknown key 'wokers'" in r.stderr

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kodcode_async.backends import Request, Sampling
-from kodcode_async.parsing import ParseError, parse_solution_and_test, test_info
+from kodcode_async.parsing import ParseError, build_test_info, parse_solution_and_test
 from kodcode_async.stages.base import Question, Unit
 from sandbox import Job, Limits
 
@@ -134,7 +134,7 @@ class SolveStage:
             "question": q.question,
             "solution": best["solution_code"] if best else None,
             "test": best["test_code"] if best else None,
-            "test_info": test_info(best["solution_code"], best["test_code"]) if best else [],
+            "test_info": build_test_info(best["solution_code"], best["test_code"]) if best else [],
             "gpt_pass_sequence": seq, "gpt_pass_trial_num": passes,
             "gpt_difficulty": difficulty(passes, len(seq)),
             "gpt_pass_percentage": round(passes / len(seq), 4) if seq else 0.0,

@@ -32,7 +32,7 @@ in the reference solution, followed by a docstring that explains what to impleme
 return value and two or three examples. No implementation body. Answer with one ```python block."""
 
 
-def tested_names(test: str) -> set[str]:
+def names_tests_import(test: str) -> set[str]:
     """Names the tests import from solution (or, for `import *`, every name they use)."""
     try:
         tree = ast.parse(test)
@@ -76,7 +76,7 @@ class StyleStage:
 
     def request(self, unit: Unit) -> Request:
         row = unit.item.row or {}
-        names = sorted(tested_names(row.get("test") or ""))
+        names = sorted(names_tests_import(row.get("test") or ""))
         declared = [i["function_name"] for i in row.get("test_info", [])]
         target = next((n for n in declared if n in names), declared[0] if declared else (names[0] if names else "?"))
         prompt = PROMPT.format(question=unit.item.question, solution=row.get("solution") or "", name=target)
@@ -87,7 +87,7 @@ class StyleStage:
         row = unit.item.row or {}
         text = unit.texts[0] if unit.texts else ""
         stub = extract_final_code(text) or (text if re.search(r"^\s*(def|class)\s", text, re.M) else "")
-        reason = check_stub(stub, tested_names(row.get("test") or "")) if stub else "no code block in the answer"
+        reason = check_stub(stub, names_tests_import(row.get("test") or "")) if stub else "no code block in the answer"
         if reason:
             unit.failure, unit.data["reason"] = "rejected", reason
             return

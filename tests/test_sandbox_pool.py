@@ -1,0 +1,182 @@
+"""Pool behaviour: pytest semantics, stdin mode, worker death and hangs, backpressure, clean shutdown."""
+
+import asyncio
+import os
+import signal
+import textwrap
+
+from sandbox import Job, Limits, SandboxConfig, SandboxPool, StdinCase, verify_batch
+from tests.conftest import zombie_children
+
+SOL = textwrap.dedent('''
+    class Stack:
+        def __init__(self):
+            self.items = []
+        def push(self, x):
+            self.items.append(x)
+        def pop(self):
+            if not self.items:
+                raise IndexError("empty")
+            return self.items.pop()
+
+    def double(x):
+        print("doubling", x)
+        return 2 * x
+''')
+
+RICH_TEST = textwrap.dedent('''
+    import pytest
+    from solution import Stack, double
+
+    @pytest.fixture
+    def stack():
+        s = Stack()
+        s.push(1)
+        return s
+
+    @pytest.mark.parametrize("x,want", [(1, 2), (0, 0), (-3, -6)])
+    def test_double(x, want):
+        assert double(x) == want
+
+    class TestStack:
+        def test_pop(self, stack):
+            assert stack.pop() == 1
+
+        def test_empty_raises(self):
+            with pytest.raises(IndexError):
+                Stack().pop()
+
+    def test_tmp_path(tmp_path):
+        (tmp_path / "f.txt").write_text("hi")
+        assert (tmp_path / "f.txt").read_text() == "hi"
+
+    def test_capsys(capsys):
+        double(2)
+        assert "doubling 2" in capsys.readouterr().out
+
+    def test_monkeypatch(monkeypatch):
+        import solution
+        monkeypatch.setattr(solution, "double", lambda x: 0)
+        assert solution.double(5) == 0
+
+    @pytest.mark.skip(reason="not today")
+    def test_skipped():
+        pass
+
+    @pytest.mark.xfail
+    def test_xfail():
+        assert False
+''')
+
+
+def test_real_pytest_semantics_and_per_test_outcomes(isolation_mode):
+    (v,) = verify_batch([Job(id="rich", solution=SOL, test=RICH_TEST)], SandboxConfig(workers=1))
+    assert v.status == "pass", (v.reason, v.stdout)
+    outcomes = {t.nodeid.split("::", 1)[1]: t.outcome for t in v.tests}
+    assert outcomes["test_double[1-2]"] == "passed" and outcomes["TestStack::test_pop"] == "passed"
+    assert outcomes["test_skipped"] == "skipped" and outcomes["test_xfail"] == "xfailed"
+    assert len(outcomes) == 10 and v.coverage == 100.0 and v.isolation == "bwrap"
+    assert v.cpu_s > 0 and v.wall_s > 0 and v.peak_rss_mb > 0
+
+
+def test_failure_messages_and_error_kinds(isolation_mode):
+    jobs = [
+        Job(id="fail", solution="def f():\n    return 1\n", test="from solution import f\ndef test_f():\n    assert f() == 2\n"),
+        Job(id="syntax", solution="def f(:\n", test="from solution import f\ndef test_f():\n    pass\n"),
+        Job(id="no-tests", solution="x = 1\n", test="from solution import x\n"),
+        Job(id="all-skipped", solution="x = 1\n", test="import pytest\n@pytest.mark.skip\ndef test_a():\n    pass\n"),
+        Job(id="nocov", solution="x = 1\n", test="def test_a():\n    pass\n", coverage=False),
+    ]
+    fail, syntax, none, skipped, nocov = verify_batch(jobs, SandboxConfig(workers=2))
+    assert fail.status == "fail" and "assert 1 == 2" in fail.tests[0].message
+    assert syntax.status == "error" and syntax.tests[0].outcome == "error"
+    assert none.status == "error" and "no tests collected" in none.reason
+    assert skipped.status == "fail" and "skipped" in skipped.reason
+    assert nocov.status == "pass" and nocov.coverage is None
+
+
+def test_stdin_mode(isolation_mode):
+    cases = [StdinCase("1 2\n", "3\n"), StdinCase("5 5", "10"), StdinCase("2 2", "5")]
+    ok = Job(id="sum", solution="a, b = map(int, input().split())\nprint(a + b)\n", stdin_tests=cases)
+    crash = Job(id="crash", solution="raise SystemExit(3)\n", stdin_tests=cases[:1])
+    floats = Job(id="floats", solution="print(1 / 3)\n", stdin_tests=[StdinCase("", "0.333333")], float_tolerance=1e-5)
+    bad = Job(id="bad", solution="def (:\n", stdin_tests=cases[:1])
+    v_ok, v_crash, v_floats, v_bad = verify_batch([ok, crash, floats, bad], SandboxConfig(workers=2))
+    assert v_ok.status == "fail" and [t.outcome for t in v_ok.tests] == ["passed", "passed", "failed"]
+    assert "expected '5', got '4'" in v_ok.tests[2].message
+    assert v_crash.status == "fail" and "exit 3" in v_crash.tests[0].message
+    assert v_floats.status == "pass"
+    assert v_bad.status == "error" and "does not compile" in v_bad.reason
+
+
+def test_worker_killed_mid_job_is_replaced_and_the_job_retried(isolation_mode):
+    async def main():
+        async with SandboxPool(SandboxConfig(workers=1)) as pool:
+            victim = pool.pids()[0]
+            job = Job(id="slow", solution="x = 1\n", test="import time\ndef test_a():\n    time.sleep(1.5)\n")
+            task = asyncio.create_task(pool.verify(job))
+            await asyncio.sleep(0.7)
+            os.killpg(victim, signal.SIGKILL)
+            verdict = await task
+            return verdict, pool.restarts, pool.retries, pool.pids()
+
+    verdict, restarts, retries, pids = asyncio.run(main())
+    assert verdict.status == "pass" and restarts == 1 and retries == 1 and len(pids) == 1
+    assert zombie_children() == []
+
+
+def test_hung_worker_is_replaced_and_a_second_failure_is_sandbox_error(isolation_mode):
+    async def main():
+        config = SandboxConfig(workers=1, grace_s=0.5)
+        async with SandboxPool(config) as pool:
+            stopped = []
+
+            async def stop_each_worker():
+                for _ in range(2):
+                    while True:
+                        pid = pool.pids()[0] if pool.pids() else None
+                        if pid and pid not in stopped and pool.busy:
+                            await asyncio.sleep(0.3)
+                            os.killpg(pid, signal.SIGSTOP)
+                            stopped.append(pid)
+                            break
+                        await asyncio.sleep(0.05)
+
+            job = Job(id="hang", solution="x = 1\n", test="import time\ndef test_a():\n    time.sleep(0.8)\n",
+                      limits=Limits(wall_s=1))
+            stopper = asyncio.create_task(stop_each_worker())
+            verdict = await pool.verify(job)
+            await stopper
+            after = await pool.verify(Job(id="after", solution="x = 1\n", test="def test_a():\n    pass\n"))
+            return verdict, after, pool.restarts
+
+    verdict, after, restarts = asyncio.run(main())
+    assert verdict.status == "sandbox_error" and "twice" in verdict.reason
+    assert after.status == "pass" and restarts == 2
+
+
+def test_verify_waits_for_a_free_worker(isolation_mode):
+    async def main():
+        async with SandboxPool(SandboxConfig(workers=2)) as pool:
+            job = Job(id="s", solution="x = 1\n", test="import time\ndef test_a():\n    time.sleep(0.5)\n")
+            peak = 0
+
+            async def watch():
+                nonlocal peak
+                while True:
+                    peak = max(peak, pool.busy)
+                    await asyncio.sleep(0.01)
+
+            watcher = asyncio.create_task(watch())
+            verdicts = await asyncio.gather(*(pool.verify(job) for _ in range(6)))
+            watcher.cancel()
+            return verdicts, peak
+
+    verdicts, peak = asyncio.run(main())
+    assert all(v.status == "pass" for v in verdicts) and peak == 2
+
+
+def test_without_isolation_verdicts_say_so():
+    (v,) = verify_batch([Job(solution="x = 1\n", test="def test_a():\n    pass\n")],
+                        SandboxConfig(workers=1, isolation="none"))
+    assert v.status == "pass" and v.isolation == "none"
