@@ -105,7 +105,9 @@ class Worker:
         root = isolation.SANDBOX_ROOT if self.mode == "bwrap" else tempfile.mkdtemp(prefix="kodcode-sandbox-")
         options = WorkerOptions(
             root=root, preload=list(self.config.preload), pytest_plugins=list(self.config.pytest_plugins),
-            isolation=self.mode, drop_to_uid=isolation.SANDBOX_UID if os.geteuid() == 0 else None,
+            # Without namespaces the interpreter may live where nobody cannot read (/root/.pyenv),
+            # so "none" really is none: the code runs as the invoking user.
+            isolation=self.mode, drop_to_uid=isolation.SANDBOX_UID if os.geteuid() == 0 and self.mode == "bwrap" else None,
             blocked_imports=list(self.config.blocked_imports))
         argv = [sys.executable, "-m", "sandbox.child", msgspec.json.encode(options).decode()]
         if self.mode == "bwrap":
