@@ -26,7 +26,12 @@ def _event_loop_runner():  # noqa: ANN202
 def _sandbox_config(args: argparse.Namespace):  # noqa: ANN202
     from sandbox.pool import SandboxConfig
 
-    return SandboxConfig(workers=args.sandbox_workers or os.cpu_count() or 1, isolation=args.isolation)
+    return SandboxConfig(workers=args.sandbox_workers or os.cpu_count() or 1, isolation=args.isolation,
+                         blocked_imports=_names(args.block_imports))
+
+
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(n.strip() for n in (text or "").split(",") if n.strip())
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -36,7 +41,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not os.path.exists(args.input):
         print(f"error: input file not found: {args.input}", file=sys.stderr)
         return 2
-    config = SandboxConfig(workers=args.workers or os.cpu_count() or 1, isolation=args.isolation)
+    config = SandboxConfig(workers=args.workers or os.cpu_count() or 1, isolation=args.isolation,
+                           blocked_imports=_names(args.block_imports))
     options = VerifyOptions(timeout_s=args.timeout, memory_mb=args.memory_mb, coverage=not args.no_coverage)
     counts = _event_loop_runner()(run_verify(args.input, args.output, config, options))
     elapsed = counts.pop("_elapsed")
@@ -52,7 +58,7 @@ RUN_DEFAULTS = {
     "timeout": 30.0, "memory_mb": 2048, "sandbox_workers": 0, "isolation": "auto", "request_timeout": 600.0,
     "max_retries": 5, "start_at": "solutions", "input": "", "out": "",
     "style": False, "sft_n": 0, "sft_backend": "", "sft_model": "", "sft_base_url": "", "sft_recorded": "",
-    "sft_nickname": "r1",
+    "sft_nickname": "r1", "block_imports": "",
 }
 
 
@@ -214,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-coverage", action="store_true", help="skip line coverage of solution.py")
     v.add_argument("--isolation", choices=["auto", "bwrap", "none"], default="auto",
                    help="auto: bubblewrap if it works, else none with a loud warning")
+    v.add_argument("--block-imports", default="", help="comma-separated packages jobs may not import "
+                   "(e.g. scipy,sympy to reproduce a leaner reference environment)")
     v.set_defaults(func=cmd_verify)
 
     r = sub.add_parser("run", help="solve-and-verify questions into a run directory (re-run to resume)")
@@ -235,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--memory-mb", type=int, help="sandbox memory per trial (default 2048)")
     r.add_argument("--sandbox-workers", type=int, help="sandbox pool size (default: number of cores)")
     r.add_argument("--isolation", choices=["auto", "bwrap", "none"], help="sandbox isolation (default auto)")
+    r.add_argument("--block-imports", help="comma-separated packages sandboxed jobs may not import")
     r.add_argument("--request-timeout", type=float, help="seconds per LLM request (default 600)")
     r.add_argument("--max-retries", type=int, help="retries on connection errors and 5xx (default 5)")
     r.add_argument("--style", action="store_true", default=None,

@@ -38,17 +38,25 @@ _FENCE_LINE = re.compile(r"^\s*`{1,3}\s*[A-Za-z0-9_+-]*\s*$")
 
 
 def _strip_fence(text: str) -> str:
-    """Code inside a section: drop (possibly broken) fence lines; with prose around, take the block."""
+    """Code inside a section: the lines between fence lines (``` or a broken ` / ``), joined.
+
+    Several blocks in one section are concatenated, prose between or around them is dropped, and
+    a block whose closing fence is missing runs to the end. Without fences the text is the code.
+    """
     lines = text.strip("\n").split("\n")
-    if lines and _FENCE_LINE.match(lines[0]) or (lines and re.match(r"^\s*`{1,3}[A-Za-z]+\s*$", lines[0])):
-        lines = lines[1:]
-        if lines and re.match(r"^\s*`{1,3}\s*$", lines[-1]):
-            lines = lines[:-1]
-        return "\n".join(lines).strip("\n").removesuffix("```").rstrip("\n")
-    m = _FENCE.search(text)
-    if m and m.group(2).strip():
-        return m.group(2).strip("\n")
-    return text.strip("\n")
+    if not any(_FENCE_LINE.match(line) for line in lines):
+        return text.strip("\n")
+    inside, kept = False, []
+    for line in lines:
+        if _FENCE_LINE.match(line):
+            inside = not inside
+            if inside and kept:
+                kept.append("")  # blocks stay apart
+        elif inside:
+            kept.append(line)
+    if not "".join(kept).strip():  # e.g. code followed by a lone closing fence
+        kept = [line for line in lines if not _FENCE_LINE.match(line)]
+    return "\n".join(kept).strip("\n")
 
 
 def _tagged(text: str, name: str) -> str | None:

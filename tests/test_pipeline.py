@@ -64,12 +64,16 @@ def test_demo_run_labels_difficulty_and_resumes_without_new_requests(tmp_path, i
 def test_real_kodcode_responses_give_reference_like_pass_at_k(tmp_path, isolation_mode):
     """99 questions x 3 real model responses (../shared/data) through parse -> verify -> select.
 
-    Reference: pass@1 8, pass@2 10, pass@3 16 of 96 questions. Our parser recovers more trials
-    than the reference's (it strips broken fences the reference left in the test file, and it
-    does not add a second `from solution import *` above explicit imports), so our counts may be
-    higher, never lower, than the reference's for the same responses.
+    Reference: pass@1 8, pass@2 10, pass@3 16 of 96 questions. We get pass@1 12, pass@2 14,
+    pass@3 19. Every trial-level difference is the same parser difference: in 7 trials the
+    reference left a broken fence line (a lone "``" or "`python") at the top of test_solution.py,
+    a SyntaxError, so "Fail"; our parser drops fence lines and those trials pass. All other
+    trials get the reference's verdict (scipy and sympy blocked, as on the reference machine).
     """
+    from kodcode_async.parsing import _FENCE_LINE
+
     comps = read_jsonl(DATA / "kodcode_algorithm_completions.jsonl")
+    trials = {r["id"]: r for r in read_jsonl(DATA / "kodcode_algorithm_trials.jsonl")}
     questions, recorded = tmp_path / "q.jsonl", tmp_path / "rec.jsonl"
     seen = set()
     with open(questions, "w") as q, open(recorded, "w") as rec:
@@ -82,13 +86,22 @@ def test_real_kodcode_responses_give_reference_like_pass_at_k(tmp_path, isolatio
                                   "response": c["response"]}) + "\n")
     out = tmp_path / "run"
     r = run_cli("run", "--input", str(questions), "--out", str(out), "--backend", "recorded", "--recorded",
-                str(recorded), "--attempts", "3", "--max-attempts", "3", "--timeout", "15", timeout=600)
+                str(recorded), "--attempts", "3", "--max-attempts", "3", "--timeout", "20",
+                "--block-imports", "scipy,sympy", timeout=600)
     assert r.returncode == 0, r.stderr
     stats = json.loads((out / "stats.json").read_text())
-    p = {k: v["questions"] for k, v in stats["pass_at_k"]["algorithm"].items()}
     assert stats["questions"] == 99
-    assert p["1"] >= 8 and p["2"] >= 10 and p["3"] >= 16
-    assert p["3"] <= 16 + 6, p  # the parser's extra recoveries are few
+    differences = []
+    for row in read_jsonl(out / "verified.jsonl") + read_jsonl(out / "failed.jsonl"):
+        for name, trial in row["trials"].items():
+            ref = trials.get(f"algorithm/{row['question_id']}/attempt{name.split('_')[1]}")
+            if ref is not None and (trial["test_result"] == "Pass") != (ref["verdict_reference"] == "Pass"):
+                differences.append((ref["id"], ref["test"], trial["test_result"]))
+    assert len(differences) == 7
+    for trial_id, ref_test, ours in differences:
+        assert ours == "Pass" and any(_FENCE_LINE.match(line) for line in ref_test.splitlines()), trial_id
+    p = {k: v["questions"] for k, v in stats["pass_at_k"]["algorithm"].items()}
+    assert (p["1"], p["2"], p["3"]) == (12, 14, 19)
 
 
 def _write_add_questions(tmp_path, n):
