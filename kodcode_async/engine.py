@@ -122,43 +122,32 @@ class Engine:
             state["reading"] = False
             maybe_close()
 
-        async def llm_worker() -> None:
+        async def stage_worker(queue: asyncio.Queue, stage: StageStats, step: Callable[[Any], Awaitable[Any]],
+                               forward: Callable[[Any], Awaitable[None]]) -> None:
             while True:
-                unit = await gen_q.get()
+                unit = await queue.get()
                 if unit is _CLOSE:
                     return
-                stats.gen.in_flight += 1
+                stage.in_flight += 1
                 t = time.monotonic()
                 try:
-                    unit = await self.flow.generate(unit)
+                    unit = await step(unit)
                 finally:
-                    stats.gen.in_flight -= 1
-                    stats.gen.busy_s += time.monotonic() - t
-                stats.gen.done += 1
-                await verify_q.put(unit)  # blocks when the sandbox is behind: backpressure
+                    stage.in_flight -= 1
+                    stage.busy_s += time.monotonic() - t
+                stage.done += 1
+                await forward(unit)
 
-        async def verify_worker() -> None:
-            while True:
-                unit = await verify_q.get()
-                if unit is _CLOSE:
-                    return
-                stats.verify.in_flight += 1
-                t = time.monotonic()
-                try:
-                    unit = await self.flow.verify(unit)
-                finally:
-                    stats.verify.in_flight -= 1
-                    stats.verify.busy_s += time.monotonic() - t
-                stats.verify.done += 1
-                more, finished = self.flow.settle(unit)
-                for u in more:
-                    gen_q.put_nowait(u)
-                if finished is not None:
-                    await sink(finished)
-                    stats.items_finished += 1
-                    state["open_items"] -= 1
-                    slots.release()
-                    maybe_close()
+        async def settle(unit: Any) -> None:
+            more, finished = self.flow.settle(unit)
+            for u in more:
+                gen_q.put_nowait(u)
+            if finished is not None:
+                await sink(finished)
+                stats.items_finished += 1
+                state["open_items"] -= 1
+                slots.release()
+                maybe_close()
 
         async def closer() -> None:
             await all_done.wait()
@@ -179,9 +168,11 @@ class Engine:
                     pass
 
         async with asyncio.TaskGroup() as tg:
-            llm_tasks = [tg.create_task(llm_worker()) for _ in range(self.llm_workers)]
+            # An LLM worker blocks on verify_q.put when the sandbox is behind: backpressure.
+            llm_tasks = [tg.create_task(stage_worker(gen_q, stats.gen, self.flow.generate, verify_q.put))
+                         for _ in range(self.llm_workers)]
             for _ in range(self.verify_workers):
-                tg.create_task(verify_worker())
+                tg.create_task(stage_worker(verify_q, stats.verify, self.flow.verify, settle))
             tg.create_task(reader())
             tg.create_task(closer())
             tg.create_task(progress())

@@ -33,6 +33,9 @@ class Progress:
         elapsed = time.monotonic() - self.start
         rate = self.done / elapsed if elapsed > 0 else 0.0
         parts = [f"{self.title}: {self.done}" + (f"/{self.total}" if self.total else ""), f"{rate:.1f}/s"]
+        if self.total and self.tty:
+            filled = int(20 * min(1.0, self.done / self.total))
+            parts.insert(0, "[" + "#" * filled + "-" * (20 - filled) + "]")
         if self.total and rate > 0:
             parts.append(f"ETA {max(0.0, (self.total - self.done) / rate):.0f}s")
         if self.render is not None:
