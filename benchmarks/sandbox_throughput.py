@@ -114,7 +114,8 @@ async def main() -> None:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--limit", type=int, default=0, help="use only the first K trials of each part")
     ap.add_argument("--timeout", type=float, default=30.0)
-    ap.add_argument("--skip-full", action="store_true", help="only part (a): no timed-out trials")
+    ap.add_argument("--parts", default="a,b,c", help="which parts to run: a (no timeouts), b (full corpus), "
+                    "c (trivial trials: start-up cost alone)")
     args = ap.parse_args()
     rows = [orjson.loads(line) for line in DATA.read_bytes().splitlines() if line.strip()]  # noqa: ASYNC240
     part_a = [r for r in rows if r["verdict_reference"] != "Fail - Timed Out"]
@@ -122,15 +123,18 @@ async def main() -> None:
         part_a = part_a[:args.limit]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{platform.system()} {platform.release()}; jobs={args.jobs}, timeout={args.timeout:g}s")
-    parts = [("(a) trials that do not time out", part_a)]
-    if not args.skip_full:
-        full = rows[:args.limit * 2] if args.limit else rows
-        parts.append(("(b) full corpus", full))
+    wanted = set(args.parts.split(","))
+    parts = []
+    if "a" in wanted:
+        parts.append(("(a) trials that do not time out", part_a))
+    if "b" in wanted:
+        parts.append(("(b) full corpus", rows[:args.limit * 2] if args.limit else rows))
     # (c) isolates what the sandbox itself costs: trials whose tests take no time at all.
     trivial = [{"id": f"trivial{i}", "solution": f"def f():\n    return {i}\n",
                 "test": f"from solution import *\n\ndef test_f():\n    assert f() == {i}\n",
                 "verdict_reference": "Pass"} for i in range(40 if not args.limit else 10)]
-    parts.append(("(c) start-up cost alone: trivial trials", trivial))
+    if "c" in wanted:
+        parts.append(("(c) start-up cost alone: trivial trials", trivial))
     for title, subset in parts:
         ref_runs, ref_wall, ref_cpu = await run_reference(subset, args.jobs, args.timeout)
         our_runs, our_wall, our_cpu = await run_pool(subset, args.jobs, args.timeout)

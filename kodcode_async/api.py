@@ -70,8 +70,7 @@ class Pipeline:
                 try:
                     async with SandboxPool(self.config.sandbox) as pool:
                         flow = build_flow(self.config, self.backend, self.sft_backend, pool, journal)
-                        engine = Engine(flow, llm_workers=min(self.config.workers,
-                                                              getattr(self.backend, "max_in_flight", 128)),
+                        engine = Engine(flow, llm_workers=getattr(self.backend, "max_in_flight", self.config.workers),
                                         verify_workers=pool.size)
                         await engine.run(questions(), sink)
                 finally:

@@ -44,7 +44,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
     config = SandboxConfig(workers=args.workers or os.cpu_count() or 1, isolation=args.isolation,
                            blocked_imports=_names(args.block_imports))
     options = VerifyOptions(timeout_s=args.timeout, memory_mb=args.memory_mb, coverage=not args.no_coverage)
-    counts = _event_loop_runner()(run_verify(args.input, args.output, config, options))
+    from sandbox.pool import SandboxUnavailable
+
+    try:
+        counts = _event_loop_runner()(run_verify(args.input, args.output, config, options))
+    except (SandboxUnavailable, BaseExceptionGroup) as e:
+        dead = _engine_dead(e, (SandboxUnavailable,))
+        if dead is None:
+            raise
+        print(f"error: {dead}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; {args.output} was not written (verify is cheap to rerun)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     elapsed = counts.pop("_elapsed")
     total = sum(counts.values())
     print(f"verified {total} rows in {elapsed:.1f} s ({total / max(elapsed, 1e-9):.1f} trials/s): "
@@ -165,14 +177,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"\ninterrupted: finished questions are in {o.out}; run the same command again to resume.",
               file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (BackendDead, SandboxUnavailable) as e:
+    except (BackendDead, SandboxUnavailable, BaseExceptionGroup) as e:
+        # Engine-dead errors arrive wrapped in the engine's TaskGroup; anything else is a bug: re-raise.
+        dead = _engine_dead(e, (BackendDead, SandboxUnavailable))
+        if dead is None:
+            raise
         progress.close()
-        print(f"error: {e}\nfinished questions are in {o.out}; fix the cause and run the same command to resume.",
+        print(f"error: {dead}\nfinished questions are in {o.out}; fix the cause and run the same command to resume.",
               file=sys.stderr)
         return 1
     progress.close()
     print_summary(o.out, stats)
     return 0
+
+
+def _engine_dead(error: BaseException, kinds: tuple[type, ...]) -> BaseException | None:
+    """The first error of the given kinds in `error` or, for exception groups, among its leaves."""
+    if isinstance(error, kinds):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _engine_dead(inner, kinds)
+            if found is not None:
+                return found
+    return None
 
 
 def print_summary(out: str, stats: dict) -> None:

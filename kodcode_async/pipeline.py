@@ -152,7 +152,8 @@ async def run_solve(config: RunConfig, backend, on_progress=None, sft_backend=No
         async with SandboxPool(config.sandbox) as pool:
             flow = build_flow(config, backend, sft_backend, pool, journal)
             backends = flow.backends
-            workers = min(config.workers, getattr(backend, "max_in_flight", config.workers))
+            # The backend knows how many requests it should have in flight (vLLM: a bit over its batch).
+            workers = getattr(backend, "max_in_flight", config.workers)
             total = _count_lines(config.input_path) - len(done)
             last_checkpoint = [time.monotonic()]
 

@@ -64,11 +64,21 @@ def make_app(script: Script) -> web.Application:
                         for i in range(body.get("n", 1))],
             "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}})
 
+    async def completions(request: web.Request) -> web.Response:
+        script.requests += 1
+        body = await request.json()
+        return web.json_response({
+            "id": "cmpl-test", "object": "text_completion", "model": body.get("model"),
+            "choices": [{"index": i, "text": script.text + ":" + body["prompt"], "finish_reason": "stop"}
+                        for i in range(body.get("n", 1))],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}})
+
     async def stats(_: web.Request) -> web.Response:
         return web.json_response({"requests": script.requests, "by_key": dict(script.by_key)})
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/completions", completions)
     app.router.add_get("/stats", stats)
     return app
 

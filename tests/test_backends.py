@@ -72,6 +72,14 @@ def test_transient_faults_are_retried(fault, kind):
     assert out.texts == ["fine"] and backend.errors[kind] == 1
 
 
+def test_completions_endpoint_with_n_samples():
+    from kodcode_async.backends import Sampling
+
+    request = Request(stage="s", item_id="q", attempt=0, prompt="def f(", sampling=Sampling(n=2))
+    out = run_with_server(Script(text="t"), lambda b: b.generate(request))
+    assert out.texts == ["t:def f(", "t:def f("] and out.completion_tokens == 2
+
+
 def test_api_key_is_never_in_repr():
     cfg = OpenAIConfig(base_url="http://x", model="m", api_key="sk-secret")
     assert "sk-secret" not in repr(cfg)
@@ -149,3 +157,29 @@ def test_factory_rejects_incomplete_configuration():
         make_backend("openai", model="m")
     with pytest.raises(ValueError, match="unknown backend"):
         make_backend("nope")
+
+
+def test_vllm_engine_death_stops_the_run_but_a_request_error_does_not():
+    from kodcode_async.backends import BackendDead
+
+    class EngineDeadError(RuntimeError):
+        pass
+
+    class EngineGenerateError(RuntimeError):
+        pass
+
+    class Failing(FakeAsyncLLM):
+        def __init__(self, error):
+            super().__init__()
+            self.error = error
+
+        async def generate(self, prompt, sampling_params, request_id):
+            raise self.error
+            yield  # an async generator, like vLLM's
+
+    dead = VLLMBackend(VLLMConfig(model="m"), engine=Failing(EngineDeadError()), sampling_params=lambda r: {"n": 1})
+    with pytest.raises(BackendDead):
+        asyncio.run(dead.generate(REQ))
+    one = VLLMBackend(VLLMConfig(model="m"), engine=Failing(EngineGenerateError()), sampling_params=lambda r: {"n": 1})
+    with pytest.raises(LLMRequestError):
+        asyncio.run(one.generate(REQ))

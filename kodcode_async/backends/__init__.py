@@ -23,7 +23,8 @@ def make_backend(kind: str, *, model: str = "", base_url: str = "", api_key: str
 
         if not model:
             raise ValueError("--backend vllm needs --model")
-        return VLLMBackend(VLLMConfig(model=model), engine=engine)
+        # --workers is the engine's batch (max_num_seqs); the backend keeps a little more in flight.
+        return VLLMBackend(VLLMConfig(model=model, max_num_seqs=workers), engine=engine)
     if kind == "recorded":
         from kodcode_async.backends.recorded import RecordedBackend
 

@@ -47,6 +47,15 @@ def _sampling_params(request: Request):  # noqa: ANN202
     return SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed)
 
 
+def _is_engine_dead(error: Exception) -> bool:
+    """vLLM's engine-dead error (the run must stop) as opposed to one failed request."""
+    try:
+        from vllm.v1.engine.exceptions import EngineDeadError
+    except ImportError:  # a fake engine in tests: same class name, no vLLM installed
+        return any(cls.__name__ == "EngineDeadError" for cls in type(error).__mro__)
+    return isinstance(error, EngineDeadError)
+
+
 class VLLMBackend:
     name = "vllm"
 
@@ -81,7 +90,7 @@ class VLLMBackend:
                 await result
             raise
         except Exception as e:  # noqa: BLE001 - vLLM raises EngineDeadError / EngineGenerateError
-            if type(e).__name__ == "EngineDeadError":
+            if _is_engine_dead(e):
                 raise BackendDead(f"vLLM engine died: {e}") from e
             raise LLMRequestError("engine_error", f"{type(e).__name__}: {e}") from e
         if final is None:
