@@ -205,11 +205,52 @@ class Zygote:
         self.coverage = None
         self.baseline_vm = 0
         self.pidns = False
+        # direct: the zygote owns its user namespace, so each job is ONE fork into a fresh PID
+        # namespace (unshare, fork, setns back). Otherwise a reaper process does the unshare.
+        self.direct = False
+        self.own_pidns = -1
+        self.namespaced = False  # own_namespaces() succeeded
         self.uid = os.getuid()
         self.gid = os.getgid()
         self.protocol_fds: tuple[int, ...] = ()  # closed in every forked child
 
     # ---- start-up -------------------------------------------------------------------
+
+    def drop_privileges(self) -> None:
+        """Started as root inside bubblewrap: become the unprivileged sandbox uid for good."""
+        if self.options.drop_to_uid is not None and os.geteuid() == 0:
+            uid = self.options.drop_to_uid
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            self.uid = self.gid = uid
+            # setuid() made us non-dumpable, which would make /proc/self/uid_map unwritable
+            # for the user namespaces created next.
+            isolation.prctl(isolation.PR_SET_DUMPABLE, 1)
+
+    def own_namespaces(self) -> bool:
+        """Move the zygote into new user + PID + mount namespaces that it controls.
+
+        Must run while the process has a single thread (before imports start any). The original
+        process stays behind as a waiter; the caller continues as PID 1 of the new namespace,
+        with capabilities there only, so each job can later be one fork into its own PID
+        namespace (see _fork_into_new_pidns). Returns False, changing nothing, if not possible.
+        """
+        try:
+            isolation.enter_job_namespaces(self.uid, self.gid)
+        except OSError:
+            return False
+        pid = os.fork()
+        if pid == 0:
+            return True
+        # Jobs run under the same uid: a dumpable process of that uid would let a job open its
+        # memory through /proc/<pid>/mem. The waiter has nothing to steal, but still.
+        isolation.prctl(isolation.PR_SET_DUMPABLE, 0)
+        for fd in self.protocol_fds:  # the zygote holds the channel now
+            os.close(fd)
+        _, st = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(st)
+        os._exit(code if code >= 0 else 128 - code)
 
     def warm_up(self) -> None:
         os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
@@ -219,15 +260,6 @@ class Zygote:
                 self.preloaded.append(name)
             except Exception as e:  # noqa: BLE001 - a missing optional library is a warning
                 self.warnings.append(f"could not preload {name}: {type(e).__name__}: {e}")
-        if self.options.drop_to_uid is not None and os.geteuid() == 0:
-            uid = self.options.drop_to_uid
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            self.uid = self.gid = uid
-            # setuid() made us non-dumpable, which would make /proc/self/uid_map unwritable
-            # for the per-job user namespace.
-            isolation.prctl(isolation.PR_SET_DUMPABLE, 1)
         if self.options.blocked_imports:
             for name in list(sys.modules):
                 if name.partition(".")[0] in self.options.blocked_imports:
@@ -235,7 +267,12 @@ class Zygote:
             sys.meta_path.insert(0, _BlockedImports(self.options.blocked_imports))
         self._reset_area()
         self._prepare_pytest()
-        self.pidns = self._probe_pidns()
+        self.direct = self.namespaced and self._probe_direct()
+        self.pidns = self.direct or self._probe_pidns()
+        # Jobs share the zygote's uid. Non-dumpable, its memory cannot be opened through
+        # /proc/<pid>/mem by them (that needs CAP_SYS_PTRACE, which jobs never have). Forked
+        # children that must write their own uid_map make themselves dumpable again.
+        isolation.prctl(isolation.PR_SET_DUMPABLE, 0)
         if not self.pidns:
             self.warnings.append(
                 "per-job PID namespaces are unavailable: processes a job detaches with setsid() "
@@ -294,6 +331,33 @@ class Zygote:
             os.chdir(self.root)
             self._reset_area()
 
+    def _probe_direct(self) -> bool:
+        """Can this zygote start a job as PID 1 of a new namespace with a single fork?"""
+        try:
+            self.own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+            for _ in range(2):  # twice: the second unshare only works if setns really reset us
+                pid = self._fork_into_new_pidns()
+                if pid == 0:
+                    os._exit(0 if os.getpid() == 1 else 1)
+                _, st = os.waitpid(pid, 0)
+                if os.waitstatus_to_exitcode(st) != 0:
+                    return False
+            return True
+        except OSError:
+            return False
+
+    def _fork_into_new_pidns(self) -> int:
+        """fork() whose child is PID 1 of a fresh PID namespace; the zygote's own stays as it was."""
+        isolation.unshare(isolation.CLONE_NEWPID)
+        try:
+            pid = os.fork()
+        except OSError:
+            isolation.setns(self.own_pidns, isolation.CLONE_NEWPID)
+            raise
+        if pid != 0:
+            isolation.setns(self.own_pidns, isolation.CLONE_NEWPID)
+        return pid
+
     def _probe_pidns(self) -> bool:
         pid = os.fork()
         if pid == 0:
@@ -343,6 +407,30 @@ class Zygote:
         err_r, err_w = os.pipe()
         pid_r, pid_w = os.pipe()
         start = time.monotonic()
+        if self.direct:
+            os.close(pid_w)
+            pid_w = -1
+            job_pid = self._fork_into_new_pidns()
+            if job_pid == 0:
+                code = 72
+                try:
+                    for fd in (result_r, out_r, err_r, pid_r, *self.protocol_fds):
+                        os.close(fd)
+                    code = self._job_process_unsafe(job, result_w, out_w, err_w)
+                except BaseException:  # noqa: BLE001 - nothing may escape a forked child
+                    code = 73
+                finally:
+                    os._exit(code)
+            for fd in (result_w, out_w, err_w):
+                os.close(fd)
+            try:
+                return self._watch(job, job_pid, start, result_r, out_r, err_r, pid_r, job_pid=job_pid)
+            finally:
+                for fd in (result_r, out_r, err_r, pid_r):
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
         reaper = os.fork()
         if reaper == 0:
             code = 70
@@ -368,6 +456,7 @@ class Zygote:
     def _reaper(self, job: Job, result_w: int, out_w: int, err_w: int, pid_w: int) -> int:
         """Fork #1: enter fresh namespaces, start the job process, report its end as an exit code."""
         if self.pidns:
+            isolation.prctl(isolation.PR_SET_DUMPABLE, 1)  # this copy only: to write its uid_map
             isolation.enter_job_namespaces(self.uid, self.gid)
         pid = os.fork()
         if pid == 0:
@@ -389,8 +478,12 @@ class Zygote:
         return min(os.WEXITSTATUS(st), 127)
 
     def _watch(self, job: Job, reaper: int, start: float, result_r: int, out_r: int, err_r: int,
-               pid_r: int) -> Verdict:
-        """Collect the job's output until it ends or its wall-clock limit expires."""
+               pid_r: int, job_pid: int | None = None) -> Verdict:
+        """Collect the job's output until it ends or its wall-clock limit expires.
+
+        `reaper` is the child we wait for: the reaper process, or (direct mode) the job itself,
+        whose pid is then known from the start.
+        """
         limits = job.limits
         cap = limits.max_output_bytes
         buffers = {result_r: bytearray(), out_r: bytearray(), err_r: bytearray(), pid_r: bytearray()}
@@ -406,7 +499,6 @@ class Zygote:
         flooded = False
         reaped = None
         drain_until = None
-        job_pid = None
         try:
             while open_fds or reaped is None:
                 now = time.monotonic()
@@ -477,6 +569,8 @@ class Zygote:
         if reaped is not None:
             _, st, usage = reaped
             code = os.waitstatus_to_exitcode(st)
+            if code < 0:  # direct mode: the job itself died from a signal; same encoding as the reaper's
+                code = 128 - code
             cpu = usage.ru_utime + usage.ru_stime
             rss = usage.ru_maxrss / 1024
         cpu_limit = cpu_limit_s(job.limits)
@@ -519,6 +613,8 @@ class Zygote:
         isolation.prctl(isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
         if self.pidns:
             try:
+                if self.direct:
+                    isolation.unshare(isolation.CLONE_NEWNS)
                 isolation.mount_proc()
             except OSError:
                 pass  # the job still cannot signal anything outside its namespace
@@ -727,6 +823,8 @@ def main() -> None:
     options = msgspec.json.decode(sys.argv[1].encode(), type=WorkerOptions)
     zygote = Zygote(options)
     zygote.protocol_fds = (proto_in, proto_out)
+    zygote.drop_privileges()
+    zygote.namespaced = zygote.own_namespaces()
     zygote.warm_up()
     write_all(proto_out, frame(Ready(v=PROTOCOL_VERSION, isolation=options.isolation, warnings=zygote.warnings,
                                      preloaded=zygote.preloaded)))

@@ -170,6 +170,10 @@ def unshare(flags: int) -> None:
     _check(_lib().unshare(ctypes.c_int(flags)), "unshare")
 
 
+def setns(fd: int, nstype: int) -> None:
+    _check(_lib().setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+
+
 def prctl(option: int, arg: int) -> None:
     _check(_lib().prctl(ctypes.c_int(option), ctypes.c_ulong(arg), ctypes.c_ulong(0), ctypes.c_ulong(0),
                         ctypes.c_ulong(0)), "prctl")
@@ -197,7 +201,11 @@ def drop_all_capabilities() -> None:
 
 
 def enter_job_namespaces(uid: int, gid: int) -> None:
-    """Give the caller new user, PID and mount namespaces; its next child is PID 1 there."""
+    """Give the caller new user, PID and mount namespaces; its next child is PID 1 there.
+
+    The caller keeps its uid (mapped to itself) and gets every capability inside the new user
+    namespace, which is what lets a zygote create one PID namespace per job later on.
+    """
     unshare(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS)
     with open("/proc/self/setgroups", "w") as f:
         f.write("deny")

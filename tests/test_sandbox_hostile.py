@@ -99,6 +99,19 @@ def cases(port: int) -> dict[str, Job]:
         "segfault": t("import ctypes\ndef test_x():\n    ctypes.string_at(0)\n"),
         "recursion_bomb": t("def f(n):\n    return f(n + 1) + 1\ndef test_x():\n    f(0)\n"),
         "deep_recursion_crash": t("sys.setrecursionlimit(10**8)\ndef f(n):\n    return f(n + 1) + 1\ndef test_x():\n    f(0)\n"),
+        "open_other_processes_memory": t("""
+            def test_x():
+                opened = []
+                for pid in os.listdir("/proc"):
+                    if pid.isdigit() and int(pid) != os.getpid():
+                        for mode in ("r+b", "rb"):
+                            try:
+                                with open(f"/proc/{pid}/mem", mode):
+                                    opened.append((pid, mode))
+                            except OSError:
+                                pass
+                assert opened == [], opened
+            """),
         "ignore_sigterm": t("import signal\ndef test_x():\n    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n    time.sleep(600)\n"),
     }
     jobs = {name: Job(id=name, solution=SOL, test=test, limits=LIMITS) for name, test in c.items()}
@@ -129,6 +142,8 @@ EXPECTED = {
     "recursion_bomb": {"fail"},
     "deep_recursion_crash": {"fail", "memory", "timeout"},  # 3.11 keeps Python frames on the heap
     "ignore_sigterm": {"timeout"},
+    # The zygote runs as the same uid; it must still be out of reach (non-dumpable).
+    "open_other_processes_memory": {"pass"},
     "os_exit_at_import": {"error"},
     "sys_exit_at_import": {"error"},
 }
