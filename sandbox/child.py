@@ -4,17 +4,21 @@
       |  stdin/stdout: framed Job / Verdict messages
       v
     bwrap  (new pid/net/ipc/uts/mount namespaces, read-only system, empty env)
-      '-- zygote (this module's main): pytest, coverage, numpy, ... imported once,
-          |   pytest config prepared once for the fixed job path, gc frozen
-          |   per job: wipe + write /sandbox/job, fork, watch the clock
-          '-- reaper (fork #1): new user + pid + mount namespaces, then
-              '-- job process (fork #2, PID 1 of its namespace): drops every
-                  capability, sets rlimits, runs pytest or the stdin cases on
-                  the untrusted code, streams events back on a pipe.
-                  When it dies, the kernel kills everything it started.
+      '-- waiter (the process bwrap started: drops to uid nobody, then creates a user + pid
+          |   + mount namespace and stays behind only to pass on the exit status)
+          '-- zygote (PID 1 of that namespace, this module's Zygote): pytest, coverage, numpy,
+              |   ... imported once, pytest config prepared once for the fixed job path, gc
+              |   frozen, not dumpable. Per job: wipe + write /sandbox/job, unshare(NEWPID),
+              |   fork, setns back, watch the clock and the pipes.
+              '-- job process (PID 1 of a fresh pid namespace, own mount namespace): drops
+                  every capability, sets rlimits, runs pytest or the stdin cases on the
+                  untrusted code, streams events back on a pipe. When it dies, the kernel
+                  kills everything it started, setsid() daemons and double forks included.
 
-The zygote never runs untrusted code; it only schedules, times out and maps exit
-status (STYLE rule 5). Everything on the job's side of the fork is `*_unsafe`.
+Where the zygote cannot own a user namespace, a reaper process per job creates the job's
+namespaces instead (two forks per job; see _reaper). The zygote never runs untrusted code; it
+only schedules, times out and maps exit status (STYLE rule 5). Everything on the job's side of
+the fork is `*_unsafe`.
 """
 
 from __future__ import annotations
@@ -608,7 +612,7 @@ class Zygote:
     # ---- everything below runs untrusted code -----------------------------------------
 
     def _job_process_unsafe(self, job: Job, result_w: int, out_w: int, err_w: int) -> int:
-        """Fork #2: PID 1 of the job namespace. Drop privileges, limit, run."""
+        """PID 1 of the job's namespace. Drop privileges, limit, run."""
         os.setsid()
         isolation.prctl(isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
         if self.pidns:

@@ -1,0 +1,49 @@
+"""The reaper path: where the zygote cannot own a user namespace, each job is two forks.
+
+It runs in a subprocess (a Zygote changes its process: imports, gc.freeze, cwd), as the pool
+would run it, but without bubblewrap and without the zygote's own namespaces.
+"""
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import ROOT, stray_processes
+
+SCRIPT = r'''
+import json, sys, tempfile
+from sandbox.child import WorkerOptions, Zygote
+from sandbox.protocol import Job, Limits
+
+z = Zygote(WorkerOptions(root=tempfile.mkdtemp(), preload=["pytest", "coverage"], isolation="none"))
+z.warm_up()  # own_namespaces() not called: the reaper path
+jobs = {
+    "pass": Job(solution="def f():\n    return 1\n", test="from solution import *\ndef test_a():\n    assert f() == 1\n"),
+    "timeout": Job(solution="x = 1\n", test="def test_a():\n    while True:\n        pass\n", limits=Limits(wall_s=1)),
+    "daemon": Job(solution="x = 1\n", test=(
+        "import os, subprocess, sys, time\n"
+        "def test_a():\n"
+        "    subprocess.Popen([sys.executable, '-c', 'import os, time\\nif os.fork() == 0:\\n    os.setsid()\\n"
+        "    time.sleep(300)  # kodcode-fallback-marker'], start_new_session=True)\n"
+        "    time.sleep(0.3)\n")),
+    "segfault": Job(solution="x = 1\n", test="import ctypes\ndef test_a():\n    ctypes.string_at(0)\n"),
+}
+out = {}
+for name, job in jobs.items():
+    v = z.run(job)
+    z._reset_area()
+    out[name] = [v.status, v.coverage]
+print(json.dumps({"direct": z.direct, "pidns": z.pidns, "verdicts": out}))
+'''
+
+
+def test_reaper_path_gives_the_same_verdicts_and_leaves_nothing_behind():
+    r = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["direct"] is False
+    v = result["verdicts"]
+    assert v["pass"] == ["pass", 100.0]
+    assert v["timeout"][0] == "timeout" and v["segfault"][0] == "fail" and v["daemon"][0] == "pass"
+    if result["pidns"]:  # per-job PID namespaces (root, or unprivileged user namespaces allowed)
+        assert stray_processes("kodcode-fallback-marker") == []
