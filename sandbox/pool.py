@@ -82,6 +82,9 @@ class WorkerFailure(Exception):
 
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(sandbox.__file__)))
 _INNER_PARENT = "/kodcode"
+# The whole environment jobs see besides PATH/HOME/TMPDIR/LANG: one thread per numeric library
+# (parallelism comes from the pool) and a plotting backend that needs no display.
+_JOB_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
 
 
 class Worker:
@@ -114,13 +117,11 @@ class Worker:
             cmd = isolation.bwrap_command(
                 argv, tmpfs_mb=self.config.tmpfs_mb,
                 binds=((os.path.join(_PACKAGE_PARENT, "sandbox"), f"{_INNER_PARENT}/sandbox"),),
-                env={"PYTHONPATH": _INNER_PARENT, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-                     "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"})
+                env={"PYTHONPATH": _INNER_PARENT, **_JOB_ENV})
             return cmd, None, None
         self.root = root
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": root, "TMPDIR": os.path.join(root, "tmp"),
-               "LANG": "C.UTF-8", "PYTHONPATH": _PACKAGE_PARENT, "OPENBLAS_NUM_THREADS": "1",
-               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+               "LANG": "C.UTF-8", "PYTHONPATH": _PACKAGE_PARENT, **_JOB_ENV}
         return argv, env, root
 
     async def start(self) -> None:
