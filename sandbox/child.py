@@ -411,45 +411,30 @@ class Zygote:
         err_r, err_w = os.pipe()
         pid_r, pid_w = os.pipe()
         start = time.monotonic()
-        if self.direct:
+        if self.direct:  # one fork: the child is the job, PID 1 of a fresh namespace
             os.close(pid_w)
             pid_w = -1
-            job_pid = self._fork_into_new_pidns()
-            if job_pid == 0:
-                code = 72
-                try:
-                    for fd in (result_r, out_r, err_r, pid_r, *self.protocol_fds):
-                        os.close(fd)
-                    code = self._job_process_unsafe(job, result_w, out_w, err_w)
-                except BaseException:  # noqa: BLE001 - nothing may escape a forked child
-                    code = 73
-                finally:
-                    os._exit(code)
-            for fd in (result_w, out_w, err_w):
-                os.close(fd)
-            try:
-                return self._watch(job, job_pid, start, result_r, out_r, err_r, pid_r, job_pid=job_pid)
-            finally:
-                for fd in (result_r, out_r, err_r, pid_r):
-                    try:
-                        os.close(fd)
-                    except OSError:
-                        pass
-        reaper = os.fork()
-        if reaper == 0:
+            child = job_pid = self._fork_into_new_pidns()
+        else:  # two forks: the child is a reaper that creates the job's namespaces
+            child, job_pid = os.fork(), None
+        if child == 0:
             code = 70
             try:
                 for fd in (result_r, out_r, err_r, pid_r, *self.protocol_fds):
                     os.close(fd)
-                code = self._reaper(job, result_w, out_w, err_w, pid_w)
+                if self.direct:
+                    code = self._job_process_unsafe(job, result_w, out_w, err_w)
+                else:
+                    code = self._reaper(job, result_w, out_w, err_w, pid_w)
             except BaseException:  # noqa: BLE001 - nothing may escape a forked child
                 code = 71
             finally:
                 os._exit(code)
         for fd in (result_w, out_w, err_w, pid_w):
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
         try:
-            return self._watch(job, reaper, start, result_r, out_r, err_r, pid_r)
+            return self._watch(job, child, start, result_r, out_r, err_r, pid_r, job_pid=job_pid)
         finally:
             for fd in (result_r, out_r, err_r, pid_r):
                 try:
