@@ -13,9 +13,9 @@ import contextlib
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 
-from kodcode_async.engine import Engine
+from kodcode_async.engine import Engine, aiter_items
 from kodcode_async.journal import Journal
-from kodcode_async.pipeline import RunConfig, build_flow, merge_sft, run_solve
+from kodcode_async.pipeline import RunConfig, build_flow, merge_sft, question_from_row, run_solve
 from kodcode_async.stages.base import Question
 from kodcode_async.stages.sft import SFTOptions
 from kodcode_async.stages.solutions import SolveOptions
@@ -48,14 +48,12 @@ class Pipeline:
 
             async def questions() -> AsyncIterator[Question]:
                 n = 0
-                async for row in _aiter(items):
+                async for row in aiter_items(items):
                     n += 1
-                    if not isinstance(row, dict) or not isinstance(row.get("question"), str):
-                        raise ValueError(f"item {n} has no string 'question': {row!r:.200}")
-                    yield Question(question_id=str(row.get("question_id") or row.get("id") or f"q{n:06d}"),
-                                   question=row["question"], subset=str(row.get("subset") or "default"),
-                                   extra={k: v for k, v in row.items()
-                                          if k not in ("question", "question_id", "id", "subset")})
+                    try:
+                        yield question_from_row(row, n)
+                    except ValueError as e:
+                        raise ValueError(f"item {n}: {e}: {row!r:.200}") from None
 
             async def sink(q: Question) -> None:
                 merge_sft(q, self.config)
@@ -94,12 +92,3 @@ class Pipeline:
                            solve=self.config.solve, sandbox=self.config.sandbox, style=self.config.style,
                            sft=self.config.sft)
         return await run_solve(config, self.backend, sft_backend=self.sft_backend)
-
-
-async def _aiter(items):  # noqa: ANN001, ANN202
-    if hasattr(items, "__aiter__"):
-        async for x in items:
-            yield x
-    else:
-        for x in items:
-            yield x

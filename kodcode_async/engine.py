@@ -109,7 +109,7 @@ class Engine:
                     gen_q.put_nowait(_CLOSE)
 
         async def reader() -> None:
-            async for item in _aiter(items):
+            async for item in aiter_items(items):
                 await slots.acquire()
                 units = self.flow.admit(item)
                 stats.items_admitted += 1
@@ -181,7 +181,8 @@ class Engine:
             self.on_progress(stats)
 
 
-async def _aiter(items: Iterable[Any] | AsyncIterable[Any]):  # noqa: ANN202
+async def aiter_items(items: Iterable[Any] | AsyncIterable[Any]):  # noqa: ANN201
+    """Iterate a plain or an async iterable the same way."""
     if hasattr(items, "__aiter__"):
         async for x in items:  # type: ignore[union-attr]
             yield x

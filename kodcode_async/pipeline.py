@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -13,6 +13,7 @@ import orjson
 from kodcode_async.engine import Engine, EngineStats
 from kodcode_async.flow import DatasetFlow
 from kodcode_async.journal import Journal
+from kodcode_async.jsonl import count_rows, iter_lines
 from kodcode_async.stages.base import Question, Unit
 from kodcode_async.stages.sft import SFTOptions, SFTStage, sharegpt
 from kodcode_async.stages.solutions import SolveOptions, SolveStage
@@ -37,55 +38,69 @@ class RunConfig:
     sft_model_name: str = ""
 
 
-class InputError(ValueError):
-    """The input file cannot be read as questions."""
+def question_from_row(row: object, lineno: int) -> Question:
+    """A Question from one input row; ValueError with the reason when the row cannot be one."""
+    if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not row["question"].strip():
+        raise ValueError("row has no non-empty string 'question'")
+    qid = str(row.get("question_id") or row.get("id") or f"q{lineno:06d}")
+    extra = {k: v for k, v in row.items() if k not in ("question", "question_id", "id", "subset")}
+    return Question(question_id=qid, question=row["question"], subset=str(row.get("subset") or "default"),
+                    extra=extra)
 
 
 def read_questions(path: str, skip: set[str], rejected: list[dict]) -> Iterator[Question]:
     """Questions from JSONL; bad rows go to `rejected` with a reason (never silently dropped)."""
     seen: set[str] = set()
-    with open(path, "rb") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = orjson.loads(line)
-            except orjson.JSONDecodeError as e:
-                rejected.append({"line": lineno, "reason": f"invalid JSON: {e}"})
-                continue
-            if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not row["question"].strip():
-                rejected.append({"line": lineno, "reason": "row has no non-empty string 'question'"})
-                continue
-            qid = str(row.get("question_id") or row.get("id") or f"q{lineno:06d}")
-            if qid in seen:
-                rejected.append({"line": lineno, "question_id": qid, "reason": "duplicate question_id"})
-                continue
-            seen.add(qid)
-            if qid in skip:
-                continue
-            extra = {k: v for k, v in row.items() if k not in ("question", "question_id", "id", "subset")}
-            yield Question(question_id=qid, question=row["question"], subset=str(row.get("subset") or "default"),
-                           extra=extra)
+    for lineno, line in iter_lines(path):
+        try:
+            q = question_from_row(orjson.loads(line), lineno)
+        except orjson.JSONDecodeError as e:
+            rejected.append({"line": lineno, "reason": f"invalid JSON: {e}"})
+            continue
+        except ValueError as e:
+            rejected.append({"line": lineno, "reason": str(e)})
+            continue
+        if q.question_id in seen:
+            rejected.append({"line": lineno, "question_id": q.question_id, "reason": "duplicate question_id"})
+            continue
+        seen.add(q.question_id)
+        if q.question_id not in skip:
+            yield q
 
 
-def compute_stats(rows: list[dict], max_k: int) -> dict:
-    by_subset: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        by_subset[r["subset"]].append(r)
-    pass_at_k = {}
-    for subset, items in sorted(by_subset.items()):
-        pass_at_k[subset] = {
-            str(k): {"questions": sum(1 for r in items if any(r["gpt_pass_sequence"][:k])),
-                     "rate": round(sum(1 for r in items if any(r["gpt_pass_sequence"][:k])) / len(items), 4)}
-            for k in range(1, max_k + 1)}
-    reasons: Counter = Counter()
-    for r in rows:
-        for t in r["trials"].values():
-            if t["test_result"] != "Pass":
-                reasons[t["status"]] += 1
-    return {"questions": len(rows), "verified": sum(1 for r in rows if r["gpt_pass_trial_num"] > 0),
-            "pass_at_k": pass_at_k, "difficulty": dict(Counter(r["gpt_difficulty"] for r in rows)),
-            "failure_reasons": dict(reasons)}
+class RunStats:
+    """Running totals for stats.json: constant memory however many questions pass through."""
+
+    def __init__(self, max_k: int) -> None:
+        self.max_k = max_k
+        self.questions = 0
+        self.verified = 0
+        self.per_subset: dict[str, list[int]] = {}  # subset -> [questions, passed within 1..max_k attempts]
+        self.difficulty: Counter = Counter()
+        self.failure_reasons: Counter = Counter()
+
+    def add(self, row: dict) -> None:
+        self.questions += 1
+        self.verified += row["gpt_pass_trial_num"] > 0
+        counts = self.per_subset.setdefault(row["subset"], [0] * (self.max_k + 1))
+        counts[0] += 1
+        seq = row["gpt_pass_sequence"]
+        for k in range(1, self.max_k + 1):
+            counts[k] += any(seq[:k])
+        self.difficulty[row["gpt_difficulty"]] += 1
+        self.failure_reasons.update(t["status"] for t in row["trials"].values() if t["test_result"] != "Pass")
+
+    def add_file(self, path: str) -> None:
+        if os.path.exists(path):
+            for _, line in iter_lines(path):
+                self.add(orjson.loads(line))
+
+    def as_dict(self) -> dict:
+        pass_at_k = {
+            subset: {str(k): {"questions": c[k], "rate": round(c[k] / c[0], 4)} for k in range(1, self.max_k + 1)}
+            for subset, c in sorted(self.per_subset.items())}
+        return {"questions": self.questions, "verified": self.verified, "pass_at_k": pass_at_k,
+                "difficulty": dict(self.difficulty), "failure_reasons": dict(self.failure_reasons)}
 
 
 def build_flow(config: RunConfig, backend, sft_backend, pool: SandboxPool, journal: Journal) -> DatasetFlow:  # noqa: ANN001
@@ -124,8 +139,9 @@ async def run_solve(config: RunConfig, backend, on_progress=None, sft_backend=No
     already = {name: recover_jsonl(path[name], "question_id") for name in (COMPLETE, STYLE_REJECTED, SFT)}
     journal = Journal(os.path.join(config.out_dir, "journal.sqlite"))
     rejected: list[dict] = []
-    # Small per-question summaries for stats; the full rows live only in the files.
-    summary_rows = _load_summaries(path[VERIFIED], path[FAILED])
+    totals = RunStats(config.solve.max_attempts)
+    totals.add_file(path[VERIFIED])
+    totals.add_file(path[FAILED])
     writers = {name: JsonlWriter(p) for name, p in path.items()}
     started = time.monotonic()
 
@@ -146,7 +162,7 @@ async def run_solve(config: RunConfig, backend, on_progress=None, sft_backend=No
         if q.style_rejection is not None:
             await write_once(STYLE_REJECTED, q.style_rejection)
         await writers[VERIFIED if row["gpt_pass_trial_num"] > 0 else FAILED].write(row)
-        summary_rows.append(_summary(row))
+        totals.add(row)
 
     try:
         async with SandboxPool(config.sandbox) as pool:
@@ -154,7 +170,7 @@ async def run_solve(config: RunConfig, backend, on_progress=None, sft_backend=No
             backends = flow.backends
             # The backend knows how many requests it should have in flight (vLLM: a bit over its batch).
             workers = getattr(backend, "max_in_flight", config.workers)
-            total = _count_lines(config.input_path) - len(done)
+            total = count_rows(config.input_path) - len(done)
             last_checkpoint = [time.monotonic()]
 
             def progress(stats: EngineStats) -> None:
@@ -171,7 +187,7 @@ async def run_solve(config: RunConfig, backend, on_progress=None, sft_backend=No
                 if time.monotonic() - last_checkpoint[0] > CHECKPOINT_S:
                     last_checkpoint[0] = time.monotonic()
                     write_json_atomic(os.path.join(config.out_dir, "stats.json"),
-                                      {"checkpoint": True, **compute_stats(summary_rows, config.solve.max_attempts),
+                                      {"checkpoint": True, **totals.as_dict(),
                                        "engine": snap})
 
             engine = Engine(flow, llm_workers=workers, verify_workers=pool.size, on_progress=progress)
@@ -182,7 +198,7 @@ async def run_solve(config: RunConfig, backend, on_progress=None, sft_backend=No
         for w in writers.values():
             await w.close()
         journal.close()
-    stats = compute_stats(summary_rows, config.solve.max_attempts)
+    stats = totals.as_dict()
     stats.update({
         "rejected_rows": rejected, "resumed_questions": len(done), "llm_requests_this_run": flow.requests_made,
         "llm_errors_this_run": flow.llm_errors, "engine": engine_stats.as_dict(), "sandbox_isolation": isolation,
@@ -199,11 +215,6 @@ async def run_solve(config: RunConfig, backend, on_progress=None, sft_backend=No
 CHECKPOINT_S = 30.0  # how often a running pipeline rewrites stats.json
 
 
-def _count_lines(path: str) -> int:
-    with open(path, "rb") as f:
-        return sum(1 for line in f if line.strip())
-
-
 def _prepare_run_dir(out_dir: str) -> dict[str, str]:
     os.makedirs(out_dir, exist_ok=True)
     manifest = os.path.join(out_dir, "manifest.json")
@@ -215,7 +226,7 @@ def _prepare_run_dir(out_dir: str) -> dict[str, str]:
 def _write_manifest(out_dir: str, path: dict[str, str]) -> None:
     """Written last and atomically: its presence means every output file is complete."""
     write_json_atomic(os.path.join(out_dir, "manifest.json"), {
-        "complete": True, "files": {name: _count_lines(p) for name, p in path.items() if os.path.exists(p)},
+        "complete": True, "files": {name: count_rows(p) for name, p in path.items() if os.path.exists(p)},
         "stats": "stats.json", "journal": "journal.sqlite"})
 
 
@@ -223,18 +234,3 @@ def merge_sft(q: Question, config: RunConfig) -> None:
     """Copy the SFT columns (<nick>_pass_sequence, ...) into the question's main row."""
     if q.sft_row is not None and q.row is not None and config.sft is not None:
         q.row.update({k: v for k, v in q.sft_row.items() if k.startswith(config.sft.nickname)})
-
-
-def _load_summaries(*paths: str) -> list[dict]:
-    out: list[dict] = []
-    for path in paths:
-        if os.path.exists(path):
-            with open(path, "rb") as f:
-                out += [_summary(orjson.loads(line)) for line in f if line.strip()]
-    return out
-
-
-def _summary(row: dict) -> dict:
-    return {"subset": row["subset"], "gpt_pass_sequence": row["gpt_pass_sequence"],
-            "gpt_pass_trial_num": row["gpt_pass_trial_num"], "gpt_difficulty": row["gpt_difficulty"],
-            "trials": {k: {"test_result": t["test_result"], "status": t["status"]} for k, t in row["trials"].items()}}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import msgspec
 import orjson
 
+from kodcode_async.jsonl import count_rows, iter_lines
 from kodcode_async.progress import Progress
 from sandbox import Job, Limits, StdinCase, Verdict
 from sandbox.pool import SandboxConfig, SandboxPool
@@ -73,13 +74,6 @@ def verdict_row(v: Verdict) -> dict:
     }
 
 
-def iter_lines(path: str) -> Iterator[tuple[int, bytes]]:
-    with open(path, "rb") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                yield lineno, line
-
-
 async def verify_stream(pool: SandboxPool, lines: Iterator[tuple[int, bytes]], options: VerifyOptions,
                         window: int, sink: Callable[[Verdict], None]) -> None:
     """Call `sink` with one verdict per input line, in input order, at most `window` rows in flight."""
@@ -102,12 +96,6 @@ async def verify_stream(pool: SandboxPool, lines: Iterator[tuple[int, bytes]], o
             sink(await pending.popleft())
 
 
-def _count_rows(path: str) -> int:
-    """Rows to expect, for the progress bar: one cheap pass over the file, nothing kept."""
-    with open(path, "rb") as f:
-        return sum(1 for line in f if line.strip())
-
-
 def _open_output(path: str):  # noqa: ANN202 - buffered writes of small rows; the sandbox is the slow part
     return open(path, "wb")  # noqa: SIM115
 
@@ -116,7 +104,7 @@ async def run_verify(input_path: str, output_path: str, config: SandboxConfig, o
     counts: Counter = Counter()
     start = time.monotonic()
     async with SandboxPool(config) as pool:
-        progress = Progress("verify", total=_count_rows(input_path),
+        progress = Progress("verify", total=count_rows(input_path),
                             render=lambda: " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
         tmp = output_path + ".partial"
         with _open_output(tmp) as out:

@@ -97,7 +97,6 @@ class Worker:
         self.log_path = os.path.join(log_dir, f"worker-{index}.log")
         self.proc: asyncio.subprocess.Process | None = None
         self.root: str | None = None
-        self.jobs_done = 0
         self.warnings: list[str] = []
 
     @property
@@ -165,7 +164,6 @@ class Worker:
             raise WorkerFailure(f"worker gave no answer within {budget:g} s") from e
         if not isinstance(message, Result):
             raise WorkerFailure(f"unexpected message {type(message).__name__}")
-        self.jobs_done += 1
         return message.verdict
 
     async def kill(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 
 from kodcode_async.backends.base import Completion, LLMRequestError, Request
+from kodcode_async.jsonl import iter_lines
 
 
 class RecordedBackend:
@@ -16,17 +17,14 @@ class RecordedBackend:
         self.max_in_flight = max_in_flight
         self.calls = 0
         self._answers: dict[tuple[str, str, int], list[str]] = {}
-        with open(path, "rb") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = orjson.loads(line)
-                    key = (str(row["stage"]), str(row["item_id"]), int(row["attempt"]))
-                    texts = row["responses"] if "responses" in row else [row["response"]]
-                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                    raise ValueError(f"{path}:{lineno}: not a recorded response row ({e})") from None
-                self._answers[key] = [str(t) for t in texts]
+        for lineno, line in iter_lines(path):
+            try:
+                row = orjson.loads(line)
+                key = (str(row["stage"]), str(row["item_id"]), int(row["attempt"]))
+                texts = row["responses"] if "responses" in row else [row["response"]]
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                raise ValueError(f"{path}:{lineno}: not a recorded response row ({e})") from None
+            self._answers[key] = [str(t) for t in texts]
 
     async def generate(self, request: Request) -> Completion:
         self.calls += 1
