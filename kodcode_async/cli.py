@@ -27,7 +27,22 @@ def _sandbox_config(args: argparse.Namespace):  # noqa: ANN202
     from sandbox.pool import SandboxConfig
 
     return SandboxConfig(workers=args.sandbox_workers or os.cpu_count() or 1, isolation=args.isolation,
-                         blocked_imports=_names(args.block_imports))
+                         blocked_imports=_names(args.block_imports), flaky_reruns=args.flaky_reruns)
+
+
+NO_ISOLATION_WARNING = ("WARNING: --isolation none: untrusted, model-written code runs WITHOUT any sandbox "
+                        "isolation, as this user, with this machine's network and files.")
+
+
+def _check_numbers(checks: list[tuple[str, object, str]]) -> str:
+    """'' if every (flag, value, rule) holds; rule is 'positive' or 'non-negative'. Else the error line."""
+    for flag, value, rule in checks:
+        if value is None:
+            continue
+        bad = value <= 0 if rule == "positive" else value < 0
+        if bad or value != value:  # NaN fails every rule
+            return f"error: {flag} must be {'greater than 0' if rule == 'positive' else '0 or more'}, got {value}"
+    return ""
 
 
 def _names(text: str | None) -> tuple[str, ...]:
@@ -36,16 +51,28 @@ def _names(text: str | None) -> tuple[str, ...]:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from kodcode_async.verify import VerifyOptions, run_verify
-    from sandbox.pool import SandboxConfig
+    from sandbox.pool import SandboxConfig, SandboxUnavailable
 
-    if not os.path.exists(args.input):
-        print(f"error: input file not found: {args.input}", file=sys.stderr)
+    problem = _check_numbers([("--workers", args.workers, "positive"), ("--timeout", args.timeout, "positive"),
+                              ("--memory-mb", args.memory_mb, "non-negative"),
+                              ("--flaky-reruns", args.flaky_reruns, "non-negative")])
+    if not problem:
+        if os.path.isdir(args.input):
+            problem = f"error: the input {args.input} is a directory; give a JSONL file"
+        elif not os.path.exists(args.input):
+            problem = f"error: input file not found: {args.input}"
+        elif os.path.isdir(args.output):
+            problem = f"error: the output {args.output} is a directory; give a file path, e.g. {args.output}/verdicts.jsonl"
+        elif os.path.abspath(args.output) == os.path.abspath(args.input):
+            problem = "error: the output path is the input file; choose another output path"
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     config = SandboxConfig(workers=args.workers or os.cpu_count() or 1, isolation=args.isolation,
-                           blocked_imports=_names(args.block_imports))
+                           blocked_imports=_names(args.block_imports), flaky_reruns=args.flaky_reruns)
     options = VerifyOptions(timeout_s=args.timeout, memory_mb=args.memory_mb, coverage=not args.no_coverage)
-    from sandbox.pool import SandboxUnavailable
-
+    if args.isolation == "none":
+        print(NO_ISOLATION_WARNING, file=sys.stderr)
     try:
         counts = _event_loop_runner()(run_verify(args.input, args.output, config, options))
     except (SandboxUnavailable, BaseExceptionGroup) as e:
@@ -54,23 +81,31 @@ def cmd_verify(args: argparse.Namespace) -> int:
             raise
         print(f"error: {dead}", file=sys.stderr)
         return 1
+    except OSError as e:
+        print(f"error: cannot write {args.output}: {e.strerror or e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print(f"\ninterrupted; {args.output} was not written (verify is cheap to rerun)", file=sys.stderr)
+        print(f"\ninterrupted; the verdicts finished so far are in {args.output} (in input order); "
+              "verify is cheap to rerun", file=sys.stderr)
         return EXIT_INTERRUPTED
     elapsed = counts.pop("_elapsed")
     total = sum(counts.values())
+    if total == 0:
+        print(f"warning: {args.input} has no rows; wrote an empty {args.output}", file=sys.stderr)
     print(f"verified {total} rows in {elapsed:.1f} s ({total / max(elapsed, 1e-9):.1f} trials/s): "
           + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f" -> {args.output}")
+    if args.isolation == "none":
+        print(NO_ISOLATION_WARNING, file=sys.stderr)
     return 0
 
 
 RUN_DEFAULTS = {
     "backend": "recorded", "base_url": "", "model": "", "api_key_env": "OPENAI_API_KEY", "recorded": "",
     "workers": 128, "attempts": 3, "max_attempts": 10, "temperature": 0.7, "max_tokens": 4096,
-    "timeout": 30.0, "memory_mb": 2048, "sandbox_workers": 0, "isolation": "auto", "request_timeout": 600.0,
+    "timeout": 30.0, "memory_mb": 2048, "sandbox_workers": 0, "isolation": "bwrap", "request_timeout": 600.0,
     "max_retries": 5, "start_at": "solutions", "input": "", "out": "",
     "style": False, "sft_n": 0, "sft_backend": "", "sft_model": "", "sft_base_url": "", "sft_recorded": "",
-    "sft_nickname": "r1", "block_imports": "",
+    "sft_nickname": "r1", "block_imports": "", "flaky_reruns": 0,
 }
 
 
@@ -95,6 +130,9 @@ def load_config(path: str | None) -> dict:
             value = float(value)
         if not isinstance(value, want) or isinstance(value, bool) != (want is bool):
             raise SystemExit(f"error: {path}: {key} must be {want.__name__}, got {type(value).__name__}")
+        if k == "isolation" and value not in ("bwrap", "none"):
+            raise SystemExit(f"error: {path}: isolation must be \"bwrap\" (the default) or \"none\" "
+                             f"(no isolation, asked for by name), not {value!r}")
         out[k] = value
     return out
 
@@ -118,9 +156,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     if o.start_at != "solutions":
         print(f"error: --start-at {o.start_at} is not available; this version starts at 'solutions'", file=sys.stderr)
         return 2
+    problem = _check_numbers([
+        ("--workers", o.workers, "positive"), ("--attempts", o.attempts, "positive"),
+        ("--max-attempts", o.max_attempts, "positive"), ("--timeout", o.timeout, "positive"),
+        ("--memory-mb", o.memory_mb, "non-negative"), ("--sandbox-workers", o.sandbox_workers, "non-negative"),
+        ("--request-timeout", o.request_timeout, "positive"), ("--max-retries", o.max_retries, "non-negative"),
+        ("--max-tokens", o.max_tokens, "positive"), ("--sft-n", o.sft_n, "non-negative"),
+        ("--flaky-reruns", o.flaky_reruns, "non-negative"), ("--temperature", o.temperature, "non-negative")])
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    if os.path.isdir(o.input):
+        print(f"error: the input {o.input} is a directory; give a JSONL file", file=sys.stderr)
+        return 2
     if not os.path.exists(o.input):
         print(f"error: input file not found: {o.input}", file=sys.stderr)
         return 2
+    if os.path.exists(o.out) and not os.path.isdir(o.out):
+        print(f"error: the run directory {o.out} exists and is a file", file=sys.stderr)
+        return 2
+    if o.isolation == "none":
+        print(NO_ISOLATION_WARNING, file=sys.stderr)
     try:
         solve = SolveOptions(attempts=o.attempts, max_attempts=o.max_attempts, temperature=o.temperature,
                              max_tokens=o.max_tokens, model_name=o.model or o.backend,
@@ -188,6 +244,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     progress.close()
     print_summary(o.out, stats)
+    if o.isolation == "none":
+        print(NO_ISOLATION_WARNING, file=sys.stderr)
     return 0
 
 
@@ -215,6 +273,8 @@ def print_summary(out: str, stats: dict) -> None:
         print(f"  completion style: {stats['style_converted']} converted, {stats['style_rejected']} rejected")
     if stats["sft_conversations"]:
         print(f"  SFT conversations kept by the tests: {stats['sft_conversations']}")
+    if stats.get("flaky_trials"):
+        print(f"  flaky trials (passed once, then not on a rerun): {stats['flaky_trials']}")
     if stats["rejected_rows"]:
         print(f"  rejected input rows: {len(stats['rejected_rows'])} (see stats.json)")
     files = [f for f in ("verified.jsonl", "failed.jsonl", "verified_complete.jsonl", "sft.jsonl", "stats.json")
@@ -242,12 +302,16 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="run (solution, test) rows in the sandbox; one verdict row per input row")
     v.add_argument("input", help="JSONL rows with solution + test (or test_code), or solution + stdin_tests")
     v.add_argument("-o", "--output", required=True, help="output JSONL, rows in input order")
-    v.add_argument("--workers", type=int, default=0, help="sandbox workers (default: number of cores)")
+    v.add_argument("--workers", type=int, default=None, help="sandbox workers (default: number of cores)")
     v.add_argument("--timeout", type=float, default=30.0, help="wall-clock seconds for one whole trial (default 30)")
     v.add_argument("--memory-mb", type=int, default=2048, help="memory a trial may use (default 2048)")
     v.add_argument("--no-coverage", action="store_true", help="skip line coverage of solution.py")
-    v.add_argument("--isolation", choices=["auto", "bwrap", "none"], default="auto",
-                   help="auto: bubblewrap if it works, else none with a loud warning")
+    v.add_argument("--isolation", choices=["bwrap", "none"], default="bwrap",
+                   help="bwrap (default): isolated, or stop with the reason; none: run untrusted code "
+                   "WITHOUT isolation (asked for by name only)")
+    v.add_argument("--flaky-reruns", type=int, default=0, metavar="K",
+                   help="rerun each passing trial K times (fresh interpreter, other hash seed and test order); "
+                   "any disagreement gives status 'flaky' (default 0)")
     v.add_argument("--block-imports", default="", help="comma-separated packages jobs may not import "
                    "(e.g. scipy,sympy to reproduce a leaner reference environment)")
     v.set_defaults(func=cmd_verify)
@@ -270,7 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--timeout", type=float, help="sandbox wall-clock seconds per trial (default 30)")
     r.add_argument("--memory-mb", type=int, help="sandbox memory per trial (default 2048)")
     r.add_argument("--sandbox-workers", type=int, help="sandbox pool size (default: number of cores)")
-    r.add_argument("--isolation", choices=["auto", "bwrap", "none"], help="sandbox isolation (default auto)")
+    r.add_argument("--isolation", choices=["bwrap", "none"],
+                   help="sandbox isolation: bwrap (default; stops if it cannot isolate) or none (no isolation, "
+                   "asked for by name)")
+    r.add_argument("--flaky-reruns", type=int, metavar="K",
+                   help="rerun each passing trial K times with other hash seeds and test orders; a disagreement "
+                   "is 'flaky' and counts as not passed (default 0)")
     r.add_argument("--block-imports", help="comma-separated packages sandboxed jobs may not import")
     r.add_argument("--request-timeout", type=float, help="seconds per LLM request (default 600)")
     r.add_argument("--max-retries", type=int, help="retries on connection errors and 5xx (default 5)")

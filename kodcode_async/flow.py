@@ -58,7 +58,8 @@ class DatasetFlow:
         return unit
 
     async def _verify_one(self, unit: Unit, index: int, job: Job) -> Verdict:
-        phash = payload_hash({"solution": job.solution, "test": job.test, "limits": msgspec.to_builtins(job.limits)})
+        phash = payload_hash({"solution": job.solution, "test": job.test, "limits": msgspec.to_builtins(job.limits),
+                              **({"flaky_reruns": self.pool.config.flaky_reruns} if self.pool.config.flaky_reruns else {})})
         attempt = unit.attempt * 1000 + index
         cached = self.journal.get("verdict", unit.stage, unit.item.question_id, attempt, phash)
         if cached is not None:

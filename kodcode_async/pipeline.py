@@ -193,7 +193,8 @@ async def run_solve(config: RunConfig, backend, on_progress=None, sft_backend=No
             engine = Engine(flow, llm_workers=workers, verify_workers=pool.size, on_progress=progress)
             await engine.run(read_questions(config.input_path, done, rejected), sink)
             engine_stats: EngineStats = engine.stats
-            isolation = pool.mode
+            isolation = pool.isolation
+            flaky = pool.flaky
     finally:
         for w in writers.values():
             await w.close()
@@ -202,6 +203,7 @@ async def run_solve(config: RunConfig, backend, on_progress=None, sft_backend=No
     stats.update({
         "rejected_rows": rejected, "resumed_questions": len(done), "llm_requests_this_run": flow.requests_made,
         "llm_errors_this_run": flow.llm_errors, "engine": engine_stats.as_dict(), "sandbox_isolation": isolation,
+        "flaky_trials": totals.failure_reasons.get("flaky", 0), "flaky_trials_this_run": flaky,
         "model": config.solve.model_name, "wall_s_this_run": round(time.monotonic() - started, 3),
         "style_converted": writers[COMPLETE].rows + len(already[COMPLETE]),
         "style_rejected": writers[STYLE_REJECTED].rows + len(already[STYLE_REJECTED]),

@@ -70,7 +70,7 @@ def verdict_row(v: Verdict) -> dict:
         "id": v.id, "status": v.status, "reason": v.reason,
         "tests": [{"nodeid": t.nodeid, "outcome": t.outcome, "message": t.message} for t in v.tests],
         "coverage": v.coverage, "cpu_s": v.cpu_s, "wall_s": v.wall_s, "peak_rss_mb": v.peak_rss_mb,
-        "isolation": v.isolation,
+        "isolation": v.isolation, **({"reruns": v.reruns} if v.reruns else {}),
     }
 
 
@@ -86,7 +86,7 @@ async def verify_stream(pool: SandboxPool, lines: Iterator[tuple[int, bytes]], o
             except BadRow as e:
                 fut: asyncio.Future[Verdict] = loop.create_future()
                 fut.set_result(Verdict(id=e.row_id, status="error", reason=f"bad input row: {e}",
-                                       isolation=pool.mode))
+                                       isolation=pool.isolation))
                 pending.append(fut)
             else:
                 pending.append(tg.create_task(pool.verify(job)))
@@ -96,27 +96,34 @@ async def verify_stream(pool: SandboxPool, lines: Iterator[tuple[int, bytes]], o
             sink(await pending.popleft())
 
 
-def _open_output(path: str):  # noqa: ANN202 - buffered writes of small rows; the sandbox is the slow part
+def _open_output(path: str):  # noqa: ANN202 - small rows, flushed per row; the sandbox is the slow part
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
     return open(path, "wb")  # noqa: SIM115
 
 
 async def run_verify(input_path: str, output_path: str, config: SandboxConfig, options: VerifyOptions) -> Counter:
+    """Verify every row of input_path into output_path, in input order.
+
+    The pool starts (or refuses, with SandboxUnavailable) before the output is opened. Rows are
+    written to output_path itself as they finish, so an interrupted run leaves the finished
+    prefix there, never in a hidden temporary file.
+    """
     counts: Counter = Counter()
     start = time.monotonic()
     async with SandboxPool(config) as pool:
         progress = Progress("verify", total=count_rows(input_path),
                             render=lambda: " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
-        tmp = output_path + ".partial"
-        with _open_output(tmp) as out:
+        with _open_output(output_path) as out:
 
             def sink(verdict: Verdict) -> None:
                 out.write(orjson.dumps(verdict_row(verdict)) + b"\n")
+                out.flush()
                 counts[verdict.status] += 1
                 progress.update(1)
 
             # A few rows per worker keep every worker busy while output stays in order.
             await verify_stream(pool, iter_lines(input_path), options, config.workers * 4, sink)
-        os.replace(tmp, output_path)
         progress.close()
     elapsed = time.monotonic() - start
     counts["_elapsed"] = elapsed  # type: ignore[assignment]

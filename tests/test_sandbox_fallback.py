@@ -1,6 +1,6 @@
 """The reaper path: where the zygote cannot own a user namespace, each job is two forks.
 
-It runs in a subprocess (a Zygote changes its process: imports, gc.freeze, cwd), as the pool
+It runs in a subprocess (warming up changes a process: imports, gc.freeze, cwd), as the pool
 would run it, but without bubblewrap and without the zygote's own namespaces.
 """
 
@@ -11,12 +11,18 @@ import sys
 from tests.conftest import ROOT, stray_processes
 
 SCRIPT = r'''
-import json, sys, tempfile
-from sandbox.child import WorkerOptions, Zygote
-from sandbox.protocol import Job, Limits
+import json, os, sys, tempfile
+from sandbox.protocol import Job, Limits, WorkerOptions
+from sandbox.worker import startup
+from sandbox.worker.area import JobArea
+from sandbox.worker.supervise import Supervisor
+from sandbox.worker.warmup import warm_up
 
-z = Zygote(WorkerOptions(root=tempfile.mkdtemp(), preload=["pytest", "coverage"], isolation="none"))
-z.warm_up()  # own_namespaces() not called: the reaper path
+options = WorkerOptions(root=tempfile.mkdtemp(), preload=["pytest", "coverage"], isolation="none")
+area = JobArea(options.root, private_tmp=False)
+warm = warm_up(options, area)  # startup.own_namespaces() not called: the reaper path
+z = Supervisor(warm, "none", os.getuid(), os.getgid(), (), "", [])
+z.pidns = startup.can_nest_pid_namespaces(os.getuid(), os.getgid())
 jobs = {
     "pass": Job(solution="def f():\n    return 1\n", test="from solution import *\ndef test_a():\n    assert f() == 1\n"),
     "timeout": Job(solution="x = 1\n", test="def test_a():\n    while True:\n        pass\n", limits=Limits(wall_s=1)),
@@ -31,7 +37,7 @@ jobs = {
 out = {}
 for name, job in jobs.items():
     v = z.run(job)
-    z._reset_area()
+    area.reset()
     out[name] = [v.status, v.coverage]
 print(json.dumps({"direct": z.direct, "pidns": z.pidns, "verdicts": out}))
 '''

@@ -6,7 +6,7 @@ import signal
 import textwrap
 
 from sandbox import Job, Limits, SandboxConfig, SandboxPool, StdinCase, verify_batch
-from tests.conftest import zombie_children
+from tests.conftest import is_bwrap_label, zombie_children
 
 SOL = textwrap.dedent('''
     class Stack:
@@ -69,17 +69,17 @@ RICH_TEST = textwrap.dedent('''
 ''')
 
 
-def test_real_pytest_semantics_and_per_test_outcomes(isolation_mode):
+def test_real_pytest_semantics_and_per_test_outcomes(isolated):
     (v,) = verify_batch([Job(id="rich", solution=SOL, test=RICH_TEST)], SandboxConfig(workers=1))
     assert v.status == "pass", (v.reason, v.stdout)
     outcomes = {t.nodeid.split("::", 1)[1]: t.outcome for t in v.tests}
     assert outcomes["test_double[1-2]"] == "passed" and outcomes["TestStack::test_pop"] == "passed"
     assert outcomes["test_skipped"] == "skipped" and outcomes["test_xfail"] == "xfailed"
-    assert len(outcomes) == 10 and v.coverage == 100.0 and v.isolation == "bwrap"
+    assert len(outcomes) == 10 and v.coverage == 100.0 and is_bwrap_label(v.isolation)
     assert v.cpu_s > 0 and v.wall_s > 0 and v.peak_rss_mb > 0
 
 
-def test_failure_messages_and_error_kinds(isolation_mode):
+def test_failure_messages_and_error_kinds(isolated):
     jobs = [
         Job(id="fail", solution="def f():\n    return 1\n", test="from solution import f\ndef test_f():\n    assert f() == 2\n"),
         Job(id="syntax", solution="def f(:\n", test="from solution import f\ndef test_f():\n    pass\n"),
@@ -95,7 +95,7 @@ def test_failure_messages_and_error_kinds(isolation_mode):
     assert nocov.status == "pass" and nocov.coverage is None
 
 
-def test_stdin_mode(isolation_mode):
+def test_stdin_mode(isolated):
     cases = [StdinCase("1 2\n", "3\n"), StdinCase("5 5", "10"), StdinCase("2 2", "5")]
     ok = Job(id="sum", solution="a, b = map(int, input().split())\nprint(a + b)\n", stdin_tests=cases)
     crash = Job(id="crash", solution="raise SystemExit(3)\n", stdin_tests=cases[:1])
@@ -109,7 +109,7 @@ def test_stdin_mode(isolation_mode):
     assert v_bad.status == "error" and "does not compile" in v_bad.reason
 
 
-def test_worker_killed_mid_job_is_replaced_and_the_job_retried(isolation_mode):
+def test_worker_killed_mid_job_is_replaced_and_the_job_retried(isolated):
     async def main():
         async with SandboxPool(SandboxConfig(workers=1)) as pool:
             victim = pool.pids()[0]
@@ -126,7 +126,7 @@ def test_worker_killed_mid_job_is_replaced_and_the_job_retried(isolation_mode):
 
 
 def _zygotes_under(pid: int) -> list[int]:
-    """PIDs of sandbox zygotes (python -m sandbox.child) below process `pid`."""
+    """PIDs of sandbox zygotes (python -m sandbox.worker) below process `pid`."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -142,14 +142,14 @@ def _zygotes_under(pid: int) -> list[int]:
             todo.append(c)
             try:
                 argv = open(f"/proc/{c}/cmdline", "rb").read().split(b"\0")
-                if b"sandbox.child" in argv and not argv[0].endswith(b"bwrap"):
+                if b"sandbox.worker" in argv and not argv[0].endswith(b"bwrap"):
                     found.append(c)
             except OSError:
                 pass
     return found
 
 
-def test_hung_worker_is_replaced_and_the_job_retried(isolation_mode):
+def test_hung_worker_is_replaced_and_the_job_retried(isolated):
     async def main():
         async with SandboxPool(SandboxConfig(workers=1, grace_s=0.5)) as pool:
             zygotes = _zygotes_under(pool.pids()[0])
@@ -164,7 +164,7 @@ def test_hung_worker_is_replaced_and_the_job_retried(isolation_mode):
     assert verdict.status == "pass" and restarts == 1 and retries == 1
 
 
-def test_a_job_whose_worker_dies_twice_gets_sandbox_error(isolation_mode):
+def test_a_job_whose_worker_dies_twice_gets_sandbox_error(isolated):
     async def main():
         async with SandboxPool(SandboxConfig(workers=1)) as pool:
             job = Job(id="twice", solution="x = 1\n", test="import time\ndef test_a():\n    time.sleep(2)\n")
@@ -186,7 +186,7 @@ def test_a_job_whose_worker_dies_twice_gets_sandbox_error(isolation_mode):
     assert after.status == "pass"
 
 
-def test_verify_waits_for_a_free_worker(isolation_mode):
+def test_verify_waits_for_a_free_worker(isolated):
     async def main():
         async with SandboxPool(SandboxConfig(workers=2)) as pool:
             job = Job(id="s", solution="x = 1\n", test="import time\ndef test_a():\n    time.sleep(0.5)\n")

@@ -1,8 +1,7 @@
-"""rlimits for the job process (child side). The wall-clock limit is the parent's job."""
+"""rlimits for the job process. The wall-clock limit is the supervisor's job."""
 
 from __future__ import annotations
 
-import math
 import resource
 
 from sandbox.protocol import Limits
@@ -19,11 +18,6 @@ def address_space_in_use() -> int:
     return 0
 
 
-def cpu_limit_s(limits: Limits) -> int:
-    cpu = limits.cpu_s if limits.cpu_s is not None else limits.wall_s
-    return max(1, math.ceil(cpu)) if cpu else 0
-
-
 def apply_limits(limits: Limits, baseline_vm: int) -> None:
     """Set the job's rlimits. Memory is counted on top of the warm interpreter it forked from."""
 
@@ -34,7 +28,7 @@ def apply_limits(limits: Limits, baseline_vm: int) -> None:
             soft, hard = min(soft, cur_hard), min(hard, cur_hard)
         resource.setrlimit(kind, (soft, hard))
 
-    cpu = cpu_limit_s(limits)
+    cpu = limits.cpu_limit_s()
     if cpu:
         # SIGXCPU at the soft limit, SIGKILL one second later if it is ignored.
         set_limit(resource.RLIMIT_CPU, cpu, cpu + 1)

@@ -1,0 +1,48 @@
+"""The job process: the last trusted steps before untrusted code, then the code itself.
+
+Runs right after the fork, as PID 1 of the job's own PID namespace: new session, death with
+the parent, its own /proc when the kernel allows it, every capability dropped, fds 0-3 set
+(stdin /dev/null, stdout, stderr, result channel), rlimits applied. Then pytest, the stdin
+cases, or (for a flakiness rerun) a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from sandbox.protocol import Job
+from sandbox.worker import namespaces as ns
+from sandbox.worker.limits import apply_limits
+from sandbox.worker.pytest_unsafe import RESULT_FD, exec_fresh_rerun_unsafe, run_pytest_unsafe
+from sandbox.worker.stdin_unsafe import run_stdin_cases_unsafe
+from sandbox.worker.warmup import Warm
+
+
+def job_process_unsafe(warm: Warm, job: Job, result_w: int, out_w: int, err_w: int, *, new_mount_ns: bool,
+                       mount_proc: bool, package_parent: str, blocked: list[str]) -> int:
+    """Set the job process up and run the job; returns the process's exit code."""
+    os.setsid()
+    ns.prctl(ns.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if new_mount_ns:
+        ns.unshare(ns.CLONE_NEWNS)
+    if mount_proc:
+        ns.mount_proc()  # probed at start-up: a failure here is a broken job set-up, not ignored
+    ns.drop_all_capabilities()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    os.dup2(result_w, RESULT_FD)
+    os.closerange(RESULT_FD + 1, 65536)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    area = warm.area
+    os.environ["TMPDIR"] = area.tmp_dir
+    os.chdir(area.job_dir)
+    apply_limits(job.limits, warm.baseline_vm)
+    warm.reporter.fd = RESULT_FD
+    if job.stdin_tests is not None:
+        return run_stdin_cases_unsafe(job, area.job_dir)
+    if job.rerun_seed is not None:
+        exec_fresh_rerun_unsafe(job.rerun_seed, warm.pytest_args, blocked, package_parent)
+    return run_pytest_unsafe(warm, job.coverage, job.solution)

@@ -1,0 +1,204 @@
+"""The job side, pytest mode: runs the untrusted tests and streams events on fd 3.
+
+Everything here executes in the job process, after the fork, with the untrusted code in the
+same interpreter; nothing here may be trusted by the supervisor (it decodes the events
+defensively). The zygote only builds the plugins once, before any job.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+
+import msgspec
+
+from sandbox.protocol import Collected, Done, TestEvent, TestOutcome, frame, write_all
+
+RESULT_FD = 3
+
+
+class Reporter:
+    """pytest plugin, registered once in the zygote, active only in job processes."""
+
+    def __init__(self) -> None:
+        self.fd = -1
+        self.memory_error = False
+        self.order_seed: int | None = None
+        self._outcomes: dict[str, TestOutcome] = {}
+
+    def _send(self, event: msgspec.Struct) -> None:
+        if self.fd >= 0:
+            write_all(self.fd, frame(event))
+
+    def pytest_collection_modifyitems(self, session, config, items) -> None:  # noqa: ANN001 - pytest hook
+        if self.order_seed is not None:  # flakiness reruns: another test order
+            random.Random(self.order_seed).shuffle(items)
+
+    def pytest_collection_finish(self, session) -> None:  # noqa: ANN001
+        self._send(Collected(count=len(session.items)))
+
+    def pytest_exception_interact(self, node, call, report) -> None:  # noqa: ANN001
+        if call.excinfo is not None and call.excinfo.errisinstance(MemoryError):
+            self.memory_error = True
+
+    def pytest_collectreport(self, report) -> None:  # noqa: ANN001
+        if report.failed:
+            self._send(TestEvent(TestOutcome(report.nodeid or "<module>", "error", short_message(report))))
+
+    def pytest_runtest_logreport(self, report) -> None:  # noqa: ANN001
+        wasxfail = hasattr(report, "wasxfail")
+        outcome = None
+        if report.when == "setup" and not report.passed:
+            outcome = "error" if report.failed else ("xfailed" if wasxfail else "skipped")
+        elif report.when == "call":
+            if report.passed:
+                outcome = "xpassed" if wasxfail else "passed"
+            elif report.failed:
+                outcome = "failed"
+            else:
+                outcome = "xfailed" if wasxfail else "skipped"
+        elif report.when == "teardown" and report.failed:
+            outcome = "error"
+        if outcome is not None:
+            prev = self._outcomes.get(report.nodeid)
+            if prev is None or outcome == "error":
+                self._outcomes[report.nodeid] = TestOutcome(report.nodeid, outcome, short_message(report))
+        if report.when == "teardown" and report.nodeid in self._outcomes:
+            self._send(TestEvent(self._outcomes.pop(report.nodeid)))
+
+
+def short_message(report) -> str:  # noqa: ANN001
+    longrepr = report.longrepr
+    if longrepr is None:
+        return ""
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # skip: (path, lineno, reason)
+        return str(longrepr[2])[:300]
+    crash = getattr(longrepr, "reprcrash", None)
+    if crash is not None and getattr(crash, "message", None):
+        return crash.message[:300]
+    text = str(longrepr).strip().splitlines()
+    return (text[-1] if text else "")[:300]
+
+
+def coverage_windows_plugin():  # noqa: ANN201 - built in the zygote, where pytest is imported
+    """pytest plugin: measure coverage only while test or solution code can run.
+
+    Tracing pytest's own machinery costs ~10 ms per job, while start() and stop() cost
+    microseconds; so coverage runs only around collection (the import of the test module, and
+    so of the solution) and around each test's setup, call and teardown.
+    """
+    import pytest
+
+    class CoverageWindows:
+        cov = None
+
+        def _window(self):  # noqa: ANN202
+            if self.cov is None:
+                return (yield)
+            self.cov.start()
+            try:
+                return (yield)
+            finally:
+                self.cov.stop()
+
+        @pytest.hookimpl(wrapper=True)
+        def pytest_make_collect_report(self, collector):  # noqa: ANN001, ANN201
+            return (yield from self._window())
+
+        @pytest.hookimpl(wrapper=True)
+        def pytest_runtest_setup(self, item):  # noqa: ANN001, ANN201
+            return (yield from self._window())
+
+        @pytest.hookimpl(wrapper=True)
+        def pytest_runtest_call(self, item):  # noqa: ANN001, ANN201
+            return (yield from self._window())
+
+        @pytest.hookimpl(wrapper=True)
+        def pytest_runtest_teardown(self, item, nextitem):  # noqa: ANN001, ANN201
+            return (yield from self._window())
+
+    return CoverageWindows()
+
+
+def run_pytest_unsafe(warm, coverage_on: bool, solution: str) -> int:  # noqa: ANN001 - a warmup.Warm
+    """Run the prepared pytest session on the job area; send Done on fd 3. Returns 0."""
+    cov = warm.coverage if coverage_on else None
+    reporter = warm.reporter
+    code = 3
+    reason = ""
+    # With a prepared config, coverage runs in windows (see coverage_windows_plugin);
+    # on the slow path it runs for the whole session.
+    whole_session = cov is not None and warm.config is None
+    if warm.coverage_windows is not None:
+        warm.coverage_windows.cov = cov
+    try:
+        if whole_session:
+            cov.start()
+        try:
+            if warm.config is not None:
+                if warm.capman is not None:
+                    # The state a fresh pytest is in after parsing its arguments:
+                    # global capture started, then suspended until the session runs.
+                    warm.capman.start_global_capturing()
+                    warm.capman.suspend_global_capture()
+                code = int(warm.config.hook.pytest_cmdline_main(config=warm.config))
+            else:
+                import pytest
+
+                code = int(pytest.main(list(warm.pytest_args), plugins=[reporter]))
+        finally:
+            if whole_session:
+                cov.stop()
+    except MemoryError:
+        reporter.memory_error = True
+    except BaseException as e:  # noqa: BLE001 - a test may raise anything at session level
+        reason = f"pytest session aborted: {type(e).__name__}: {e}"[:500]
+    pct = line_coverage(cov, warm.area.solution_path, solution) if cov else None
+    sys.stdout.flush()
+    sys.stderr.flush()
+    write_all(RESULT_FD, frame(Done(exit_code=code, coverage=pct, memory_error=reporter.memory_error,
+                                    reason=reason)))
+    return 0
+
+
+def line_coverage(cov, path: str, source: str) -> float | None:  # noqa: ANN001
+    """Statement coverage of solution.py, as coverage.py reports it; None if it was never imported.
+
+    coverage's public analysis2() first copies the tracer's data into its SQLite store (~4 ms
+    per job); reading the tracer's line sets and parsing the source directly gives the same
+    statements and executed lines in well under a millisecond. Falls back to analysis2() if the
+    internals are not what this coverage version is known to have.
+    """
+    try:
+        from coverage.parser import PythonParser
+
+        raw: set[int] = set()
+        for filename, lines in cov._collector.data.items():
+            if filename == path or os.path.realpath(filename) == path:
+                raw |= set(lines)
+        if not raw:
+            return None
+        parser = PythonParser(text=source, filename=path, exclude=cov._exclude_regex("exclude"))
+        parser.parse_source()
+        statements = parser.statements
+        missing = statements - parser.translate_lines(raw)
+    except Exception:  # noqa: BLE001 - unknown coverage internals, or a source it cannot parse
+        try:
+            _, statements, _, missing, _ = cov.analysis2(path)
+        except Exception:  # noqa: BLE001
+            return None
+    return 100.0 if not statements else round(100.0 * (len(statements) - len(missing)) / len(statements), 2)
+
+
+def exec_fresh_rerun_unsafe(seed: int, args: list[str], blocked: list[str], package_parent: str) -> None:
+    """Replace the job process with a fresh interpreter for a flakiness rerun.
+
+    A fresh interpreter is the only way to get another PYTHONHASHSEED: every job forked from a
+    zygote shares its hash secret. The new process keeps the job's namespaces, rlimits and fds.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(PYTHONHASHSEED=str(seed), PYTHONPATH=package_parent, PYTHONDONTWRITEBYTECODE="1",
+               PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    spec = msgspec.json.encode({"seed": seed, "args": args, "blocked": blocked}).decode()
+    os.execve(sys.executable, [sys.executable, "-m", "sandbox.worker.rerun_unsafe", spec], env)

@@ -1,0 +1,95 @@
+"""The job side, stdin mode: run the solution as a program once per case and compare output.
+
+Each case is one more fork of the job process, so a case that crashes or pollutes the
+interpreter cannot affect the next; the comparison rules are in sandbox/stdio.py.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import traceback
+
+from sandbox.protocol import Collected, Done, Job, TestEvent, TestOutcome, frame, write_all
+from sandbox.stdio import outputs_match
+from sandbox.verdict import describe_wait_status
+from sandbox.worker.pytest_unsafe import RESULT_FD
+
+
+def run_stdin_cases_unsafe(job: Job, job_dir: str) -> int:
+    path = os.path.join(job_dir, "solution.py")
+    try:
+        code_obj = compile(job.solution, path, "exec")
+    except (SyntaxError, ValueError) as e:
+        write_all(RESULT_FD, frame(Done(exit_code=2, reason=f"solution does not compile: {type(e).__name__}: {e}")))
+        return 0
+    cases = job.stdin_tests or []
+    write_all(RESULT_FD, frame(Collected(count=len(cases))))
+    failed = 0
+    memory_error = False
+    for i, case in enumerate(cases):
+        in_path = os.path.join(job_dir, f".case{i}.in")
+        out_path = os.path.join(job_dir, f".case{i}.out")
+        err_path = os.path.join(job_dir, f".case{i}.err")
+        with open(in_path, "w", encoding="utf-8") as f:
+            f.write(case.input)
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(run_program_unsafe(code_obj, path, in_path, out_path, err_path))
+        _, st = os.waitpid(pid, 0)
+        rc = os.waitstatus_to_exitcode(st)
+        got = read_text(out_path)
+        err_text = read_text(err_path)
+        nodeid = f"case[{i}]"
+        if rc != 0:
+            failed += 1
+            last = err_text.strip().splitlines()[-1:] or [describe_wait_status(rc if rc >= 0 else 128 - rc)]
+            memory_error = memory_error or last[0].startswith("MemoryError")
+            outcome = TestOutcome(nodeid, "failed", f"exit {rc}: {last[0][:250]}")
+        else:
+            ok, diff = outputs_match(got, case.output, job.float_tolerance)
+            failed += not ok
+            outcome = TestOutcome(nodeid, "passed" if ok else "failed", diff)
+        write_all(RESULT_FD, frame(TestEvent(outcome)))
+    write_all(RESULT_FD, frame(Done(exit_code=1 if failed else (0 if cases else 5), memory_error=memory_error)))
+    return 0
+
+
+def run_program_unsafe(code_obj, path: str, in_path: str, out_path: str, err_path: str) -> int:  # noqa: ANN001
+    """One case: run the solution as __main__ with the case's stdin (its own fork)."""
+    try:
+        fd = os.open(in_path, os.O_RDONLY)
+        os.dup2(fd, 0)
+        fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(fd, 1)
+        fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(fd, 2)
+        sys.stdin = io.TextIOWrapper(io.FileIO(0, closefd=False), encoding="utf-8")
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", write_through=False)
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8", write_through=True)
+        sys.argv = [path]
+        exec(code_obj, {"__name__": "__main__", "__file__": path, "__builtins__": __builtins__})  # noqa: S102
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if not isinstance(e.code, int) and e.code is not None:
+            print(e.code, file=sys.stderr)
+    except BaseException:  # noqa: BLE001
+        traceback.print_exc()
+        code = 1
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:  # noqa: BLE001
+        code = code or 1
+    return code & 0xFF
+
+
+def read_text(path: str, limit: int = 16 * 1024 * 1024) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit).decode("utf-8", "replace")
+    except OSError:
+        return ""
