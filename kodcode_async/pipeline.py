@@ -202,6 +202,7 @@ async def run_solve(config: RunConfig, backend, on_progress=None, sft_backend=No
     stats = totals.as_dict()
     stats.update({
         "rejected_rows": rejected, "resumed_questions": len(done), "llm_requests_this_run": flow.requests_made,
+        "journal_hits_this_run": journal.hits,
         "llm_errors_this_run": flow.llm_errors, "engine": engine_stats.as_dict(), "sandbox_isolation": isolation,
         "flaky_trials": totals.failure_reasons.get("flaky", 0), "flaky_trials_this_run": flaky,
         "model": config.solve.model_name, "wall_s_this_run": round(time.monotonic() - started, 3),

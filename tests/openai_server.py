@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from collections import Counter
 
 from aiohttp import web
@@ -25,12 +26,14 @@ class Script:
         self.answers = answers or {}
         self.retry_after = retry_after
         self.requests = 0
+        self.arrivals: list[float] = []  # time.monotonic() of each request (in-process server)
         self.by_key: Counter = Counter()
 
 
 def make_app(script: Script) -> web.Application:
     async def chat(request: web.Request) -> web.StreamResponse:
         script.requests += 1
+        script.arrivals.append(time.monotonic())
         body = await request.json()
         fault = script.faults.pop(0) if script.faults else "ok"
         if fault == "500":
@@ -66,6 +69,7 @@ def make_app(script: Script) -> web.Application:
 
     async def completions(request: web.Request) -> web.Response:
         script.requests += 1
+        script.arrivals.append(time.monotonic())
         body = await request.json()
         return web.json_response({
             "id": "cmpl-test", "object": "text_completion", "model": body.get("model"),

@@ -1,7 +1,10 @@
 """The OpenAI backend against a real HTTP server on 127.0.0.1; the vLLM backend against a fake engine."""
 
 import asyncio
+import importlib.util
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +14,21 @@ from kodcode_async.backends.vllm import VLLMBackend, VLLMConfig
 from tests.openai_server import Script, start_server
 
 REQ = Request(stage="s", item_id="q", attempt=0, messages=[{"role": "user", "content": "hi"}])
+SHIM = Path(__file__).parent / "vllm_shim"
+REAL_VLLM = importlib.util.find_spec("vllm") is not None
+
+
+@pytest.fixture
+def vllm_names(monkeypatch):
+    """vLLM's own module when installed (a GPU machine), else the shim with its names and paths."""
+    if not REAL_VLLM:
+        monkeypatch.syspath_prepend(str(SHIM))
+    import vllm.v1.engine.exceptions as exceptions
+
+    yield exceptions
+    if not REAL_VLLM:  # the next test starts without the shim's modules
+        for name in [m for m in sys.modules if m == "vllm" or m.startswith("vllm.")]:
+            del sys.modules[name]
 
 
 def run_with_server(script: Script, body, **cfg):  # noqa: ANN001
@@ -55,6 +73,28 @@ def test_429_honours_retry_after_through_a_shared_cooldown_without_burning_retri
     (results, elapsed) = run_with_server(script, body, max_retries=0)
     assert len(results) == 4 and elapsed >= 0.9  # everyone waited out the cooldown; no retry budget used
     assert script.requests == 6
+
+
+def test_a_request_started_after_a_429_waits_out_the_shared_cooldown():
+    script = Script(faults=["429"], retry_after="1")
+
+    async def body(b):
+        first = asyncio.create_task(b.generate(REQ))
+        deadline = time.monotonic() + 10
+        while script.requests < 1 and time.monotonic() < deadline:  # noqa: ASYNC110 - polls the server's count
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # the 429 has been read: the cooldown is on
+        started = time.monotonic()
+        second = await b.generate(REQ)  # never saw a 429 itself
+        return await first, second, started
+
+    first, second, started = run_with_server(script, body, max_retries=0)
+    assert first.texts == second.texts == ["hello"] and script.requests == 3
+    t429 = script.arrivals[0]
+    later = script.arrivals[1:]
+    # Neither the retry of the first request nor the brand-new second one reached the server
+    # before Retry-After had passed, although the second started 0.2 s after the 429.
+    assert started - t429 < 0.6 and all(t - t429 >= 0.95 for t in later), [t - t429 for t in later]
 
 
 def test_other_4xx_is_a_recorded_failure_not_retried():
@@ -110,16 +150,18 @@ class FakeAsyncLLM:
         self.delay = delay
         self.aborted = []
         self.prompts = []
+        self.params = []
 
     async def get_tokenizer(self):
         return FakeTokenizer()
 
     async def generate(self, prompt, sampling_params, request_id):
         self.prompts.append(prompt)
+        self.params.append(sampling_params)
         for i in range(3):
             await asyncio.sleep(self.delay)
-            yield FakeRequestOutput([f"partial{i}"] * sampling_params["n"], finished=False)
-        yield FakeRequestOutput(["final"] * sampling_params["n"], finished=True)
+            yield FakeRequestOutput([f"partial{i}"] * sampling_params.n, finished=False)
+        yield FakeRequestOutput(["final"] * sampling_params.n, finished=True)
 
     async def abort(self, request_id):
         self.aborted.append(request_id)
@@ -128,18 +170,22 @@ class FakeAsyncLLM:
         pass
 
 
-def test_vllm_backend_with_fake_engine_returns_final_output_and_applies_chat_template():
+def test_vllm_backend_with_fake_engine_returns_final_output_and_applies_chat_template(vllm_names):
     engine = FakeAsyncLLM()
-    backend = VLLMBackend(VLLMConfig(model="m", max_num_seqs=8), engine=engine,
-                          sampling_params=lambda r: {"n": r.sampling.n})
+    backend = VLLMBackend(VLLMConfig(model="m", max_num_seqs=8), engine=engine)
     out = asyncio.run(backend.generate(REQ))
     assert out.texts == ["final"] and engine.prompts == ["<user>hi<assistant>"]
     assert backend.max_in_flight == 10
+    from kodcode_async.backends import Sampling
+
+    two = Request(stage="s", item_id="q", attempt=3, prompt="p", sampling=Sampling(n=2, temperature=0.5, seed=3))
+    assert asyncio.run(backend.generate(two)).texts == ["final", "final"]
+    assert engine.params[-1].n == 2 and engine.params[-1].temperature == 0.5 and engine.params[-1].seed == 3
 
 
-def test_vllm_cancelling_the_consumer_aborts_the_request():
+def test_vllm_cancelling_the_consumer_aborts_the_request(vllm_names):
     engine = FakeAsyncLLM(delay=1.0)
-    backend = VLLMBackend(VLLMConfig(model="m"), engine=engine, sampling_params=lambda r: {"n": 1})
+    backend = VLLMBackend(VLLMConfig(model="m"), engine=engine)
 
     async def main():
         task = asyncio.create_task(backend.generate(REQ))
@@ -159,14 +205,10 @@ def test_factory_rejects_incomplete_configuration():
         make_backend("nope")
 
 
-def test_vllm_engine_death_stops_the_run_but_a_request_error_does_not():
+def test_vllm_engine_death_stops_the_run_but_a_request_error_does_not(vllm_names):
     from kodcode_async.backends import BackendDead
 
-    class EngineDeadError(RuntimeError):
-        pass
-
-    class EngineGenerateError(RuntimeError):
-        pass
+    EngineDeadError, EngineGenerateError = vllm_names.EngineDeadError, vllm_names.EngineGenerateError
 
     class Failing(FakeAsyncLLM):
         def __init__(self, error):
@@ -177,9 +219,9 @@ def test_vllm_engine_death_stops_the_run_but_a_request_error_does_not():
             raise self.error
             yield  # an async generator, like vLLM's
 
-    dead = VLLMBackend(VLLMConfig(model="m"), engine=Failing(EngineDeadError()), sampling_params=lambda r: {"n": 1})
+    dead = VLLMBackend(VLLMConfig(model="m"), engine=Failing(EngineDeadError()))
     with pytest.raises(BackendDead):
         asyncio.run(dead.generate(REQ))
-    one = VLLMBackend(VLLMConfig(model="m"), engine=Failing(EngineGenerateError()), sampling_params=lambda r: {"n": 1})
+    one = VLLMBackend(VLLMConfig(model="m"), engine=Failing(EngineGenerateError()))
     with pytest.raises(LLMRequestError):
         asyncio.run(one.generate(REQ))

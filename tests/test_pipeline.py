@@ -52,13 +52,43 @@ def test_demo_run_labels_difficulty_and_resumes_without_new_requests(tmp_path, i
     stats2 = json.loads((out / "stats.json").read_text())
     assert stats2["resumed_questions"] == 5 and stats2["llm_requests_this_run"] == 0
     assert len(read_jsonl(out / "verified.jsonl")) == 4 and len(read_jsonl(out / "sft.jsonl")) == 3
-    # Export to the trainers' formats.
+    # The journal alone: delete every output file and run again. Every answer and verdict
+    # comes back from journal.sqlite, no request is made, and the rows are the same.
+    first_rows = {n: read_jsonl(out / n) for n in ("verified.jsonl", "failed.jsonl", "sft.jsonl")}
+    for name in ("verified.jsonl", "failed.jsonl", "verified_complete.jsonl", "style_rejected.jsonl", "sft.jsonl",
+                 "stats.json", "manifest.json"):
+        (out / name).unlink()
+    r3 = run_cli("run", "--config", "examples/demo.toml", "--out", str(out))
+    assert r3.returncode == 0, r3.stderr
+    stats3 = json.loads((out / "stats.json").read_text())
+    assert stats3["resumed_questions"] == 0 and stats3["llm_requests_this_run"] == 0
+    # Every record in the journal (27 recorded answers, and the verdicts) was used once.
+    import sqlite3
+
+    with sqlite3.connect(out / "journal.sqlite") as db:
+        records = db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+        answers = db.execute("SELECT COUNT(*) FROM records WHERE kind = 'response'").fetchone()[0]
+    assert answers == 27 and stats3["journal_hits_this_run"] == records
+    for name, rows in first_rows.items():
+        again = {r["question_id"]: r for r in read_jsonl(out / name)}
+        assert again == {r["question_id"]: r for r in rows}, name
+    # Export to the trainers' formats, read back.
     import pyarrow.parquet as pq
 
     assert run_cli("export", str(out), "--format", "verl").returncode == 0
-    table = pq.read_table(out / "export" / "verl.parquet").to_pylist()
-    assert table[0]["reward_model"]["style"] == "rule" and "def test_" in table[0]["reward_model"]["ground_truth"]
+    verl = {r["extra_info"]["question_id"]: r for r in pq.read_table(out / "export" / "verl.parquet").to_pylist()}
+    assert set(verl) == set(verified)
+    for qid, row in verl.items():
+        assert row["reward_model"] == {"style": "rule", "ground_truth": verified[qid]["test"]}
+        assert row["prompt"] == [{"role": "user", "content": verified[qid]["question"]}]
+        assert row["ability"] == "code" and row["extra_info"]["difficulty"] == verified[qid]["gpt_difficulty"]
     assert run_cli("export", str(out), "--format", "parquet").returncode == 0
+    exported = {r["question_id"]: r for r in pq.read_table(out / "export" / "dataset.parquet").to_pylist()}
+    assert set(exported) == set(verified)
+    for qid, row in exported.items():
+        assert row["solution"] == verified[qid]["solution"] and row["test"] == verified[qid]["test"]
+        assert row["gpt_pass_sequence"] == verified[qid]["gpt_pass_sequence"]
+        assert json.loads(row["trials"]) == verified[qid]["trials"]
 
 
 def test_real_kodcode_responses_give_reference_like_pass_at_k(tmp_path, isolated):

@@ -1,5 +1,7 @@
 """Hostile and broken code against the real sandbox: right status, healthy pool, nothing left behind."""
 
+import asyncio
+import json
 import os
 import socket
 import textwrap
@@ -7,13 +9,18 @@ import threading
 
 import pytest
 
-from sandbox import Job, Limits, SandboxConfig, verify_batch
+from sandbox import Job, Limits, SandboxConfig, SandboxPool, verify_batch
 from tests.conftest import is_bwrap_label, stray_processes, zombie_children
 
 MARKER = "kodcode-hostile-marker"
 HOST_TMP_FILE = "/tmp/kodcode-hostile-wrote-this"
 SOL = "def f():\n    return 1\n"
-LIMITS = Limits(wall_s=4, memory_mb=512, max_processes=32)
+# Generous: a loaded machine must not turn a quick job into a timeout. Only the jobs whose
+# point is the timeout get a short wall limit.
+LIMITS = Limits(wall_s=60, memory_mb=512, max_processes=32)
+TIMEOUT_LIMITS = Limits(wall_s=3, memory_mb=512, max_processes=32)
+TIMEOUT_CASES = {"infinite_loop", "thread_busy_loop", "long_sleep", "fork_bomb", "ignore_sigterm",
+                 "deep_recursion_crash"}
 
 
 def t(body: str) -> str:
@@ -114,7 +121,8 @@ def cases(port: int) -> dict[str, Job]:
             """),
         "ignore_sigterm": t("import signal\ndef test_x():\n    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n    time.sleep(600)\n"),
     }
-    jobs = {name: Job(id=name, solution=SOL, test=test, limits=LIMITS) for name, test in c.items()}
+    jobs = {name: Job(id=name, solution=SOL, test=test, limits=TIMEOUT_LIMITS if name in TIMEOUT_CASES else LIMITS)
+            for name, test in c.items()}
     jobs["os_exit_at_import"] = Job(id="os_exit_at_import", solution="import os\nos._exit(0)\n",
                                     test="from solution import *\ndef test_x():\n    pass\n", limits=LIMITS)
     jobs["sys_exit_at_import"] = Job(id="sys_exit_at_import", solution="import sys\nsys.exit(0)\n",
@@ -173,11 +181,21 @@ def verdicts(isolated):
         # A sane job after every hostile one proves the pool is still healthy.
         ordered = list(jobs.values()) + [Job(id="after", solution=SOL, test="from solution import *\n"
                                              "def test_ok():\n    assert f() == 1\n")]
-        results = verify_batch(ordered, SandboxConfig(workers=2, isolation="bwrap"))
+
+        async def main():
+            async with SandboxPool(SandboxConfig(workers=2)) as pool:
+                results = await asyncio.gather(*(pool.verify(j) for j in ordered))
+                # Checked while the pool is still open: closing it kills everything anyway.
+                state = {"strays": stray_processes(MARKER), "zombies": zombie_children(),
+                         "warnings": list(pool.warnings), "restarts": pool.restarts, "retries": pool.retries,
+                         "workers_alive": len(pool.pids())}
+            return results, state
+
+        results, state = asyncio.run(main())
     finally:
         os.environ.pop("KODCODE_TEST_SECRET", None)
         server.close()
-    return {v.id: v for v in results}, accepted
+    return {v.id: v for v in results}, accepted, state
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -191,10 +209,17 @@ def test_pool_stays_healthy_after_hostile_jobs(verdicts):
     assert verdicts[0]["after"].status == "pass"
 
 
-def test_no_process_left_behind(verdicts):
-    assert stray_processes(MARKER) == []
-    assert zombie_children() == []
+def test_no_process_left_behind_while_the_pool_is_still_open(verdicts):
+    state = verdicts[2]
+    assert state["strays"] == [] and state["zombies"] == []
+    assert stray_processes(MARKER) == [] and zombie_children() == []
 
+
+def test_hostile_jobs_never_broke_a_worker(verdicts):
+    # Every hostile job was contained inside its own job process: no worker died or hung.
+    state = verdicts[2]
+    assert state["warnings"] == [] and state["restarts"] == 0 and state["retries"] == 0
+    assert state["workers_alive"] == 2
 
 def test_nothing_written_or_deleted_outside(verdicts):
     assert not os.path.exists(HOST_TMP_FILE)
@@ -204,6 +229,45 @@ def test_nothing_written_or_deleted_outside(verdicts):
 
 def test_network_connection_never_reaches_host(verdicts):
     assert verdicts[1] == []
+
+
+PROC_VIEW = textwrap.dedent('''
+    import json, os
+
+    def test_look_around():
+        seen, env = {}, {}
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                for name, into in (("cmdline", seen), ("environ", env)):
+                    try:
+                        into[pid] = open(f"/proc/{pid}/{name}", "rb").read().decode(errors="replace")
+                    except OSError as e:
+                        into[pid] = f"<errno {e.errno}>"
+        print("VIEW=" + json.dumps({"cmdline": seen, "environ": env, "me": os.getpid()}))
+        assert False, "report stdout"
+''')
+
+
+def test_what_a_job_can_see_in_proc(isolated):
+    os.environ["KODCODE_TEST_SECRET"] = "s3cret-value"
+    try:
+        (v,) = verify_batch([Job(id="proc", solution=SOL, test=PROC_VIEW)], SandboxConfig(workers=1))
+    finally:
+        os.environ.pop("KODCODE_TEST_SECRET", None)
+    view = json.loads(v.stdout.split("VIEW=", 1)[1].splitlines()[0])
+    cmdlines = view["cmdline"]
+    # Only the sandbox's own processes: bwrap's init, the waiter, the zygote and the job itself,
+    # never this test runner or anything else on the host.
+    assert 1 <= len(cmdlines) <= 5, cmdlines
+    for pid, cmd in cmdlines.items():
+        argv = cmd.split("\0")
+        is_bwrap = argv[0].endswith("/bwrap") and argv[1] == "--args"
+        is_worker = argv[1:3] == ["-m", "sandbox.worker"]
+        assert is_bwrap or is_worker, (pid, cmd)
+        # No mount list, host path or worker option leaks through a command line.
+        assert "--ro-bind" not in cmd and "/work" not in cmd and "preload" not in cmd, cmd
+    for pid, env in view["environ"].items():
+        assert "s3cret-value" not in env and "OPENAI" not in env, (pid, env)
 
 
 def test_output_is_capped(verdicts):

@@ -5,6 +5,8 @@ import os
 import signal
 import textwrap
 
+import pytest
+
 from sandbox import Job, Limits, SandboxConfig, SandboxPool, StdinCase, verify_batch
 from tests.conftest import is_bwrap_label, zombie_children
 
@@ -125,6 +127,28 @@ def test_worker_killed_mid_job_is_replaced_and_the_job_retried(isolated):
     assert zombie_children() == []
 
 
+def test_cancelling_pool_start_up_leaves_no_worker_behind(isolated):
+    async def main():
+        pool = SandboxPool(SandboxConfig(workers=2))
+        task = asyncio.create_task(pool.start())
+        # Cancel once the workers exist but before they are warm.
+        deadline = asyncio.get_running_loop().time() + 30
+        while not any(w.proc is not None for w in pool._starting) and \
+                asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110 - polls the pool's state
+            await asyncio.sleep(0.005)
+        started = [w.proc.pid for w in pool._starting if w.proc is not None]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return started
+
+    started = asyncio.run(main())
+    assert started
+    for pid in started:
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z", pid
+    assert _zygotes_under(os.getpid()) == [] and zombie_children() == []
+
+
 def _zygotes_under(pid: int) -> list[int]:
     """PIDs of sandbox zygotes (python -m sandbox.worker) below process `pid`."""
     children: dict[int, list[int]] = {}
@@ -156,7 +180,9 @@ def test_hung_worker_is_replaced_and_the_job_retried(isolated):
             assert zygotes
             for pid in zygotes:
                 os.kill(pid, signal.SIGSTOP)  # a worker that never answers
-            job = Job(id="j", solution="x = 1\n", test="def test_a():\n    pass\n", limits=Limits(wall_s=1))
+            # wall 3 s + grace 0.5 s: the stopped worker is given up on after 3.5 s; the retry on a
+            # fresh worker then has 3 s for a trivial test, plenty even on a loaded machine.
+            job = Job(id="j", solution="x = 1\n", test="def test_a():\n    pass\n", limits=Limits(wall_s=3))
             verdict = await pool.verify(job)
             return verdict, pool.restarts, pool.retries
 
@@ -170,7 +196,9 @@ def test_a_job_whose_worker_dies_twice_gets_sandbox_error(isolated):
             job = Job(id="twice", solution="x = 1\n", test="import time\ndef test_a():\n    time.sleep(2)\n")
             task = asyncio.create_task(pool.verify(job))
             killed = []
-            while len(killed) < 2:
+            deadline = asyncio.get_running_loop().time() + 60  # a pool that stops retrying must not hang us
+            while len(killed) < 2 and not task.done():
+                assert asyncio.get_running_loop().time() < deadline, f"killed {len(killed)} workers in 60 s"
                 pids = pool.pids()
                 if pids and pids[0] not in killed and pool.busy:
                     await asyncio.sleep(0.5)
@@ -183,6 +211,7 @@ def test_a_job_whose_worker_dies_twice_gets_sandbox_error(isolated):
 
     verdict, after = asyncio.run(main())
     assert verdict.status == "sandbox_error" and "failed twice" in verdict.reason
+    assert is_bwrap_label(verdict.isolation)
     assert after.status == "pass"
 
 

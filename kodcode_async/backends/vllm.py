@@ -3,7 +3,9 @@
 vLLM is an optional extra (`pip install 'kodcode-async[vllm]'`) and needs a GPU; it is imported
 only when this backend is selected. Tests drive this class with a fake engine that has the
 same async interface (`generate(prompt, sampling_params, request_id)` as an async generator,
-`abort`, `get_tokenizer`, `shutdown`), because no model can run on CI.
+`abort`, `get_tokenizer`, `shutdown`), because no model can run on CI; where vLLM itself is not
+installed they put tests/vllm_shim (vLLM's SamplingParams and exception types, at vLLM's module
+paths) on sys.path, so the code below is the code that runs in production.
 """
 
 from __future__ import annotations
@@ -47,23 +49,23 @@ def _sampling_params(request: Request):  # noqa: ANN202
     return SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed)
 
 
-def _is_engine_dead(error: Exception) -> bool:
-    """vLLM's engine-dead error (the run must stop) as opposed to one failed request."""
+def _engine_dead_type() -> type[BaseException]:
+    """vLLM's engine-dead error type (the run must stop), as opposed to one failed request."""
     try:
         from vllm.v1.engine.exceptions import EngineDeadError
-    except ImportError:  # a fake engine in tests: same class name, no vLLM installed
-        return any(cls.__name__ == "EngineDeadError" for cls in type(error).__mro__)
-    return isinstance(error, EngineDeadError)
+    except ImportError as e:
+        raise BackendDead("the vllm backend needs vLLM: pip install 'kodcode-async[vllm]' (and a CUDA GPU)") from e
+    return EngineDeadError
 
 
 class VLLMBackend:
     name = "vllm"
 
-    def __init__(self, config: VLLMConfig, engine=None, sampling_params=_sampling_params) -> None:  # noqa: ANN001
+    def __init__(self, config: VLLMConfig, engine=None) -> None:  # noqa: ANN001
         self.config = config
+        self._dead_type = _engine_dead_type()
         self.engine = engine if engine is not None else make_engine(config)
         self.max_in_flight = max(1, int(config.max_num_seqs * config.in_flight_margin))
-        self._sampling_params = sampling_params
         self._tokenizer = None
         self.prompt_tokens = 0
         self.completion_tokens = 0
@@ -81,7 +83,7 @@ class VLLMBackend:
         request_id = f"{request.stage}-{request.item_id}-{request.attempt}-{uuid.uuid4().hex[:8]}"
         final = None
         try:
-            async for output in self.engine.generate(prompt, self._sampling_params(request), request_id):
+            async for output in self.engine.generate(prompt, _sampling_params(request), request_id):
                 final = output
         except asyncio.CancelledError:
             # The consumer went away: free the sequence slots at once.
@@ -90,7 +92,7 @@ class VLLMBackend:
                 await result
             raise
         except Exception as e:  # noqa: BLE001 - vLLM raises EngineDeadError / EngineGenerateError
-            if _is_engine_dead(e):
+            if isinstance(e, self._dead_type):
                 raise BackendDead(f"vLLM engine died: {e}") from e
             raise LLMRequestError("engine_error", f"{type(e).__name__}: {e}") from e
         if final is None:

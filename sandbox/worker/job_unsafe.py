@@ -24,7 +24,7 @@ def job_process_unsafe(warm: Warm, job: Job, result_w: int, out_w: int, err_w: i
     """Set the job process up and run the job; returns the process's exit code."""
     os.setsid()
     ns.prctl(ns.PR_SET_PDEATHSIG, signal.SIGKILL)
-    if new_mount_ns:
+    if new_mount_ns:  # only to mount a /proc of its own; otherwise the zygote's mounts serve as they are
         ns.unshare(ns.CLONE_NEWNS)
     if mount_proc:
         ns.mount_proc()  # probed at start-up: a failure here is a broken job set-up, not ignored
@@ -34,7 +34,7 @@ def job_process_unsafe(warm: Warm, job: Job, result_w: int, out_w: int, err_w: i
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
     os.dup2(result_w, RESULT_FD)
-    os.closerange(RESULT_FD + 1, 65536)
+    _close_inherited_fds(warm.plugin_fds)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     area = warm.area
     os.environ["TMPDIR"] = area.tmp_dir
@@ -46,3 +46,21 @@ def job_process_unsafe(warm: Warm, job: Job, result_w: int, out_w: int, err_w: i
     if job.rerun_seed is not None:
         exec_fresh_rerun_unsafe(job.rerun_seed, warm.pytest_args, blocked, package_parent)
     return run_pytest_unsafe(warm, job.coverage, job.solution)
+
+
+def _close_inherited_fds(plugin_fds: dict[int, str]) -> None:
+    """Close every fd above the result channel except those pytest's configured plugins hold.
+
+    Those stay valid (a plugin writing to a closed number could hit a file the test opened
+    later): copies of the zygote's stderr are re-pointed at the job's stderr, the rest (such as
+    the logging plugin's /dev/null) are kept as they are.
+    """
+    start = RESULT_FD + 1
+    for fd in sorted(plugin_fds):
+        if fd < start:
+            continue
+        os.closerange(start, fd)
+        if plugin_fds[fd] == "stderr":
+            os.dup2(2, fd)
+        start = fd + 1
+    os.closerange(start, 65536)

@@ -127,22 +127,22 @@ def run_pytest_unsafe(warm, coverage_on: bool, solution: str) -> int:  # noqa: A
     reporter = warm.reporter
     code = 3
     reason = ""
-    # With a prepared config, coverage runs in windows (see coverage_windows_plugin);
+    # With a started session, coverage runs in windows (see coverage_windows_plugin);
     # on the slow path it runs for the whole session.
-    whole_session = cov is not None and warm.config is None
+    whole_session = cov is not None and warm.session is None
     if warm.coverage_windows is not None:
         warm.coverage_windows.cov = cov
     try:
         if whole_session:
             cov.start()
         try:
-            if warm.config is not None:
+            if warm.session is not None:
                 if warm.capman is not None:
                     # The state a fresh pytest is in after parsing its arguments:
                     # global capture started, then suspended until the session runs.
                     warm.capman.start_global_capturing()
                     warm.capman.suspend_global_capture()
-                code = int(warm.config.hook.pytest_cmdline_main(config=warm.config))
+                code = int(run_started_session(warm.config, warm.session))
             else:
                 import pytest
 
@@ -160,6 +160,62 @@ def run_pytest_unsafe(warm, coverage_on: bool, solution: str) -> int:  # noqa: A
     write_all(RESULT_FD, frame(Done(exit_code=code, coverage=pct, memory_error=reporter.memory_error,
                                     reason=reason)))
     return 0
+
+
+def run_started_session(config, session) -> int:  # noqa: ANN001
+    """The rest of pytest's `wrap_session` after pytest_sessionstart, which ran in the zygote.
+
+    Mirrors _pytest.main.wrap_session (pytest 8 and 9) from `initstate = 2` on, with the
+    default protocol `_main`: the same exit codes, interrupt and internal-error handling,
+    sessionfinish and unconfigure, so the verdict is the one a fresh `pytest` would give.
+    """
+    import _pytest._code
+    from _pytest import timing
+    from _pytest.main import ExitCode, _main
+    from _pytest.outcomes import Exit, Failed
+    from pytest import UsageError
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and hasattr(reporter, "_session_start"):
+        reporter._session_start = timing.Instant()  # durations count from the job, not the warm-up
+    session.exitstatus = ExitCode.OK
+    try:
+        try:
+            session.exitstatus = _main(config, session) or 0
+        except UsageError:
+            session.exitstatus = ExitCode.USAGE_ERROR
+        except Failed:
+            session.exitstatus = ExitCode.TESTS_FAILED
+        except (KeyboardInterrupt, Exit):
+            excinfo = _pytest._code.ExceptionInfo.from_current()
+            exitstatus = ExitCode.INTERRUPTED
+            if isinstance(excinfo.value, Exit) and excinfo.value.returncode is not None:
+                exitstatus = excinfo.value.returncode
+            config.hook.pytest_keyboard_interrupt(excinfo=excinfo)
+            session.exitstatus = exitstatus
+        except BaseException:
+            session.exitstatus = ExitCode.INTERNAL_ERROR
+            excinfo = _pytest._code.ExceptionInfo.from_current()
+            try:
+                config.notify_exception(excinfo, config.option)
+            except Exit as exc:
+                if exc.returncode is not None:
+                    session.exitstatus = exc.returncode
+                sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
+            else:
+                if isinstance(excinfo.value, SystemExit):
+                    sys.stderr.write("mainloop: caught unexpected SystemExit!\n")
+    finally:
+        excinfo = None
+        os.chdir(session.startpath)
+        try:
+            config.hook.pytest_sessionfinish(session=session, exitstatus=session.exitstatus)
+        except Exit as exc:
+            if exc.returncode is not None:
+                session.exitstatus = exc.returncode
+            sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
+        config._ensure_unconfigure()
+    return session.exitstatus
 
 
 def line_coverage(cov, path: str, source: str) -> float | None:  # noqa: ANN001

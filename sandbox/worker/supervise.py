@@ -134,7 +134,7 @@ class Supervisor:
         return map_verdict(job, end, self.isolation)
 
     def _job(self, job: Job, result_w: int, out_w: int, err_w: int) -> int:
-        return job_process_unsafe(self.warm, job, result_w, out_w, err_w, new_mount_ns=self.direct,
+        return job_process_unsafe(self.warm, job, result_w, out_w, err_w, new_mount_ns=self.fresh_proc,
                                   mount_proc=self.fresh_proc,
                                   package_parent=self.package_parent, blocked=self.blocked)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from sandbox.protocol import WorkerOptions
 from sandbox.worker.area import JobArea, write_text
 from sandbox.worker.limits import address_space_in_use
-from sandbox.worker.pytest_unsafe import Reporter, coverage_windows_plugin
+from sandbox.worker.pytest_unsafe import RESULT_FD, Reporter, coverage_windows_plugin
 
 
 class BlockedImports:
@@ -43,8 +43,12 @@ class Warm:
     area: JobArea
     reporter: Reporter = field(default_factory=Reporter)
     pytest_args: list[str] = field(default_factory=list)
-    config: object = None  # a prepared pytest Config, or None for the slow path (pytest.main per job)
+    config: object = None  # a configured pytest Config, or None for the slow path (pytest.main per job)
+    session: object = None  # its Session, started (pytest_sessionstart ran) in the zygote
     capman: object = None
+    # fds pytest's configured plugins hold (fd -> "stderr" for copies of our stderr, else "keep"):
+    # the job keeps them open instead of closing them, so a later open() cannot reuse their numbers.
+    plugin_fds: dict = field(default_factory=dict)
     coverage: object = None
     coverage_windows: object = None
     baseline_vm: int = 0
@@ -70,6 +74,10 @@ def warm_up(options: WorkerOptions, area: JobArea) -> Warm:
                 del sys.modules[name]
         sys.meta_path.insert(0, BlockedImports(options.blocked_imports))
     area.reset()
+    # Freeze what the imports built, so the collections pytest runs during warm-up (five at
+    # every unconfigure) only walk what is new; frozen again, with the rest, below.
+    gc.collect()
+    gc.freeze()
     _prepare_pytest(warm, options)
     # inspect.getmodule() realpath()s every module in sys.modules the first time a failure
     # is formatted (~40 ms with numpy and pandas loaded); pay it once here.
@@ -96,9 +104,57 @@ def pytest_args(area: JobArea, plugins: list[str]) -> list[str]:
     return args
 
 
+WARM_UP_TEST = """\
+import pytest
+from solution import *
+
+
+@pytest.fixture
+def value():
+    return double(2)
+
+
+@pytest.mark.parametrize("x,want", [(1, 2), (2, 4)])
+def test_parametrized(x, want):
+    assert double(x) == want
+
+
+class TestClass:
+    def test_fixture(self, value, capsys, monkeypatch):
+        print(value)
+        assert capsys.readouterr().out == "4\\n"
+
+    def test_raises(self):
+        with pytest.raises(ZeroDivisionError):
+            1 / 0
+
+
+def test_failure_formatting():
+    assert double(3) == {"a": [1, 2, 3]}
+
+
+@pytest.mark.skip(reason="warm-up")
+def test_skipped():
+    pass
+"""
+
+
 def _prepare_pytest(warm: Warm, options: WorkerOptions) -> None:
+    """Configure pytest and start its session once; each job then only collects, runs and finishes.
+
+    Per job, a fresh pytest spends most of its time before the first test: registering and
+    configuring ~40 plugins, building the fixture manager, first-time imports and regex and
+    fnmatch compiles. Jobs are forks of this process, so all of that is done here once: a
+    throw-away session warms the imports and caches, then the real config is configured and its
+    session started. What remains per job is exactly the part of pytest's wrap_session after
+    pytest_sessionstart (see pytest_unsafe.run_started_session).
+    """
     import pytest  # noqa: F401 - imported for its side effects in the warm heap
 
+    from sandbox.worker import pytest_speedups
+
+    for problem in pytest_speedups.install():
+        warm.warnings.append(f"pytest speed-up not installed ({problem}); results are the same, only slower")
     area = warm.area
     warm.pytest_args = pytest_args(area, options.pytest_plugins)
     try:
@@ -110,21 +166,79 @@ def _prepare_pytest(warm: Warm, options: WorkerOptions) -> None:
                                                           "module-not-measured"])
     except Exception as e:  # noqa: BLE001
         warm.warnings.append(f"coverage unavailable: {e}")
+    os.chdir(area.job_dir)
     try:
-        from _pytest.config import _prepareconfig
-
-        write_text(area.test_path, "def test_placeholder():\n    pass\n")
-        os.chdir(area.job_dir)
-        warm.coverage_windows = coverage_windows_plugin()
-        config = _prepareconfig(list(warm.pytest_args), plugins=[warm.reporter, warm.coverage_windows])
-        capman = config.pluginmanager.getplugin("capturemanager")
-        if capman is not None:
-            # Capture started while parsing; each job starts its own on fresh temp files.
-            capman.stop_global_capturing()
-        warm.config, warm.capman = config, capman
+        _throwaway_session(warm)
+        _start_session(warm)
     except Exception as e:  # noqa: BLE001 - fall back to a full pytest.main per job
-        warm.warnings.append(f"prepared pytest config unavailable ({type(e).__name__}: {e}); "
+        warm.config = warm.session = warm.capman = None
+        warm.warnings.append(f"pre-started pytest session unavailable ({type(e).__name__}: {e}); "
                              "running pytest.main per job, which is slower")
     finally:
         os.chdir(area.root)
         area.reset()
+
+
+def _throwaway_session(warm: Warm) -> None:
+    """Run one real session in this process, for the imports and caches it leaves behind."""
+    import linecache
+
+    import pytest
+
+    area = warm.area
+    write_text(area.solution_path, "def double(x):\n    return 2 * x\n")
+    write_text(area.test_path, WARM_UP_TEST)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    saved = os.dup(1)
+    os.dup2(devnull, 1)  # its report is of no interest
+    try:
+        pytest.main(list(warm.pytest_args), plugins=[])
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+    for name in ("solution", "test_solution", "conftest"):
+        sys.modules.pop(name, None)
+    linecache.clearcache()  # jobs reuse these file names: no stale source lines
+    area.reset()
+    os.chdir(area.job_dir)  # the reset made a new one
+
+
+def _open_fds() -> set[int]:
+    """Open fds of this process (the listing's own fd, closed by now, is left out)."""
+    out = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            os.fstat(int(name))
+        except OSError:
+            continue
+        out.add(int(name))
+    return out
+
+
+def _start_session(warm: Warm) -> None:
+    from _pytest.config import _prepareconfig
+    from _pytest.main import Session
+
+    area = warm.area
+    write_text(area.test_path, "def test_placeholder():\n    pass\n")
+    before = _open_fds()
+    for fd in range(RESULT_FD + 1):  # plugins must not take the numbers a job's std fds get
+        if fd not in before:
+            os.dup2(os.open(os.devnull, os.O_RDONLY), fd)
+            before.add(fd)
+    warm.coverage_windows = coverage_windows_plugin()
+    config = _prepareconfig(list(warm.pytest_args), plugins=[warm.reporter, warm.coverage_windows])
+    capman = config.pluginmanager.getplugin("capturemanager")
+    if capman is not None:
+        # Capture started while parsing; each job starts its own on fresh temp files.
+        capman.stop_global_capturing()
+    session = Session.from_config(config)
+    config._do_configure()
+    config.hook.pytest_sessionstart(session=session)
+    stderr = os.fstat(2)
+    for fd in _open_fds() - before:
+        st = os.fstat(fd)
+        same_as_stderr = (st.st_dev, st.st_ino) == (stderr.st_dev, stderr.st_ino)
+        warm.plugin_fds[fd] = "stderr" if same_as_stderr else "keep"
+    warm.config, warm.session, warm.capman = config, session, capman

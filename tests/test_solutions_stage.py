@@ -1,0 +1,51 @@
+"""Difficulty labels and the chosen trial: the rules that decide what a verified row says."""
+
+import pytest
+
+from kodcode_async.stages.base import Question
+from kodcode_async.stages.solutions import SolveOptions, SolveStage, difficulty
+
+
+@pytest.mark.parametrize("passes,attempts,label", [
+    (0, 1, "fail"), (0, 10, "fail"),
+    (1, 1, "easy"), (3, 3, "easy"), (7, 10, "easy"),  # more than 2/3
+    (2, 3, "medium"), (4, 6, "medium"),  # exactly 2/3 is medium, not easy
+    (1, 2, "medium"), (5, 10, "medium"),
+    (1, 3, "medium"), (2, 6, "medium"),  # exactly 1/3 is medium, not hard
+    (3, 10, "hard"), (1, 4, "hard"), (1, 10, "hard"),  # less than 1/3
+])
+def test_difficulty_labels_at_and_around_the_boundaries(passes, attempts, label):
+    assert difficulty(passes, attempts) == label
+
+
+def _trial(passed: bool, coverage: float | None, tag: str) -> dict:
+    return {"solution_code": f"def f():\n    return '{tag}'\n", "test_code": "from solution import f\ndef test_f():\n    f()\n",
+            "test_result": "Pass" if passed else "Fail", "status": "pass" if passed else "fail", "reason": "",
+            "test_coverage": coverage}
+
+
+def _row(trials: list[dict]) -> dict:
+    q = Question(question_id="q", question="Write f.", subset="s")
+    q.trials = dict(enumerate(trials))
+    return SolveStage(SolveOptions(model_name="m")).row(q)
+
+
+def test_chosen_trial_is_the_passing_one_with_the_highest_coverage():
+    row = _row([_trial(False, 100.0, "a"), _trial(True, 60.0, "b"), _trial(True, 95.5, "c"), _trial(True, 80.0, "d")])
+    assert row["chosen_trial"] == "trial_2" and "'c'" in row["solution"]
+    assert row["gpt_pass_sequence"] == [0, 1, 1, 1] and row["gpt_pass_trial_num"] == 3
+    assert row["gpt_difficulty"] == "easy" and row["gpt_pass_percentage"] == 0.75
+
+
+def test_chosen_trial_ties_go_to_the_first_and_missing_coverage_counts_as_zero():
+    row = _row([_trial(True, None, "a"), _trial(True, 70.0, "b"), _trial(True, 70.0, "c")])
+    assert row["chosen_trial"] == "trial_1"
+    row = _row([_trial(True, None, "a"), _trial(True, None, "b")])
+    assert row["chosen_trial"] == "trial_0"
+
+
+def test_a_question_without_a_passing_trial_has_no_solution():
+    row = _row([_trial(False, 100.0, "a"), _trial(False, None, "b"), _trial(False, 10.0, "c")])
+    assert row["chosen_trial"] is None and row["solution"] is None and row["test"] is None
+    assert row["gpt_difficulty"] == "fail" and row["gpt_pass_percentage"] == 0.0 and row["test_info"] == []
+    assert list(row["trials"]) == ["trial_0", "trial_1", "trial_2"]
