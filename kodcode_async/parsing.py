@@ -12,7 +12,9 @@ The test module always gets `from solution import *` unless it already imports f
 from __future__ import annotations
 
 import ast
+import io
 import re
+import tokenize
 from dataclasses import dataclass
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
@@ -43,7 +45,7 @@ def _strip_fence(text: str) -> str:
     Several blocks in one section are concatenated, prose between or around them is dropped, and
     a block whose closing fence is missing runs to the end. Without fences the text is the code.
     """
-    lines = text.strip("\n").split("\n")
+    lines = text.split("\n")
     if not any(_FENCE_LINE.match(line) for line in lines):
         return text.strip("\n")
     inside, kept = False, []
@@ -115,6 +117,26 @@ def extract_final_code(text: str) -> str | None:
     return blocks[-1] + "\n" if blocks else None
 
 
+def _declaration_as_written(source: str, node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+    """The `def ...:` header as the source spells it: no decorators, comments or body; lines joined."""
+    lines = source.splitlines()
+    first = node.body[0]
+    # From the `def` line to the body's first line, that one cut where the body starts (the body
+    # may share a line with the header's end: `def f(): return 1`); col_offset counts UTF-8 bytes.
+    header = lines[node.lineno - 1:first.lineno]
+    header[-1] = header[-1].encode()[:first.col_offset].decode()
+    try:
+        comments = [t for t in tokenize.generate_tokens(io.StringIO("\n".join(header) + "\n").readline)  # pragma: no mutate
+                    if t.type == tokenize.COMMENT]
+    except (tokenize.TokenError, SyntaxError):  # a guard: a header cut from parsed code always tokenizes
+        comments = []  # pragma: no mutate
+    for t in reversed(comments):
+        row, col = t.start
+        header[row - 1] = header[row - 1][:col]
+    parts = [line.strip() for line in header if line.strip()]
+    return " ".join(parts).replace("( ", "(").replace(" )", ")")
+
+
 def build_test_info(solution: str, test: str) -> list[dict]:
     """Name, declaration, parameters and docstring of each solution function the tests use."""
     try:
@@ -125,7 +147,7 @@ def build_test_info(solution: str, test: str) -> list[dict]:
         used = {n.id for n in ast.walk(ast.parse(test)) if isinstance(n, ast.Name)}
         used |= {a.name for n in ast.walk(ast.parse(test)) if isinstance(n, ast.ImportFrom) for a in n.names}
     except SyntaxError:
-        used = set()
+        used = set()  # pragma: no mutate - empty and None both mean "every function" below
     infos = []
     for node in sol_tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and (not used or node.name in used):
@@ -133,10 +155,7 @@ def build_test_info(solution: str, test: str) -> list[dict]:
                 decl = f"class {node.name}"
                 params: list[str] = []
             else:
-                args = ast.unparse(node.args)
-                ret = f" -> {ast.unparse(node.returns)}" if node.returns else ""
-                prefix = "async def" if isinstance(node, ast.AsyncFunctionDef) else "def"
-                decl = f"{prefix} {node.name}({args}){ret}:"
+                decl = _declaration_as_written(solution, node)
                 params = [a.arg for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs]
             infos.append({"function_name": node.name, "function_declaration": decl, "parameter_list": params,
                           "docstring": ast.get_docstring(node)})

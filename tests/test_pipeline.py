@@ -91,17 +91,25 @@ def test_demo_run_labels_difficulty_and_resumes_without_new_requests(tmp_path, i
         assert json.loads(row["trials"]) == verified[qid]["trials"]
 
 
+# Trials where our verdict differs from the reference's, each for the same reason: the reference's
+# test_solution.py has a broken fence line ("``" or "`python"), a SyntaxError
+# there (the first non-blank line after `from solution import *`), which our parser drops.
+# Listed by hand from reading those files, not computed.
+EXPLAINED_FENCE_TRIALS = {
+    "algorithm/00000002/attempt0", "algorithm/00000005/attempt2", "algorithm/00000025/attempt0",
+    "algorithm/00000044/attempt0", "algorithm/00000044/attempt2", "algorithm/00000049/attempt0",
+    "algorithm/00000075/attempt2",
+}
+
+
 def test_real_kodcode_responses_give_reference_like_pass_at_k(tmp_path, isolated):
-    """99 questions x 3 real model responses (../shared/data) through parse -> verify -> select.
+    """99 questions x 3 real model responses (tests/data) through parse -> verify -> select.
 
-    Reference: pass@1 8, pass@2 10, pass@3 16 of 96 questions. We get pass@1 12, pass@2 14,
-    pass@3 19. Every trial-level difference is the same parser difference: in 7 trials the
-    reference left a broken fence line (a lone "``" or "`python") at the top of test_solution.py,
-    a SyntaxError, so "Fail"; our parser drops fence lines and those trials pass. All other
-    trials get the reference's verdict (scipy and sympy blocked, as on the reference machine).
+    Every trial gets the reference's verdict (scipy and sympy blocked, as on the reference
+    machine) except the seven in EXPLAINED_FENCE_TRIALS, which pass here. The expected pass@k is
+    derived from the reference's own verdicts with exactly those seven flipped: the reference's
+    8 / 10 / 15 become 12 / 14 / 19.
     """
-    from kodcode_async.parsing import _FENCE_LINE
-
     comps = read_jsonl(DATA / "kodcode_algorithm_completions.jsonl")
     trials = {r["id"]: r for r in read_jsonl(DATA / "kodcode_algorithm_trials.jsonl")}
     questions, recorded = tmp_path / "q.jsonl", tmp_path / "rec.jsonl"
@@ -121,17 +129,33 @@ def test_real_kodcode_responses_give_reference_like_pass_at_k(tmp_path, isolated
     assert r.returncode == 0, r.stderr
     stats = json.loads((out / "stats.json").read_text())
     assert stats["questions"] == 99
-    differences = []
+    differences = set()
     for row in read_jsonl(out / "verified.jsonl") + read_jsonl(out / "failed.jsonl"):
         for name, trial in row["trials"].items():
             ref = trials.get(f"algorithm/{row['question_id']}/attempt{name.split('_')[1]}")
             if ref is not None and (trial["test_result"] == "Pass") != (ref["verdict_reference"] == "Pass"):
-                differences.append((ref["id"], ref["test"], trial["test_result"]))
-    assert len(differences) == 7
-    for trial_id, ref_test, ours in differences:
-        assert ours == "Pass" and any(_FENCE_LINE.match(line) for line in ref_test.splitlines()), trial_id
-    p = {k: v["questions"] for k, v in stats["pass_at_k"]["algorithm"].items()}
-    assert (p["1"], p["2"], p["3"]) == (12, 14, 19)
+                differences.add(ref["id"])
+                assert trial["test_result"] == "Pass", ref["id"]
+    assert differences == EXPLAINED_FENCE_TRIALS
+    for trial_id in EXPLAINED_FENCE_TRIALS:
+        lines = [line for line in trials[trial_id]["test"].splitlines() if line.strip()]
+        assert lines[0] == "from solution import *" and lines[1] in ("``", "`python"), trial_id
+
+    # Expected pass@k: the reference's verdicts, the seven flipped to Pass.
+    passed_at: dict[str, list[int]] = {}
+    for trial_id, t in trials.items():
+        _, qid, attempt = trial_id.split("/")
+        ok = t["verdict_reference"] == "Pass" or trial_id in EXPLAINED_FENCE_TRIALS
+        passed_at.setdefault(qid, []).append(int(attempt.removeprefix("attempt")) if ok else 99)
+    expected = {k: sum(min(v) < k for v in passed_at.values()) for k in (1, 2, 3)}
+    reference = {k: sum(any(t["verdict_reference"] == "Pass" for i, t in trials.items()
+                            if i.split("/")[1] == qid and int(i.split("attempt")[1]) < k) for qid in passed_at)
+                 for k in (1, 2, 3)}
+    # From the reference's own verdicts in the trial file. (The data's README states pass@3 = 16;
+    # its trial file has 15 questions with a passing attempt among attempts 0-2.)
+    assert reference == {1: 8, 2: 10, 3: 15}
+    ours = {int(k): v["questions"] for k, v in stats["pass_at_k"]["algorithm"].items()}
+    assert ours == expected == {1: 12, 2: 14, 3: 19}
 
 
 def _write_add_questions(tmp_path, n):
@@ -230,15 +254,18 @@ def test_sigint_stops_gracefully_and_the_same_command_resumes(tmp_path, isolated
         server.wait()
 
 
-def test_bad_input_rows_and_bad_config_get_clear_errors(tmp_path, isolated):
+def test_bad_input_rows_and_bad_config_get_clear_errors(tmp_path):
+    # Nothing here runs code, so it runs without isolation (asked for by name): a broken bwrap
+    # cannot hide a regression in input handling.
     q = tmp_path / "q.jsonl"
     q.write_text('{"question": "Write f."}\nnot json\n{"nope": 1}\n{"question": "  "}\n')
     rec = tmp_path / "rec.jsonl"
     rec.write_text("")
     out = tmp_path / "run"
     r = run_cli("run", "--input", str(q), "--out", str(out), "--backend", "recorded", "--recorded", str(rec),
-                "--attempts", "1", "--max-attempts", "1")
+                "--attempts", "1", "--max-attempts", "1", "--isolation", "none")
     assert r.returncode == 0, r.stderr
+    assert "WITHOUT any sandbox isolation" in r.stderr
     stats = json.loads((out / "stats.json").read_text())
     assert [x["line"] for x in stats["rejected_rows"]] == [2, 3, 4]
     failed = read_jsonl(out / "failed.jsonl")
@@ -250,3 +277,13 @@ def test_bad_input_rows_and_bad_config_get_clear_errors(tmp_path, isolated):
     cfg.write_text("wokers = 3\n")
     r = run_cli("run", "--config", str(cfg))
     assert r.returncode != 0 and "unknown key 'wokers'" in r.stderr
+    cfg.write_text('isolation = "auto"\n')
+    r = run_cli("run", "--config", str(cfg))
+    assert r.returncode != 0 and "isolation must be" in r.stderr
+    for flag, value, message in (("--workers", "0", "--workers must be greater than 0"),
+                                 ("--attempts", "-1", "--attempts must be greater than 0"),
+                                 ("--flaky-reruns", "-1", "--flaky-reruns must be 0 or more")):
+        fresh = tmp_path / f"never-{flag[2:]}"
+        r = run_cli("run", "--input", str(q), "--out", str(fresh), flag, value)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert not fresh.exists()

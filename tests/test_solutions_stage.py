@@ -49,3 +49,40 @@ def test_a_question_without_a_passing_trial_has_no_solution():
     assert row["chosen_trial"] is None and row["solution"] is None and row["test"] is None
     assert row["gpt_difficulty"] == "fail" and row["gpt_pass_percentage"] == 0.0 and row["test_info"] == []
     assert list(row["trials"]) == ["trial_0", "trial_1", "trial_2"]
+
+
+def test_the_whole_row_for_one_question():
+    q = Question(question_id="q7", question="Write f.", subset="leetcode", extra={"source": "seed-3"})
+    q.trials = {0: _trial(False, None, "a"), 1: _trial(True, None, "b"), 2: _trial(True, 40.0, "c")}
+    row = SolveStage(SolveOptions(model_name="model-x")).row(q)
+    assert row == {
+        "version": "v1", "style": "instruct", "subset": "leetcode", "question_id": "q7", "question": "Write f.",
+        "solution": "def f():\n    return 'c'\n", "test": "from solution import f\ndef test_f():\n    f()\n",
+        "test_info": [{"function_name": "f", "function_declaration": "def f():", "parameter_list": [],
+                       "docstring": None}],
+        "gpt_pass_sequence": [0, 1, 1], "gpt_pass_trial_num": 2, "gpt_difficulty": "medium",
+        "gpt_pass_percentage": 0.6667,
+        "trials": {"trial_0": q.trials[0], "trial_1": q.trials[1], "trial_2": q.trials[2]},
+        "chosen_trial": "trial_2",
+        "metadata": {"model": "model-x", "attempts": 3, "source": "seed-3"},
+    }
+
+
+def test_pass_percentage_keeps_four_decimals_and_an_empty_question_is_a_fail():
+    assert _row([_trial(True, 1.0, "a"), _trial(False, 1.0, "b"), _trial(False, 1.0, "c")])["gpt_pass_percentage"] == 0.3333
+    empty = _row([])
+    assert empty["gpt_pass_percentage"] == 0.0 and empty["gpt_difficulty"] == "fail" and empty["chosen_trial"] is None
+
+
+def test_a_trial_without_coverage_loses_to_any_measured_coverage():
+    row = _row([_trial(True, None, "a"), _trial(True, 0.5, "b")])
+    assert row["chosen_trial"] == "trial_1"
+
+
+@pytest.mark.parametrize("attempts,max_attempts", [(0, 10), (4, 3), (-1, 5)])
+def test_attempt_options_are_validated(attempts, max_attempts):
+    with pytest.raises(ValueError) as e:
+        SolveOptions(attempts=attempts, max_attempts=max_attempts)
+    assert str(e.value) == "need 1 <= --attempts <= --max-attempts"
+    SolveOptions(attempts=3, max_attempts=3)
+    SolveOptions(attempts=1, max_attempts=1)

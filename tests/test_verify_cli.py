@@ -3,20 +3,28 @@
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT, is_bwrap_label, read_jsonl
 
 
-def test_verify_cli_keeps_input_order_and_reports_bad_rows(tmp_path, isolated):
+@pytest.mark.parametrize("mode", ["bwrap", "none"])
+def test_verify_cli_keeps_input_order_and_reports_bad_rows(tmp_path, mode, request):
+    # The verify logic is tested without isolation too, so a broken bwrap cannot hide it;
+    # examples/trials.jsonl is benign (an infinite loop at worst).
+    if mode == "bwrap":
+        request.getfixturevalue("isolated")
     out = tmp_path / "verdicts.jsonl"
     r = subprocess.run([sys.executable, "-m", "kodcode_async.cli", "verify", str(ROOT / "examples" / "trials.jsonl"),
-                        "-o", str(out), "--workers", "2", "--timeout", "3"], capture_output=True, text=True,
-                       cwd=ROOT, timeout=120)
+                        "-o", str(out), "--workers", "2", "--timeout", "3", "--isolation", mode], capture_output=True,
+                       text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr
     rows = read_jsonl(out)
     assert [x["id"] for x in rows] == ["ok", "wrong", "loops", "line4", "no-test", "stdin"]
     assert [x["status"] for x in rows] == ["pass", "fail", "timeout", "error", "error", "pass"]
     assert "invalid JSON" in rows[3]["reason"]
-    assert rows[0]["coverage"] == 100.0 and is_bwrap_label(rows[0]["isolation"])
+    assert rows[0]["coverage"] == 100.0
+    assert is_bwrap_label(rows[0]["isolation"]) if mode == "bwrap" else rows[0]["isolation"] == "none"
     assert "trials/s" in r.stdout
 
 
@@ -30,3 +38,60 @@ def test_stdin_comparison_rules():
     assert not outputs_match("0.1000001", "0.1")[0]
     assert outputs_match("0.1000001 x", "0.1 x", float_tolerance=1e-5)[0]
     assert not outputs_match("0.1000001 y", "0.1 x", float_tolerance=1e-5)[0]
+
+
+def _verify(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "kodcode_async", "verify", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=120)
+
+
+def test_verify_bad_paths_and_numbers_end_before_any_work_with_one_line(tmp_path):
+    trials = ROOT / "examples" / "trials.jsonl"
+    cases = [
+        ((tmp_path, "-o", tmp_path / "v.jsonl"), "is a directory; give a JSONL file"),
+        ((trials, "-o", tmp_path), "is a directory; give a file path"),
+        ((trials, "-o", tmp_path / "v.jsonl", "--workers", "0"), "--workers must be greater than 0"),
+        ((trials, "-o", tmp_path / "v.jsonl", "--timeout", "-1"), "--timeout must be greater than 0"),
+        ((trials, "-o", tmp_path / "v.jsonl", "--flaky-reruns", "-2"), "--flaky-reruns must be 0 or more"),
+        ((tmp_path / "missing.jsonl", "-o", tmp_path / "v.jsonl"), "input file not found"),
+    ]
+    for args, message in cases:
+        r = _verify(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert message in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "v.jsonl").exists()
+    assert [p.name for p in tmp_path.iterdir()] == []  # nothing was created, not even a hidden file
+
+
+def test_verify_creates_the_output_folder_and_warns_on_empty_input(tmp_path, isolated):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    out = tmp_path / "new" / "deeper" / "v.jsonl"
+    r = _verify(empty, "-o", out, "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    assert "has no rows" in r.stderr and out.exists() and out.read_text() == ""
+    assert sorted(p.name for p in out.parent.iterdir()) == ["v.jsonl"]  # no .partial or other leftovers
+
+
+def test_interrupted_verify_leaves_the_finished_rows_in_the_output_itself(tmp_path, isolated):
+    import signal
+    import time
+
+    rows = tmp_path / "slow.jsonl"
+    import orjson
+
+    rows.write_bytes(b"".join(orjson.dumps({"id": f"r{i}", "solution": "x = 1\n", "test": (
+        "import time\ndef test_a():\n    time.sleep(0.4)\n")}) + b"\n" for i in range(40)))
+    out = tmp_path / "v.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "kodcode_async", "verify", str(rows), "-o", str(out),
+                             "--workers", "2"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or len(out.read_bytes().splitlines()) < 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    done = read_jsonl(out)
+    assert 3 <= len(done) < 40 and [r["id"] for r in done] == [f"r{i}" for i in range(len(done))]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["slow.jsonl", "v.jsonl"]

