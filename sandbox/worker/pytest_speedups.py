@@ -17,27 +17,33 @@ Installed once in the zygote, so every job inherits them:
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
 
 _MEMO_LIMIT = 512
 
 
-def traverse_node(node: ast.AST) -> Iterator[ast.AST]:
-    """Depth-first pre-order over node and its descendants (the order pytest's version yields)."""
+def traverse_node(node: ast.AST) -> list[ast.AST]:
+    """Node and its descendants, depth-first pre-order (the order pytest's version yields), as a list.
+
+    Callers only iterate; building the list in one loop costs far less than resuming a
+    generator per node.
+    """
+    out: list[ast.AST] = []
     stack = [node]
-    pop, push = stack.pop, stack.extend
+    append, pop, push, AST = out.append, stack.pop, stack.extend, ast.AST
     while stack:
         current = pop()
-        yield current
+        append(current)
         children = []
         for field in current._fields:
             value = getattr(current, field, None)
-            if isinstance(value, ast.AST):
+            if isinstance(value, AST):
                 children.append(value)
-            elif isinstance(value, list):
-                children.extend(item for item in value if isinstance(item, ast.AST))
-        children.reverse()
-        push(children)
+            elif type(value) is list:
+                children.extend([item for item in value if isinstance(item, AST)])
+        if children:
+            children.reverse()
+            push(children)
+    return out
 
 
 def memoised_startend(original):  # noqa: ANN001, ANN201 - wraps pytest's function

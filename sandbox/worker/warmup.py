@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from sandbox.protocol import WorkerOptions
 from sandbox.worker.area import JobArea, write_text
 from sandbox.worker.limits import address_space_in_use
-from sandbox.worker.pytest_unsafe import RESULT_FD, Reporter, coverage_windows_plugin
+from sandbox.worker.pytest_unsafe import RESULT_FD, Reporter, coverage_windows_plugin, warm_line_coverage
 
 
 class BlockedImports:
@@ -87,6 +87,10 @@ def warm_up(options: WorkerOptions, area: JobArea) -> Warm:
         # do it here, once. Nothing is measured: only solution.py is included.
         warm.coverage.start()
         warm.coverage.stop()
+        try:
+            warm_line_coverage(warm.coverage, area.solution_path)
+        except Exception as e:  # noqa: BLE001 - then jobs pay for it, with the same results
+            warm.warnings.append(f"coverage analysis not warmed: {type(e).__name__}: {e}")
     gc.collect()
     # Objects that exist now are never collected or moved by the job's gc runs; pytest
     # calls gc.collect() five times per session, which otherwise walks the whole warm heap.
@@ -180,7 +184,13 @@ def _prepare_pytest(warm: Warm, options: WorkerOptions) -> None:
 
 
 def _throwaway_session(warm: Warm) -> None:
-    """Run one real session in this process, for the imports and caches it leaves behind."""
+    """Run one real session in this process, for the imports and caches it leaves behind.
+
+    It runs with coverage on in the same windows as a job, which fills coverage's per-file
+    "trace this file?" cache for every file pytest's machinery executes there (jobs start with
+    it instead of asking coverage's Python-level check again for each file, ~5 ms per job); the
+    job paths are fixed, so the decisions hold for every job. The lines it recorded are dropped.
+    """
     import linecache
 
     import pytest
@@ -188,15 +198,24 @@ def _throwaway_session(warm: Warm) -> None:
     area = warm.area
     write_text(area.solution_path, "def double(x):\n    return 2 * x\n")
     write_text(area.test_path, WARM_UP_TEST)
+    windows = None
+    collector = getattr(warm.coverage, "_collector", None) if warm.coverage is not None else None
+    if collector is not None and isinstance(getattr(collector, "data", None), dict):
+        windows = coverage_windows_plugin()
+        windows.cov = warm.coverage
     devnull = os.open(os.devnull, os.O_WRONLY)
     saved = os.dup(1)
     os.dup2(devnull, 1)  # its report is of no interest
     try:
-        pytest.main(list(warm.pytest_args), plugins=[])
+        pytest.main(list(warm.pytest_args), plugins=[windows] if windows is not None else [])
     finally:
         os.dup2(saved, 1)
         os.close(saved)
         os.close(devnull)
+    if windows is not None:
+        collector.data.clear()  # keep the dict the tracers share; forget the warm-up's lines
+        if collector.data:
+            raise RuntimeError("coverage data could not be cleared after warm-up")
     for name in ("solution", "test_solution", "conftest"):
         sys.modules.pop(name, None)
     linecache.clearcache()  # jobs reuse these file names: no stale source lines
