@@ -100,8 +100,10 @@ def test_a_flow_error_stops_the_run_loudly():
                 raise RuntimeError("engine-level failure")
             return await super().verify(item)
 
-    with pytest.raises(ExceptionGroup):
+    with pytest.raises(ExceptionGroup) as e:
         run(Broken({}), range(20), llm_workers=4, verify_workers=2)
+    assert e.group_contains(RuntimeError, match="^engine-level failure$")
+    assert all(isinstance(x, RuntimeError) for x in e.value.exceptions), e.value.exceptions
 
 
 def test_empty_input_finishes():

@@ -141,8 +141,9 @@ EXPECTED = {
     "delete_files": {"pass"},  # every removal fails quietly: checked below that nothing is gone
     "read_parent_env": {"pass"},
     "network": {"pass"},
-    # getppid() is 0 inside the job namespace: the zygote is unreachable, so the kill does nothing.
-    "kill_parent": {"pass", "fail"},
+    # getppid() is 0 inside the job namespace: the zygote is unreachable, so the kill does nothing
+    # (kill(0, ...) reaches only the job itself, PID 1 of its namespace, which ignores it).
+    "kill_parent": {"pass"},
     "daemon_outlives_job": {"pass"},
     "sys_exit_in_test": {"fail"},
     "os_exit_in_test": {"fail"},
@@ -299,5 +300,6 @@ def test_no_state_leaks_between_jobs(isolated):
         """)
     jobs = [Job(id="pollute", solution=SOL, test=polluter), Job(id="check", solution=SOL, test=checker)]
     pollute, check = verify_batch(jobs, SandboxConfig(workers=1, isolation="bwrap"))
-    assert pollute.status == "fail" or pollute.status == "pass"
+    # Replacing builtins.len breaks the job's own result framing: a corrupt channel is never a pass.
+    assert pollute.status == "fail" and "undecodable event on the result channel" in pollute.reason
     assert check.status == "pass", check.tests

@@ -206,10 +206,13 @@ def test_a_job_whose_worker_dies_twice_gets_sandbox_error(isolated):
                     killed.append(pids[0])
                 await asyncio.sleep(0.05)
             verdict = await task
+            counts = (len(killed), pool.retries, pool.restarts)
             after = await pool.verify(Job(id="after", solution="x = 1\n", test="def test_a():\n    pass\n"))
-            return verdict, after
+            return verdict, after, counts
 
-    verdict, after = asyncio.run(main())
+    verdict, after, (killed, retries, restarts) = asyncio.run(main())
+    # Two workers died under the same job: it was retried once, on a fresh worker, then given up.
+    assert (killed, retries, restarts) == (2, 1, 1)
     assert verdict.status == "sandbox_error" and "failed twice" in verdict.reason
     assert is_bwrap_label(verdict.isolation)
     assert after.status == "pass"
