@@ -23,10 +23,11 @@ def _event_loop_runner():  # noqa: ANN202
         return asyncio.run
 
 
-def _sandbox_config(args: argparse.Namespace):  # noqa: ANN202
+def _sandbox_config(args: argparse.Namespace, workers: int | None):  # noqa: ANN202
+    """The sandbox options `verify` and `run` share; `workers` None or 0 means one per core."""
     from sandbox.pool import SandboxConfig
 
-    return SandboxConfig(workers=args.sandbox_workers or os.cpu_count() or 1, isolation=args.isolation,
+    return SandboxConfig(workers=workers or os.cpu_count() or 1, isolation=args.isolation,
                          blocked_imports=_names(args.block_imports), flaky_reruns=args.flaky_reruns)
 
 
@@ -51,7 +52,7 @@ def _names(text: str | None) -> tuple[str, ...]:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from kodcode_async.verify import VerifyOptions, run_verify
-    from sandbox.pool import SandboxConfig, SandboxUnavailable
+    from sandbox.pool import SandboxUnavailable
 
     problem = _check_numbers([("--workers", args.workers, "positive"), ("--timeout", args.timeout, "positive"),
                               ("--memory-mb", args.memory_mb, "non-negative"),
@@ -68,8 +69,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 2
-    config = SandboxConfig(workers=args.workers or os.cpu_count() or 1, isolation=args.isolation,
-                           blocked_imports=_names(args.block_imports), flaky_reruns=args.flaky_reruns)
+    config = _sandbox_config(args, args.workers)
     options = VerifyOptions(timeout_s=args.timeout, memory_mb=args.memory_mb, coverage=not args.no_coverage)
     if args.isolation == "none":
         print(NO_ISOLATION_WARNING, file=sys.stderr)
@@ -198,7 +198,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     config = RunConfig(input_path=o.input, out_dir=o.out, workers=o.workers, solve=solve,
-                       sandbox=_sandbox_config(o), style=o.style, sft=sft,
+                       sandbox=_sandbox_config(o, o.sandbox_workers), style=o.style, sft=sft,
                        sft_model_name=o.sft_model or o.model or o.backend)
     progress = Progress("questions", interval=10.0)
 

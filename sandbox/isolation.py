@@ -122,10 +122,12 @@ def find_bwrap() -> tuple[Bwrap | None, str]:
     return None, "; ".join(problems) + f". {FIX_HINT}"
 
 
-def python_dirs() -> list[str]:
+@cache
+def python_dirs() -> tuple[str, ...]:
     """Directories the worker interpreter needs to read: prefixes, stdlib, site-packages.
 
     Only interpreter and site directories: a project checkout on sys.path stays invisible.
+    Computed once per process (each worker start mounts them and the area wipe skips them).
     """
     dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(sys.executable)}
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
@@ -143,7 +145,7 @@ def python_dirs() -> list[str]:
         if any(d == o or d.startswith(o + "/") for o in out):
             continue
         out.append(d)
-    return out
+    return tuple(out)
 
 
 def user_site_dirs() -> list[str]:

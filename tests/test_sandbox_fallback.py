@@ -21,7 +21,7 @@ from sandbox.worker.warmup import warm_up
 options = WorkerOptions(root=tempfile.mkdtemp(), preload=["pytest", "coverage"], isolation="none")
 area = JobArea(options.root, private_tmp=False)
 warm = warm_up(options, area)  # startup.own_namespaces() not called: the reaper path
-z = Supervisor(warm, "none", os.getuid(), os.getgid(), (), "", [])
+z = Supervisor(warm, options, os.getuid(), os.getgid(), ())
 z.pidns = startup.can_nest_pid_namespaces(os.getuid(), os.getgid())
 jobs = {
     "pass": Job(solution="def f():\n    return 1\n", test="from solution import *\ndef test_a():\n    assert f() == 1\n"),

@@ -9,11 +9,11 @@ Never imported by the parent (the pool starts it as `python -m sandbox.worker` u
       '-- waiter (drops to uid nobody, then creates a user + pid + mount namespace and stays
           |   behind only to pass on the exit status)                          startup.py
           '-- zygote (PID 1 of that namespace): pytest, coverage, numpy, ... imported once,
-              |   pytest config prepared once for the fixed job path, gc frozen,
-              |   not dumpable                                                   warmup.py
+              |   pytest configured and its session started once, gc frozen,
+              |   not dumpable              warmup.py (pytest_speedups.py: cheaper internals)
               |   per job: wipe + write the job area                              area.py
               |   unshare(NEWPID), fork, setns back, watch clock and pipes      supervise.py
-              '-- job process (PID 1 of a fresh pid namespace, own mount namespace): drops
+              '-- job process (PID 1 of a fresh pid namespace; its own /proc where allowed): drops
                   every capability, sets rlimits, runs the untrusted code   job_unsafe.py
                   (pytest_unsafe.py, stdin_unsafe.py, rerun_unsafe.py), streams events back.
                   When it dies, the kernel kills everything it started.

@@ -38,8 +38,7 @@ def main() -> None:
     namespaced = startup.own_namespaces(uid, gid, (proto_in, proto_out))
     area = JobArea(options.root, private_tmp=options.namespaces, keep=options.keep)
     warm = warm_up(options, area)
-    supervisor = Supervisor(warm, options.isolation, uid, gid, (proto_in, proto_out), options.package_parent,
-                            options.blocked_imports)
+    supervisor = Supervisor(warm, options, uid, gid, (proto_in, proto_out))
     supervisor.direct = namespaced and supervisor.probe_direct()
     supervisor.pidns = supervisor.direct or startup.can_nest_pid_namespaces(uid, gid)
     supervisor.fresh_proc = supervisor.direct and startup.can_mount_fresh_proc()

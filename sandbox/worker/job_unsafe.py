@@ -11,22 +11,25 @@ from __future__ import annotations
 import os
 import signal
 
-from sandbox.protocol import Job
+from sandbox.protocol import RESULT_FD, Job, WorkerOptions
 from sandbox.worker import namespaces as ns
 from sandbox.worker.limits import apply_limits
-from sandbox.worker.pytest_unsafe import RESULT_FD, exec_fresh_rerun_unsafe, run_pytest_unsafe
+from sandbox.worker.pytest_unsafe import exec_fresh_rerun_unsafe, run_pytest_unsafe
 from sandbox.worker.stdin_unsafe import run_stdin_cases_unsafe
 from sandbox.worker.warmup import Warm
 
 
-def job_process_unsafe(warm: Warm, job: Job, result_w: int, out_w: int, err_w: int, *, new_mount_ns: bool,
-                       mount_proc: bool, package_parent: str, blocked: list[str]) -> int:
-    """Set the job process up and run the job; returns the process's exit code."""
+def job_process_unsafe(warm: Warm, options: WorkerOptions, job: Job, result_w: int, out_w: int, err_w: int, *,
+                       own_proc: bool) -> int:
+    """Set the job process up and run the job; returns the process's exit code.
+
+    own_proc: mount a /proc of the job's PID namespace (in a mount namespace of its own), where
+    start-up found the kernel allows it; otherwise the zygote's mounts serve as they are.
+    """
     os.setsid()
     ns.prctl(ns.PR_SET_PDEATHSIG, signal.SIGKILL)
-    if new_mount_ns:  # only to mount a /proc of its own; otherwise the zygote's mounts serve as they are
+    if own_proc:
         ns.unshare(ns.CLONE_NEWNS)
-    if mount_proc:
         ns.mount_proc()  # probed at start-up: a failure here is a broken job set-up, not ignored
     ns.drop_all_capabilities()
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -44,7 +47,7 @@ def job_process_unsafe(warm: Warm, job: Job, result_w: int, out_w: int, err_w: i
     if job.stdin_tests is not None:
         return run_stdin_cases_unsafe(job, area.job_dir)
     if job.rerun_seed is not None:
-        exec_fresh_rerun_unsafe(job.rerun_seed, warm.pytest_args, blocked, package_parent)
+        exec_fresh_rerun_unsafe(job.rerun_seed, warm.pytest_args, options.blocked_imports, options.package_parent)
     return run_pytest_unsafe(warm, job.coverage, job.solution)
 
 

@@ -13,9 +13,7 @@ import sys
 
 import msgspec
 
-from sandbox.protocol import Collected, Done, TestEvent, TestOutcome, frame, write_all
-
-RESULT_FD = 3
+from sandbox.protocol import RESULT_FD, Collected, Done, TestEvent, TestOutcome, frame, write_all
 
 
 class Reporter:

@@ -11,8 +11,8 @@ import sys
 
 import msgspec
 
-from sandbox.protocol import Done, frame, write_all
-from sandbox.worker.pytest_unsafe import RESULT_FD, Reporter
+from sandbox.protocol import RESULT_FD, Done, frame, write_all
+from sandbox.worker.pytest_unsafe import Reporter
 from sandbox.worker.warmup import BlockedImports
 
 

@@ -11,10 +11,9 @@ import os
 import sys
 import traceback
 
-from sandbox.protocol import Collected, Done, Job, TestEvent, TestOutcome, frame, write_all
+from sandbox.protocol import RESULT_FD, Collected, Done, Job, TestEvent, TestOutcome, frame, write_all
 from sandbox.stdio import outputs_match
 from sandbox.verdict import describe_wait_status
-from sandbox.worker.pytest_unsafe import RESULT_FD
 
 
 def run_stdin_cases_unsafe(job: Job, job_dir: str) -> int:

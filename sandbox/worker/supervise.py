@@ -22,7 +22,7 @@ import struct
 import sys
 import time
 
-from sandbox.protocol import Job, Verdict, write_all
+from sandbox.protocol import Job, Verdict, WorkerOptions, write_all
 from sandbox.verdict import JobEnd, map_verdict
 from sandbox.worker import namespaces as ns
 from sandbox.worker.job_unsafe import job_process_unsafe
@@ -46,14 +46,11 @@ class ChildExit(enum.IntEnum):
 class Supervisor:
     """Runs one job at a time from the warm zygote; every job is a fresh forked tree."""
 
-    def __init__(self, warm: Warm, isolation: str, uid: int, gid: int, protocol_fds: tuple[int, ...],
-                 options_package_parent: str, blocked: list[str]) -> None:
+    def __init__(self, warm: Warm, options: WorkerOptions, uid: int, gid: int, protocol_fds: tuple[int, ...]) -> None:
         self.warm = warm
-        self.isolation = isolation
+        self.options = options
         self.uid, self.gid = uid, gid
         self.protocol_fds = protocol_fds  # closed in every forked child
-        self.package_parent = options_package_parent
-        self.blocked = blocked
         # direct: the zygote owns its user namespace, so each job is ONE fork into a fresh PID
         # namespace (unshare, fork, setns back). Otherwise a reaper process does the unshare.
         self.direct = False
@@ -131,12 +128,10 @@ class Supervisor:
                     os.close(fd)
                 except OSError:
                     pass
-        return map_verdict(job, end, self.isolation)
+        return map_verdict(job, end, self.options.isolation)
 
     def _job(self, job: Job, result_w: int, out_w: int, err_w: int) -> int:
-        return job_process_unsafe(self.warm, job, result_w, out_w, err_w, new_mount_ns=self.fresh_proc,
-                                  mount_proc=self.fresh_proc,
-                                  package_parent=self.package_parent, blocked=self.blocked)
+        return job_process_unsafe(self.warm, self.options, job, result_w, out_w, err_w, own_proc=self.fresh_proc)
 
     def _reaper(self, job: Job, result_w: int, out_w: int, err_w: int, pid_w: int) -> int:
         """Fork #1: enter fresh namespaces, start the job process, report its end as an exit code."""

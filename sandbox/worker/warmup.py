@@ -15,10 +15,10 @@ import site
 import sys
 from dataclasses import dataclass, field
 
-from sandbox.protocol import WorkerOptions
+from sandbox.protocol import RESULT_FD, WorkerOptions
 from sandbox.worker.area import JobArea, write_text
 from sandbox.worker.limits import address_space_in_use
-from sandbox.worker.pytest_unsafe import RESULT_FD, Reporter, coverage_windows_plugin, warm_line_coverage
+from sandbox.worker.pytest_unsafe import Reporter, coverage_windows_plugin, warm_line_coverage
 
 
 class BlockedImports:
