@@ -11,7 +11,9 @@ import tomllib
 
 from kodcode_async import __version__
 
+STAGES = ("solutions", "style", "sft")  # kodcode_async.run.STAGES, without importing the engine for --help
 EXIT_INTERRUPTED = 130
+EXIT_UNFINISHED = 3  # the run ended, but some items are unfinished (e.g. the LLM server was down): run it again
 
 
 def _event_loop_runner():  # noqa: ANN202
@@ -103,7 +105,7 @@ RUN_DEFAULTS = {
     "backend": "recorded", "base_url": "", "model": "", "api_key_env": "OPENAI_API_KEY", "recorded": "",
     "workers": 128, "attempts": 3, "max_attempts": 10, "temperature": 0.7, "max_tokens": 4096,
     "timeout": 30.0, "memory_mb": 2048, "sandbox_workers": 0, "isolation": "bwrap", "request_timeout": 600.0,
-    "max_retries": 5, "start_at": "solutions", "input": "", "out": "",
+    "max_retries": 5, "start_at": "", "stop_after": "", "new_run": False, "input": "", "out": "",
     "style": False, "sft_n": 0, "sft_backend": "", "sft_model": "", "sft_base_url": "", "sft_recorded": "",
     "sft_nickname": "r1", "block_imports": "", "flaky_reruns": 0,
 }
@@ -139,8 +141,9 @@ def load_config(path: str | None) -> dict:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from kodcode_async.backends import BackendDead, make_backend
-    from kodcode_async.pipeline import RunConfig, run_solve
     from kodcode_async.progress import Progress
+    from kodcode_async.run import RunConfig, execute
+    from kodcode_async.rundir import RunDirMismatch
     from kodcode_async.stages.sft import SFTOptions
     from kodcode_async.stages.solutions import SolveOptions
     from sandbox import Limits
@@ -152,9 +155,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     o = argparse.Namespace(**merged)
     if not o.input or not o.out:
         print("error: run needs --input QUESTIONS.jsonl and --out RUN_DIR", file=sys.stderr)
-        return 2
-    if o.start_at != "solutions":
-        print(f"error: --start-at {o.start_at} is not available; this version starts at 'solutions'", file=sys.stderr)
         return 2
     problem = _check_numbers([
         ("--workers", o.workers, "positive"), ("--attempts", o.attempts, "positive"),
@@ -175,62 +175,57 @@ def cmd_run(args: argparse.Namespace) -> int:
     if os.path.exists(o.out) and not os.path.isdir(o.out):
         print(f"error: the run directory {o.out} exists and is a file", file=sys.stderr)
         return 2
-    if o.isolation == "none":
-        print(NO_ISOLATION_WARNING, file=sys.stderr)
     try:
         solve = SolveOptions(attempts=o.attempts, max_attempts=o.max_attempts, temperature=o.temperature,
                              max_tokens=o.max_tokens, model_name=o.model or o.backend,
                              limits=Limits(wall_s=o.timeout, memory_mb=o.memory_mb))
+        sft = SFTOptions(n=o.sft_n, nickname=o.sft_nickname, limits=solve.limits) if o.sft_n > 0 else None
+        config = RunConfig(input_path=o.input, out_dir=o.out, workers=o.workers, solve=solve,
+                           sandbox=_sandbox_config(o, o.sandbox_workers), style=o.style, sft=sft,
+                           sft_model_name=o.sft_model or o.model or o.backend, start_at=o.start_at or None,
+                           stop_after=o.stop_after or None, new_run=o.new_run)
         api_key = os.environ.get(o.api_key_env) if o.api_key_env else None
         backend = make_backend(o.backend, model=o.model, base_url=o.base_url, api_key=api_key,
                                recorded_path=o.recorded, workers=o.workers, timeout_s=o.request_timeout,
                                max_retries=o.max_retries)
         sft_backend = None
-        sft = None
-        if o.sft_n > 0:
-            sft = SFTOptions(n=o.sft_n, nickname=o.sft_nickname, limits=solve.limits)
-            if o.sft_backend:
-                sft_backend = make_backend(o.sft_backend, model=o.sft_model, base_url=o.sft_base_url or o.base_url,
-                                           api_key=api_key, recorded_path=o.sft_recorded or o.recorded,
-                                           workers=o.workers, timeout_s=o.request_timeout,
-                                           max_retries=o.max_retries)
+        if sft is not None and o.sft_backend:
+            sft_backend = make_backend(o.sft_backend, model=o.sft_model, base_url=o.sft_base_url or o.base_url,
+                                       api_key=api_key, recorded_path=o.sft_recorded or o.recorded,
+                                       workers=o.workers, timeout_s=o.request_timeout, max_retries=o.max_retries)
     except (ValueError, BackendDead) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    config = RunConfig(input_path=o.input, out_dir=o.out, workers=o.workers, solve=solve,
-                       sandbox=_sandbox_config(o, o.sandbox_workers), style=o.style, sft=sft,
-                       sft_model_name=o.sft_model or o.model or o.backend)
-    progress = Progress("questions", interval=10.0)
+    if o.isolation == "none":
+        print(NO_ISOLATION_WARNING, file=sys.stderr)
+    progress = Progress("items", interval=10.0)
 
     def on_progress(snap: dict) -> None:
-        progress.done = snap["items_finished"]
+        progress.done = snap["finished"]
         progress.total = snap["total"] or None
-        g, v = snap["generation"], snap["verification"]
-        errors = ", ".join(f"{k} {n}" for k, n in snap["llm_errors"].items()) or "none"
-        progress.render = lambda: (
-            f"| LLM: {g['done']} done, {g['in_flight']} in flight, {g['queued']} queued, {g['per_s']:.1f}/s, "
-            f"{snap['tokens_per_s']:.0f} tok/s, errors: {errors} "
-            f"| sandbox: {v['done']} done, {v['queued']} queued, {v['per_s']:.1f}/s, "
-            f"busy {snap['sandbox_busy_avg_pct']:.0f}% of {snap['sandbox_workers']}")
+        progress.render = lambda: render_progress(snap)
         progress.update()
 
-    async def main() -> dict:
+    async def main() -> object:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
         try:
-            return await run_solve(config, backend, on_progress, sft_backend=sft_backend)
+            return await execute(config, backend, sft_backend=sft_backend, on_progress=on_progress)
         finally:
             await backend.close()
             if sft_backend is not None:
                 await sft_backend.close()
 
     try:
-        stats = _event_loop_runner()(main())
+        report = _event_loop_runner()(main())
+    except RunDirMismatch as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except (KeyboardInterrupt, asyncio.CancelledError):
         progress.close()
-        print(f"\ninterrupted: finished questions are in {o.out}; run the same command again to resume.",
+        print(f"\ninterrupted: finished items are in {o.out}; run the same command again to resume.",
               file=sys.stderr)
         return EXIT_INTERRUPTED
     except (BackendDead, SandboxUnavailable, BaseExceptionGroup) as e:
@@ -239,14 +234,41 @@ def cmd_run(args: argparse.Namespace) -> int:
         if dead is None:
             raise
         progress.close()
-        print(f"error: {dead}\nfinished questions are in {o.out}; fix the cause and run the same command to resume.",
-              file=sys.stderr)
+        where = (f"finished items are in {o.out}; fix the cause and run the same command to resume."
+                 if isinstance(dead, BackendDead) else "nothing was run.")
+        print(f"error: {dead}\n{where}", file=sys.stderr)
         return 1
     progress.close()
+    stats = report.as_dict()
     print_summary(o.out, stats)
     if o.isolation == "none":
         print(NO_ISOLATION_WARNING, file=sys.stderr)
+    if report.unfinished:
+        reasons = ", ".join(f"{why} ({n})" for why, n in report.unfinished.items())
+        print(f"error: {sum(report.unfinished.values())} items unfinished: {reasons}; "
+              "run the same command again to resume.", file=sys.stderr)
+        return EXIT_UNFINISHED
     return 0
+
+
+def render_progress(snap: dict) -> str:
+    """One line per stage, then one for the LLM and one for the sandbox: real work, replays apart."""
+    lines = [""]
+    for s in snap["stages"]:
+        dropped = sum(s["dropped"].values())
+        unfinished = sum(s["unfinished"].values())
+        lines.append(f"  {s['name']:<10} in {s['items_in']}, out {s['items_out']}, in flight {s['in_flight']}"
+                     + (f", dropped {dropped} {s['dropped']}" if dropped else "")
+                     + (f", unfinished {unfinished}" if unfinished else ""))
+    llm, box = snap["llm"], snap["sandbox"]
+    elapsed = max(1e-9, snap["elapsed_s"])
+    errors = ", ".join(f"{k} {n}" for k, n in llm["errors"].items()) or "none"
+    lines.append(f"  LLM        {llm['requests']} requests ({llm['requests'] / elapsed:.1f}/s), "
+                 f"{llm['in_flight']}/{llm['limit']} in flight, {llm['replayed']} replayed from the journal, "
+                 f"{llm['parse_errors']} unparsable, errors: {errors}, {llm['completion_tokens'] / elapsed:.0f} tok/s")
+    lines.append(f"  sandbox    {box['jobs']} jobs ({box['jobs'] / elapsed:.1f}/s), {box['busy']}/{box['workers']} "
+                 f"busy, {box['replayed']} replayed ({snap['isolation']})")
+    return "\n".join(lines)
 
 
 def _engine_dead(error: BaseException, kinds: tuple[type, ...]) -> BaseException | None:
@@ -270,7 +292,9 @@ def print_summary(out: str, stats: dict) -> None:
     if stats["failure_reasons"]:
         print(f"  failed attempts by reason: {stats['failure_reasons']}")
     if stats["style_converted"] or stats["style_rejected"]:
-        print(f"  completion style: {stats['style_converted']} converted, {stats['style_rejected']} rejected")
+        by_check = ", ".join(f"{k} {n}" for k, n in stats["style_rejected_by_check"].items())
+        print(f"  completion style: {stats['style_converted']} converted, {stats['style_rejected']} rejected"
+              + (f" (this run, by failed check: {by_check})" if by_check else ""))
     if stats["sft_conversations"]:
         print(f"  SFT conversations kept by the tests: {stats['sft_conversations']}")
     if stats.get("flaky_trials"):
@@ -320,7 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--config", help="TOML file with any of the options below (CLI flags win)")
     r.add_argument("--input", help="questions JSONL: rows need 'question'; 'question_id', 'subset' optional")
     r.add_argument("--out", help="run directory (verified.jsonl, failed.jsonl, stats.json, journal.sqlite)")
-    r.add_argument("--start-at", choices=["solutions"], help="pipeline stage to start from (default solutions)")
+    r.add_argument("--start-at", choices=list(STAGES), help="first stage to run (default: the first that is on); "
+                   "its input rows are what the stage before it writes (verified.jsonl for style and sft)")
+    r.add_argument("--stop-after", choices=list(STAGES), help="last stage to run (default: the last that is on); "
+                   "its rows go to its output file, ready for --start-at the next stage")
+    r.add_argument("--new-run", action="store_true", default=None,
+                   help="the run directory belongs to another configuration: move its files to a replaced-* "
+                   "folder inside it and start a new run there")
     r.add_argument("--backend", choices=["openai", "vllm", "recorded"], help="LLM backend (default recorded)")
     r.add_argument("--base-url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     r.add_argument("--model", help="model name sent to the server / loaded by vLLM")

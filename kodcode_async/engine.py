@@ -1,187 +1,228 @@
-"""The event loop: items stream through a generation stage and a verification stage.
+"""The engine: items stream through a chain of stages joined by bounded queues.
 
-    input rows ──admit (≤ max_items_in_flight items; the reader waits here)──┐
-                                                                            ▼
-             ┌──────────────► gen_queue ──► LLM workers (--workers) ──► verify_queue (bounded)
-             │   loop back:                                                 │
-             │   a failed attempt                                           ▼
-             └──────────────── flow.settle ◄──── sandbox workers (pool size)
-                                    │
-                                    ▼ finished item
-                                  sink (writers) ── frees one admission slot
+    source ──► q[0] ──► stage 0 (c0 tasks) ──► q[1] ──► stage 1 (c1 tasks) ──► … ──► q[n] ──► sink
+                           │                               │
+                           ├─ Dropped(reason) ─────────────┴──► on_drop   (recorded with its reason)
+                           └─ item error (LLM down, …) ────────► on_unfinished (not written: resume redoes it)
+
+A stage says what happens to one item; it is one of three kinds, told apart by what it defines:
+* `async def process(item) -> item | Dropped`: c tasks pull from the stage's inbound queue;
+* `async def process(item)` as an async generator: fan-out, each yielded item (or Dropped) goes on
+  at once, so a seed's first question is being solved while its last is still being written;
+* `async def process_stream(items)` (an async iterator in, one out): one task sees the items in
+  arrival order, for order-dependent work such as deduplication.
 
 Why these sizes:
-* Admission bounds memory: at most `max_items_in_flight` items exist at once, whatever the
-  input size. gen_queue needs no bound of its own (it holds at most one unit per started
-  attempt of an admitted item) and must not have one: the sandbox workers put loop-backs
-  into it, and a full gen_queue behind a full verify_queue would deadlock.
-* verify_queue holds two units per sandbox worker: enough that a worker never waits for the
-  LLM side when it finishes, small enough that a slow sandbox stops the LLM workers pulling
-  new work (backpressure), so requests are not bought that cannot be verified soon.
+* The inbound queue of a stage with c tasks holds c items: a task that finishes one item finds
+  the next one waiting (no idle gap), and when the stage is slow its feeder blocks on `put`
+  after c waiting items. That block travels upstream queue by queue to the source, which stops
+  reading: backpressure, with no counter anyone keeps by hand.
+* The sink's queue holds `SINK_QUEUE` items: writes are fast, it only smooths bursts.
+So at most `max_in_flight` = Σ (2·c_i) + SINK_QUEUE + 2 items exist at once (each stage's tasks and
+queue, the sink's queue, one item held by the source and one by the sink), whatever the input size.
 
-The engine owns looping, concurrency, stats and shutdown; the flow says what happens to one
-unit (STYLE rule 1). Every task belongs to the TaskGroup in `run` (rule 3).
+Shutdown is by closing: when the source is exhausted it puts one end marker per task of the
+first stage; when every task of a stage has returned, that stage's closer does the same for the
+next. Every task belongs to the TaskGroup in `run`; an error that is not an item error stops the
+whole chain loudly (STYLE rules 3, 4, 7).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import time
 from collections import Counter
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+SINK_QUEUE = 64
 
-class Flow(Protocol):
-    def admit(self, item: Any) -> list[Any]:
-        """Initial work units for a new item."""
 
-    async def generate(self, unit: Any) -> Any:
-        """LLM step for one unit; returns the unit to verify."""
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """A stage's verdict that an item goes no further, with the reason; `item` is what gets recorded."""
 
-    async def verify(self, unit: Any) -> Any:
-        """Sandbox step for one unit."""
+    reason: str
+    item: Any = None
 
-    def settle(self, unit: Any) -> tuple[list[Any], Any | None]:
-        """After verification: (more units for the same item, finished item or None)."""
+
+class Stage(Protocol):
+    name: str
+    concurrency: int  # items processed at once (ignored by stream stages: they see one stream)
 
 
 @dataclass(slots=True)
 class StageStats:
-    done: int = 0
+    name: str
+    kind: str
+    concurrency: int
+    items_in: int = 0
+    items_out: int = 0
+    dropped: Counter = field(default_factory=Counter)  # reason -> items
+    unfinished: Counter = field(default_factory=Counter)  # reason -> items left for a resumed run
     in_flight: int = 0
-    busy_s: float = 0.0
+    busy_s: float = 0.0  # time with at least one item in the stage
+    _busy_since: float = 0.0
 
+    def enter(self) -> None:
+        self.items_in += 1
+        if self.in_flight == 0:
+            self._busy_since = time.monotonic()
+        self.in_flight += 1
 
-@dataclass(slots=True)
-class EngineStats:
-    started: float = field(default_factory=time.monotonic)
-    items_admitted: int = 0
-    items_finished: int = 0
-    gen: StageStats = field(default_factory=StageStats)
-    verify: StageStats = field(default_factory=StageStats)
-    queued_gen: int = 0
-    queued_verify: int = 0
-    errors: Counter = field(default_factory=Counter)
+    def leave(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self.busy_s += time.monotonic() - self._busy_since
+
+    def busy_now_s(self) -> float:
+        return self.busy_s + (time.monotonic() - self._busy_since if self.in_flight else 0.0)
 
     def as_dict(self) -> dict:
-        elapsed = max(1e-9, time.monotonic() - self.started)
-        return {
-            "elapsed_s": round(elapsed, 3), "items_admitted": self.items_admitted,
-            "items_finished": self.items_finished, "items_per_s": round(self.items_finished / elapsed, 3),
-            "generation": {"done": self.gen.done, "in_flight": self.gen.in_flight, "queued": self.queued_gen,
-                           "per_s": round(self.gen.done / elapsed, 3)},
-            "verification": {"done": self.verify.done, "in_flight": self.verify.in_flight,
-                             "queued": self.queued_verify, "per_s": round(self.verify.done / elapsed, 3)},
-            "errors": dict(self.errors),
-        }
+        return {"name": self.name, "kind": self.kind, "concurrency": self.concurrency, "items_in": self.items_in,
+                "items_out": self.items_out, "dropped": dict(self.dropped), "unfinished": dict(self.unfinished),
+                "in_flight": self.in_flight, "busy_s": round(self.busy_now_s(), 3)}
 
 
-_CLOSE = object()  # sentinel: one per worker, put when every item is finished
+def stage_kind(stage: object) -> str:
+    if hasattr(stage, "process_stream"):
+        return "stream"
+    process = getattr(stage, "process", None)
+    if process is None:
+        raise TypeError(f"stage {getattr(stage, 'name', stage)!r} defines neither process nor process_stream")
+    return "fanout" if inspect.isasyncgenfunction(process) else "map"
 
 
-class Engine:
-    def __init__(self, flow: Flow, *, llm_workers: int, verify_workers: int, max_items_in_flight: int | None = None,
-                 on_progress: Callable[[EngineStats], None] | None = None) -> None:
-        if llm_workers < 1 or verify_workers < 1:
-            raise ValueError("llm_workers and verify_workers must be >= 1")
-        self.flow = flow
-        self.llm_workers = llm_workers
-        self.verify_workers = verify_workers
-        self.max_items_in_flight = max_items_in_flight or max(8, 2 * llm_workers)
-        self.on_progress = on_progress
-        self.stats = EngineStats()
+_END = object()  # end marker: one per task of the stage it is put in front of
 
-    async def run(self, items: Iterable[Any] | AsyncIterable[Any], sink: Callable[[Any], Awaitable[None]]) -> None:
-        """Stream every item through the flow; `sink` gets each finished item exactly once."""
-        gen_q: asyncio.Queue = asyncio.Queue()
-        verify_q: asyncio.Queue = asyncio.Queue(maxsize=2 * self.verify_workers)
-        slots = asyncio.Semaphore(self.max_items_in_flight)
-        state = {"reading": True, "open_items": 0}
-        all_done = asyncio.Event()
-        stats = self.stats
 
-        def maybe_close() -> None:
-            if not state["reading"] and state["open_items"] == 0 and not all_done.is_set():
-                all_done.set()
-                for _ in range(self.llm_workers):
-                    gen_q.put_nowait(_CLOSE)
+class Chain:
+    """Runs items through `stages` in order. Reusable: each `run` starts with fresh stats."""
 
-        async def reader() -> None:
-            async for item in aiter_items(items):
-                await slots.acquire()
-                units = self.flow.admit(item)
-                stats.items_admitted += 1
-                if not units:
-                    slots.release()
-                    continue
-                state["open_items"] += 1
-                for u in units:
-                    gen_q.put_nowait(u)
-            state["reading"] = False
-            maybe_close()
+    def __init__(self, stages: list[Any], *, item_errors: tuple[type[BaseException], ...] = ()) -> None:
+        if not stages:
+            raise ValueError("a chain needs at least one stage")
+        names = [s.name for s in stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names must be unique: {names}")
+        self.stages = stages
+        self.kinds = [stage_kind(s) for s in stages]
+        self.tasks = [1 if k == "stream" else max(1, int(s.concurrency)) for s, k in zip(stages, self.kinds)]
+        self.item_errors = item_errors
+        self.max_in_flight = sum(2 * c for c in self.tasks) + SINK_QUEUE + 2
+        self.stats = self._fresh_stats()
+        self.sunk = 0
 
-        async def stage_worker(queue: asyncio.Queue, stage: StageStats, step: Callable[[Any], Awaitable[Any]],
-                               forward: Callable[[Any], Awaitable[None]]) -> None:
-            while True:
-                unit = await queue.get()
-                if unit is _CLOSE:
-                    return
-                stage.in_flight += 1
-                t = time.monotonic()
+    def _fresh_stats(self) -> list[StageStats]:
+        return [StageStats(s.name, k, c) for s, k, c in zip(self.stages, self.kinds, self.tasks)]
+
+    async def run(self, source: Iterable[Any] | AsyncIterable[Any], sink: Callable[[Any], Awaitable[None]], *,
+                  on_drop: Callable[[str, Any, Dropped], Awaitable[None]] | None = None,
+                  on_unfinished: Callable[[str, Any, BaseException], None] | None = None,
+                  on_tick: Callable[[], None] | None = None, tick_s: float = 1.0) -> None:
+        """Stream every source item through the chain.
+
+        Guarantees: each item that reaches the end is passed to `sink` exactly once; each Dropped
+        goes to `on_drop`; an item whose stage raised one of `item_errors` goes to `on_unfinished`.
+        Any other exception cancels the whole chain and propagates (inside an ExceptionGroup).
+        """
+        self.stats = self._fresh_stats()
+        self.sunk = 0
+        queues = [asyncio.Queue(maxsize=c) for c in self.tasks] + [asyncio.Queue(maxsize=SINK_QUEUE)]
+        finished = asyncio.Event()
+
+        async def close(i: int) -> None:
+            for _ in range(self.tasks[i] if i < len(self.stages) else 1):
+                await queues[i].put(_END)
+
+        async def feed() -> None:
+            async for item in aiter_items(source):
+                await queues[0].put(item)
+            await close(0)
+
+        async def drop(i: int, dropped: Dropped) -> None:
+            self.stats[i].dropped[dropped.reason] += 1
+            if on_drop is not None:
+                await on_drop(self.stages[i].name, dropped.item, dropped)
+
+        async def pass_on(i: int, result: Any) -> None:
+            if isinstance(result, Dropped):
+                await drop(i, result)
+            elif result is not None:
+                self.stats[i].items_out += 1
+                await queues[i + 1].put(result)
+            else:
+                raise TypeError(f"stage {self.stages[i].name!r} returned None; return the item or Dropped(reason)")
+
+        def unfinished(i: int, item: Any, error: BaseException) -> None:
+            self.stats[i].unfinished[getattr(error, "kind", type(error).__name__)] += 1
+            if on_unfinished is not None:
+                on_unfinished(self.stages[i].name, item, error)
+
+        async def map_task(i: int) -> None:
+            stage, stats, inbox = self.stages[i], self.stats[i], queues[i]
+            fanout = self.kinds[i] == "fanout"
+            while (item := await inbox.get()) is not _END:
+                stats.enter()
                 try:
-                    unit = await step(unit)
+                    if fanout:
+                        async for result in stage.process(item):
+                            await pass_on(i, result)
+                    else:
+                        await pass_on(i, await stage.process(item))
+                except self.item_errors as e:
+                    unfinished(i, item, e)
                 finally:
-                    stage.in_flight -= 1
-                    stage.busy_s += time.monotonic() - t
-                stage.done += 1
-                await forward(unit)
+                    stats.leave()
 
-        async def settle(unit: Any) -> None:
-            more, finished = self.flow.settle(unit)
-            for u in more:
-                gen_q.put_nowait(u)
-            if finished is not None:
-                await sink(finished)
-                stats.items_finished += 1
-                state["open_items"] -= 1
-                slots.release()
-                maybe_close()
+        async def stream_task(i: int) -> None:
+            stage, stats, inbox = self.stages[i], self.stats[i], queues[i]
 
-        async def closer() -> None:
-            await all_done.wait()
-            # LLM workers have all returned once the gen queue drained; then stop verifiers.
-            await asyncio.gather(*llm_tasks)
-            for _ in range(self.verify_workers):
-                await verify_q.put(_CLOSE)
+            async def inbound() -> AsyncIterator[Any]:
+                while (item := await inbox.get()) is not _END:
+                    stats.enter()
+                    stats.leave()  # a stream stage holds items as it likes; in-flight is its own business
+                    yield item
 
-        async def progress() -> None:
-            while not all_done.is_set():
-                stats.queued_gen, stats.queued_verify = gen_q.qsize(), verify_q.qsize()
-                if self.on_progress is not None:
-                    self.on_progress(stats)
-                try:
-                    async with asyncio.timeout(0.5):
-                        await all_done.wait()
-                except TimeoutError:
-                    pass
+            async for result in stage.process_stream(inbound()):
+                await pass_on(i, result)
+
+        async def stage_runner(i: int) -> None:
+            work = stream_task if self.kinds[i] == "stream" else map_task
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(self.tasks[i]):
+                    tg.create_task(work(i))
+            await close(i + 1)
+
+        async def drain() -> None:
+            while (item := await queues[-1].get()) is not _END:
+                await sink(item)
+                self.sunk += 1
+            finished.set()
+
+        async def ticker() -> None:
+            while not finished.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(tick_s):
+                        await finished.wait()
+                on_tick()
 
         async with asyncio.TaskGroup() as tg:
-            # An LLM worker blocks on verify_q.put when the sandbox is behind: backpressure.
-            llm_tasks = [tg.create_task(stage_worker(gen_q, stats.gen, self.flow.generate, verify_q.put))
-                         for _ in range(self.llm_workers)]
-            for _ in range(self.verify_workers):
-                tg.create_task(stage_worker(verify_q, stats.verify, self.flow.verify, settle))
-            tg.create_task(reader())
-            tg.create_task(closer())
-            tg.create_task(progress())
-        stats.queued_gen = stats.queued_verify = 0
-        if self.on_progress is not None:
-            self.on_progress(stats)
+            tg.create_task(feed())
+            for i in range(len(self.stages)):
+                tg.create_task(stage_runner(i))
+            tg.create_task(drain())
+            if on_tick is not None:
+                tg.create_task(ticker())
+
+    def in_flight(self) -> int:
+        return sum(s.in_flight for s in self.stats)
 
 
-async def aiter_items(items: Iterable[Any] | AsyncIterable[Any]):  # noqa: ANN201
+async def aiter_items(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
     """Iterate a plain or an async iterable the same way."""
     if hasattr(items, "__aiter__"):
         async for x in items:  # type: ignore[union-attr]

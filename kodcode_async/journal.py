@@ -1,7 +1,10 @@
 """What is persisted, and how a run resumes.
 
 Every LLM response and every verdict is written to SQLite (WAL mode) *before* the engine
-acts on it, keyed by (stage, item id, attempt, hash of the request payload). A re-run of the
+acts on it, keyed by (stage, item id, attempt, hash of the request payload). Writes are batched:
+`await put(...)` queues the row and returns once the transaction that holds it has committed,
+one transaction per event-loop tick (or per `BATCH_ROWS` rows), so a thousand answers that
+arrive together cost one commit, and still no answer is used before it is on record. A re-run of the
 same command finds them there and never asks the model or the sandbox twice. Output rows
 are the other half: the writers' files are the record of finished items (see writers.py).
 
@@ -12,6 +15,7 @@ process loses nothing that was committed, and kill -9 is a process crash.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sqlite3
 
@@ -31,6 +35,11 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
 
 
+BATCH_ROWS = 2000  # a tick with more answers than this commits early: bounded memory, bounded commit time
+
+Key = tuple[str, str, str, int, str]
+
+
 def payload_hash(payload: object) -> str:
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
@@ -46,8 +55,15 @@ class Journal:
         self.db.executescript(SCHEMA)
         self.hits = 0
         self.writes = 0
+        self.commits = 0
+        self._pending: dict[Key, bytes] = {}
+        self._committed: asyncio.Future | None = None  # resolved when the pending rows are committed
 
     def get(self, kind: str, stage: str, item_id: str, attempt: int, phash: str) -> object | None:
+        pending = self._pending.get((kind, stage, item_id, attempt, phash))
+        if pending is not None:
+            self.hits += 1
+            return orjson.loads(pending)
         row = self.db.execute(
             "SELECT body FROM records WHERE kind=? AND stage=? AND item_id=? AND attempt=? AND payload_hash=?",  # pragma: no mutate
             (kind, stage, item_id, attempt, phash)).fetchone()
@@ -56,10 +72,38 @@ class Journal:
         self.hits += 1
         return orjson.loads(row[0])
 
-    def put(self, kind: str, stage: str, item_id: str, attempt: int, phash: str, body: object) -> None:
-        self.db.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?)",  # pragma: no mutate
-                        (kind, stage, item_id, attempt, phash, orjson.dumps(body)))
+    async def put(self, kind: str, stage: str, item_id: str, attempt: int, phash: str, body: object) -> None:
+        """Record `body`; returns once it is committed (cancelling the caller does not un-record it)."""
+        self._pending[(kind, stage, item_id, attempt, phash)] = orjson.dumps(body)
         self.writes += 1
+        if self._committed is None:
+            loop = asyncio.get_running_loop()
+            self._committed = loop.create_future()
+            loop.call_soon(self.flush)
+        committed = self._committed
+        if len(self._pending) >= BATCH_ROWS:
+            self.flush()
+        await asyncio.shield(committed)
+
+    def flush(self) -> None:
+        """Commit every pending row in one transaction and wake their writers."""
+        committed, self._committed = self._committed, None
+        if self._pending:
+            rows = [(*key, body) for key, body in self._pending.items()]
+            self._pending = {}
+            try:
+                with self.db:  # one transaction
+                    self.db.execute("BEGIN")  # pragma: no mutate
+                    self.db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?)",  # pragma: no mutate
+                                        rows)
+            except sqlite3.Error as e:
+                if committed is not None and not committed.done():
+                    committed.set_exception(e)
+                    return
+                raise
+            self.commits += 1
+        if committed is not None and not committed.done():
+            committed.set_result(None)
 
     def get_meta(self, key: str) -> object | None:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()  # pragma: no mutate
@@ -72,4 +116,5 @@ class Journal:
         return self.db.execute("SELECT COUNT(*) FROM records WHERE kind=?", (kind,)).fetchone()[0]  # pragma: no mutate
 
     def close(self) -> None:
+        self.flush()
         self.db.close()

@@ -86,8 +86,13 @@ def _fenced(text: str) -> tuple[str | None, str | None]:
 
 
 def with_solution_import(test: str) -> str:
-    if _SOLUTION_IMPORT.search(test):
+    """The test module as KodCode writes it: `from solution import *` first, whatever it imports
+    itself, so tests may use names the solution imported (e.g. `math` after `import math`)."""
+    if test.lstrip("\n").startswith("from solution import *\n"):
         return test
+    future = [m.end() for m in re.finditer(r"^from\s+__future__\s+import[^\n]*\n", test, re.M)]
+    if future:  # a __future__ import must stay first: the star import goes right after them
+        return test[:future[-1]] + "from solution import *\n" + test[future[-1]:]
     return "from solution import *\n\n" + test
 
 

@@ -264,12 +264,15 @@ def test_bad_input_rows_and_bad_config_get_clear_errors(tmp_path):
     out = tmp_path / "run"
     r = run_cli("run", "--input", str(q), "--out", str(out), "--backend", "recorded", "--recorded", str(rec),
                 "--attempts", "1", "--max-attempts", "1", "--isolation", "none")
-    assert r.returncode == 0, r.stderr
+    # Nothing is recorded for the one good row: not an attempt, so no label; the question stays
+    # unfinished, the run says so and exits 3, and the manifest is not complete.
+    assert r.returncode == 3, r.stderr
+    assert "1 items unfinished: solutions: not_recorded (1); run the same command again to resume" in r.stderr
     assert "WITHOUT any sandbox isolation" in r.stderr
     stats = json.loads((out / "stats.json").read_text())
     assert [x["line"] for x in stats["rejected_rows"]] == [2, 3, 4]
-    failed = read_jsonl(out / "failed.jsonl")
-    assert failed[0]["trials"]["trial_0"]["status"] == "llm_error"  # nothing recorded for it
+    assert not (out / "failed.jsonl").exists() and not (out / "verified.jsonl").exists()
+    assert json.loads((out / "manifest.json").read_text())["complete"] is False
     cfg = tmp_path / "bad.toml"
     cfg.write_text('workers = "many"\n')
     r = run_cli("run", "--config", str(cfg))

@@ -2,8 +2,7 @@
 
 import pytest
 
-from kodcode_async.stages.base import Question
-from kodcode_async.stages.solutions import SolveOptions, SolveStage, difficulty
+from kodcode_async.stages.solutions import SolveOptions, difficulty, kodcode_row
 
 
 @pytest.mark.parametrize("passes,attempts,label", [
@@ -25,9 +24,7 @@ def _trial(passed: bool, coverage: float | None, tag: str) -> dict:
 
 
 def _row(trials: list[dict]) -> dict:
-    q = Question(question_id="q", question="Write f.", subset="s")
-    q.trials = dict(enumerate(trials))
-    return SolveStage(SolveOptions(model_name="m")).row(q)
+    return kodcode_row({"question_id": "q", "question": "Write f.", "subset": "s"}, trials, "m")
 
 
 def test_chosen_trial_is_the_passing_one_with_the_highest_coverage():
@@ -52,9 +49,9 @@ def test_a_question_without_a_passing_trial_has_no_solution():
 
 
 def test_the_whole_row_for_one_question():
-    q = Question(question_id="q7", question="Write f.", subset="leetcode", extra={"source": "seed-3"})
-    q.trials = {0: _trial(False, None, "a"), 1: _trial(True, None, "b"), 2: _trial(True, 40.0, "c")}
-    row = SolveStage(SolveOptions(model_name="model-x")).row(q)
+    trials = [_trial(False, None, "a"), _trial(True, None, "b"), _trial(True, 40.0, "c")]
+    question = {"question_id": "q7", "question": "Write f.", "subset": "leetcode", "source": "seed-3"}
+    row = kodcode_row(question, trials, "model-x")
     assert row == {
         "version": "v1", "style": "instruct", "subset": "leetcode", "question_id": "q7", "question": "Write f.",
         "solution": "def f():\n    return 'c'\n", "test": "from solution import f\ndef test_f():\n    f()\n",
@@ -62,7 +59,7 @@ def test_the_whole_row_for_one_question():
                        "docstring": None}],
         "gpt_pass_sequence": [0, 1, 1], "gpt_pass_trial_num": 2, "gpt_difficulty": "medium",
         "gpt_pass_percentage": 0.6667,
-        "trials": {"trial_0": q.trials[0], "trial_1": q.trials[1], "trial_2": q.trials[2]},
+        "trials": {"trial_0": trials[0], "trial_1": trials[1], "trial_2": trials[2]},
         "chosen_trial": "trial_2",
         "metadata": {"model": "model-x", "attempts": 3, "source": "seed-3"},
     }

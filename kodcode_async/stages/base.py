@@ -1,53 +1,45 @@
-"""What every stage works on, and the three hooks a stage writes."""
+"""What flows through the chain, and the clients a stage is given.
+
+A stage is plain async code over one `Item` (see engine.py for the three kinds). It never sees
+queues, workers or the executor: what it needs from outside comes as injected clients with
+their own limits, `llm` and `sandbox` (resources.py).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
-
-from kodcode_async.backends import Request
-from sandbox import Job, Verdict
 
 
 @dataclass(slots=True)
-class Question:
-    """One item moving through the pipeline, with everything its stages have recorded so far."""
+class Item:
+    """One item: `row` is what it is written as (a question row, then a KodCode-V1 row), grown by
+    each stage; `side` holds other rows it produced, as (file name, row), written just before it."""
 
-    question_id: str
-    question: str
-    subset: str
-    extra: dict = field(default_factory=dict)
-    started: int = 0  # solve attempts started
-    trials: dict[int, dict] = field(default_factory=dict)
-    pending: int = 0  # units of this item not yet settled
-    row: dict | None = None  # the KodCode-V1 row, once solving is over
-    complete_row: dict | None = None  # style-converted row, when accepted
-    style_rejection: dict | None = None
-    sft_row: dict | None = None
+    id: str
+    row: dict
+    side: list[tuple[str, dict]] = field(default_factory=list)
 
 
-@dataclass(slots=True)
-class Unit:
-    """One LLM request for one item, and the sandbox jobs its answer leads to."""
-
-    item: Question
-    stage: str
-    attempt: int
-    texts: list[str] = field(default_factory=list)
-    failure: str = ""  # llm_error:<kind>, parse_error, ... ; empty when there is something to run
-    jobs: list[Job] = field(default_factory=list)
-    verdicts: list[Verdict] = field(default_factory=list)
-    data: dict = field(default_factory=dict)  # what parse() extracted, for settle()
+class BadRow(ValueError):
+    """An input row a stage cannot take; the reason is recorded with the row's line number."""
 
 
-class Stage(Protocol):
-    name: str
+def question_item(row: object, lineno: int) -> Item:
+    """An Item from one question row: needs a non-empty string `question`; id and subset optional."""
+    if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not row["question"].strip():
+        raise BadRow("row has no non-empty string 'question'")
+    qid = str(row.get("question_id") or row.get("id") or f"q{lineno:06d}")
+    out = {k: v for k, v in row.items() if k not in ("question", "question_id", "id", "subset")}
+    return Item(qid, {"question_id": qid, "question": row["question"], "subset": str(row.get("subset") or "default"),
+                      **out})
 
-    def request(self, unit: Unit) -> Request:
-        """The LLM request for this unit (deterministic: it is hashed for the journal)."""
 
-    def parse(self, unit: Unit) -> None:
-        """Read unit.texts; set unit.jobs to run, or unit.failure."""
-
-    def settle(self, unit: Unit) -> list[Unit]:
-        """Record the outcome on unit.item; return follow-up units (same or later stages)."""
+def verified_item(row: object, lineno: int) -> Item:
+    """An Item from a verified KodCode-V1 row (the input of the stages after `solutions`)."""
+    item = question_item(row, lineno)
+    for key in ("solution", "test"):
+        if not isinstance(item.row.get(key), str) or not item.row[key].strip():
+            raise BadRow(f"row has no '{key}': stages after 'solutions' take verified rows (verified.jsonl)")
+    item.row = dict(row)  # type: ignore[arg-type]
+    item.row["question_id"] = item.id
+    return item

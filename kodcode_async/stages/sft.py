@@ -7,11 +7,13 @@ the chosen answer (the first that passed); passing questions become ShareGPT con
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from kodcode_async.backends import Request, Sampling
 from kodcode_async.parsing import extract_final_code
-from kodcode_async.stages.base import Unit
+from kodcode_async.resources import LLMClient, SandboxClient
+from kodcode_async.stages.base import Item, verified_item
 from sandbox import Job, Limits
 
 STAGE = "sft"
@@ -29,40 +31,52 @@ class SFTOptions:
     temperature: float = 0.6
     max_tokens: int = 16384
     limits: Limits = Limits()
+    seed: int = 0
 
 
 class SFTStage:
+    """A verified row in; the same row out with `<nick>_*` columns, and a ShareGPT conversation
+    beside it when an answer passed the question's tests."""
+
     name = STAGE
+    output = "verified.jsonl"
+    drop_file = "dropped.jsonl"  # never used: this stage drops nothing
+    read_item = staticmethod(verified_item)
+    conversations_file = "sft.jsonl"
 
-    def __init__(self, options: SFTOptions) -> None:
+    def __init__(self, options: SFTOptions, llm: LLMClient, sandbox: SandboxClient, concurrency: int) -> None:
         self.options = options
+        self.llm = llm
+        self.sandbox = sandbox
+        self.concurrency = concurrency
 
-    def request(self, unit: Unit) -> Request:
-        return Request(stage=STAGE, item_id=unit.item.question_id, attempt=0,
-                       messages=[{"role": "user", "content": PROMPT.format(question=unit.item.question)}],
-                       sampling=Sampling(n=self.options.n, temperature=self.options.temperature,
-                                         max_tokens=self.options.max_tokens, seed=0))
+    async def process(self, item: Item) -> Item:
+        o = self.options
+        row = item.row
+        texts = await self.llm.complete(self.request(item))
+        codes = [extract_final_code(t) for t in texts]
 
-    def parse(self, unit: Unit) -> None:
-        row = unit.item.row or {}
-        unit.data["codes"] = codes = [extract_final_code(t) for t in unit.texts]
-        unit.jobs = [Job(id=f"{unit.item.question_id}/sft{i}", solution=code, test=row["test"],
-                         limits=self.options.limits, coverage=False)
-                     for i, code in enumerate(codes) if code is not None]
+        async def check(i: int, code: str | None) -> int:
+            if code is None:
+                return 0
+            job = Job(id=f"{item.id}/sft{i}", solution=code, test=row["test"], limits=o.limits, coverage=False)
+            return int((await self.sandbox.verify(STAGE, item.id, i, job)).passed)
 
-    def settle(self, unit: Unit) -> list[Unit]:
-        q = unit.item
-        nick = self.options.nickname
-        verdicts = iter(unit.verdicts)
-        seq = [int(next(verdicts).passed) if code is not None else 0 for code in unit.data.get("codes", [])]
+        seq = list(await asyncio.gather(*(check(i, c) for i, c in enumerate(codes))))
         chosen = next((i for i, ok in enumerate(seq) if ok), None)
-        q.sft_row = {
-            "question_id": q.question_id, f"{nick}_pass_sequence": seq, f"{nick}_correctness": any(seq),
-            f"{nick}_response": unit.texts[chosen] if chosen is not None else None,
-            f"{nick}_solution": unit.data["codes"][chosen] if chosen is not None else None,
-            "failure": unit.failure or None,
-        }
-        return []
+        nick = o.nickname
+        row.update({f"{nick}_pass_sequence": seq, f"{nick}_correctness": chosen is not None,
+                    f"{nick}_response": texts[chosen] if chosen is not None else None,
+                    f"{nick}_solution": codes[chosen] if chosen is not None else None})
+        if chosen is not None:
+            item.side.append((self.conversations_file, sharegpt(row["question"], texts[chosen], item.id)))
+        return item
+
+    def request(self, item: Item) -> Request:
+        return Request(stage=STAGE, item_id=item.id, attempt=0,
+                       messages=[{"role": "user", "content": PROMPT.format(question=item.row["question"])}],
+                       sampling=Sampling(n=self.options.n, temperature=self.options.temperature,
+                                         max_tokens=self.options.max_tokens, seed=self.options.seed))
 
 
 def sharegpt(question: str, answer: str, question_id: str) -> dict:

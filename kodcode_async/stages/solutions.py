@@ -2,17 +2,21 @@
 
 Per question: `attempts` attempts run at once (first round); if none passes, further attempts
 run one at a time until one passes or `max_attempts` were made. Each attempt regenerates both
-solution and tests from scratch with its own seed.
+solution and tests from scratch with its own seed. An attempt counts when its answer reached
+the sandbox or failed to parse (the model's own fault); a request that failed for good raises
+LLMRequestError, which leaves the whole question unfinished for a resumed run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
 from dataclasses import dataclass
 
 from kodcode_async.backends import Request, Sampling
+from kodcode_async.engine import Dropped
 from kodcode_async.parsing import ParseError, build_test_info, parse_solution_and_test
-from kodcode_async.stages.base import Question, Unit
+from kodcode_async.resources import LLMClient, SandboxClient
+from kodcode_async.stages.base import Item, question_item
 from sandbox import Job, Limits
 
 STAGE = "solutions"
@@ -52,6 +56,7 @@ class SolveOptions:
     model_name: str = ""
     limits: Limits = Limits()
     coverage: bool = True
+    seed: int = 0  # attempt k samples with seed + k
 
     def __post_init__(self) -> None:
         if not 1 <= self.attempts <= self.max_attempts:
@@ -70,75 +75,76 @@ def difficulty(passes: int, attempts: int) -> str:
 
 
 class SolveStage:
+    """Question row in; the KodCode-V1 row out when an attempt passed, else Dropped("fail") with it."""
+
     name = STAGE
+    output = "verified.jsonl"  # where the chain's rows go when this stage ends it
+    drop_file = "failed.jsonl"
+    read_item = staticmethod(question_item)
 
-    def __init__(self, options: SolveOptions, after_pass: Callable[[Question], list[Unit]] | None = None) -> None:
+    def __init__(self, options: SolveOptions, llm: LLMClient, sandbox: SandboxClient, concurrency: int) -> None:
         self.options = options
-        # Follow-up units (style conversion, SFT answers) for a question that got verified.
-        self.after_pass = after_pass or (lambda q: [])
+        self.llm = llm
+        self.sandbox = sandbox
+        self.concurrency = concurrency
+        self.parse_errors = 0
 
-    def first_round(self, q: Question) -> list[Unit]:
-        q.started = self.options.attempts
-        return [Unit(q, STAGE, k) for k in range(self.options.attempts)]
+    async def process(self, item: Item) -> Item | Dropped:
+        first = await asyncio.gather(*(self.attempt(item, k) for k in range(self.options.attempts)),
+                                     return_exceptions=True)
+        for result in first:  # the answers that did arrive are journaled; a resumed run reuses them
+            if isinstance(result, BaseException):
+                raise result
+        trials: list[dict] = list(first)  # type: ignore[arg-type]
+        while not any(t["test_result"] == "Pass" for t in trials) and len(trials) < self.options.max_attempts:
+            trials.append(await self.attempt(item, len(trials)))
+        item.row = kodcode_row(item.row, trials, self.options.model_name)
+        return item if item.row["gpt_pass_trial_num"] > 0 else Dropped("fail", item)
 
-    def request(self, unit: Unit) -> Request:
-        messages = [{"role": "system", "content": SYSTEM_PROMPT},
-                    {"role": "user", "content": USER_TEMPLATE.format(question=unit.item.question)}]
-        sampling = Sampling(n=1, temperature=self.options.temperature, max_tokens=self.options.max_tokens,
-                            seed=unit.attempt)
-        return Request(stage=STAGE, item_id=unit.item.question_id, attempt=unit.attempt, messages=messages,
-                       sampling=sampling)
-
-    def parse(self, unit: Unit) -> None:
+    async def attempt(self, item: Item, k: int) -> dict:
+        texts = await self.llm.complete(self.request(item, k))
         try:
-            parsed = parse_solution_and_test(unit.texts[0] if unit.texts else "")
+            parsed = parse_solution_and_test(texts[0] if texts else "")
         except ParseError as e:
-            unit.failure, unit.data["reason"] = "parse_error", str(e)
-            return
-        unit.data.update(solution=parsed.solution, test=parsed.test)
-        unit.jobs = [Job(id=f"{unit.item.question_id}/{unit.attempt}", solution=parsed.solution, test=parsed.test,
-                         limits=self.options.limits, coverage=self.options.coverage)]
+            self.parse_errors += 1
+            return {"solution_code": "", "test_code": "", "test_result": "Fail", "status": "parse_error",
+                    "reason": str(e), "test_coverage": None}
+        job = Job(id=f"{item.id}/{k}", solution=parsed.solution, test=parsed.test, limits=self.options.limits,
+                  coverage=self.options.coverage)
+        v = await self.sandbox.verify(STAGE, item.id, k * 1000, job)
+        return {"solution_code": parsed.solution, "test_code": parsed.test,
+                "test_result": "Pass" if v.passed else "Fail", "status": v.status, "reason": v.reason,
+                "test_coverage": v.coverage}
 
-    def settle(self, unit: Unit) -> list[Unit]:
-        q = unit.item
-        v = unit.verdicts[0] if unit.verdicts else None
-        q.trials[unit.attempt] = {
-            "solution_code": unit.data.get("solution", ""), "test_code": unit.data.get("test", ""),
-            "test_result": "Pass" if v is not None and v.passed else "Fail",
-            "status": v.status if v is not None else unit.failure.split(":")[0],
-            "reason": v.reason if v is not None else (unit.data.get("reason") or unit.failure),
-            "test_coverage": v.coverage if v is not None else None,
-        }
-        if len(q.trials) < q.started:
-            return []  # the rest of this round is still running
-        passed = any(t["test_result"] == "Pass" for t in q.trials.values())
-        if not passed and q.started < self.options.max_attempts:
-            q.started += 1
-            return [Unit(q, STAGE, q.started - 1)]
-        q.row = self.row(q)
-        return self.after_pass(q) if passed else []
+    def request(self, item: Item, k: int) -> Request:
+        messages = [{"role": "system", "content": SYSTEM_PROMPT},
+                    {"role": "user", "content": USER_TEMPLATE.format(question=item.row["question"])}]
+        sampling = Sampling(n=1, temperature=self.options.temperature, max_tokens=self.options.max_tokens,
+                            seed=self.options.seed + k)
+        return Request(stage=STAGE, item_id=item.id, attempt=k, messages=messages, sampling=sampling)
 
-    def row(self, q: Question) -> dict:
-        ks = sorted(q.trials)
-        seq = [1 if q.trials[k]["test_result"] == "Pass" else 0 for k in ks]
-        passes = sum(seq)
-        chosen = None
-        for k in ks:  # highest coverage among passing trials, first on ties
-            t = q.trials[k]
-            if t["test_result"] == "Pass" and (chosen is None or (t["test_coverage"] or 0) >
-                                                (q.trials[chosen]["test_coverage"] or 0)):
-                chosen = k
-        best = q.trials[chosen] if chosen is not None else None
-        return {
-            "version": "v1", "style": "instruct", "subset": q.subset, "question_id": q.question_id,
-            "question": q.question,
-            "solution": best["solution_code"] if best else None,
-            "test": best["test_code"] if best else None,
-            "test_info": build_test_info(best["solution_code"], best["test_code"]) if best else [],
-            "gpt_pass_sequence": seq, "gpt_pass_trial_num": passes,
-            "gpt_difficulty": difficulty(passes, len(seq)),
-            "gpt_pass_percentage": round(passes / len(seq), 4) if seq else 0.0,
-            "trials": {f"trial_{k}": q.trials[k] for k in ks},
-            "chosen_trial": f"trial_{chosen}" if chosen is not None else None,
-            "metadata": {"model": self.options.model_name, "attempts": len(seq), **q.extra},
-        }
+
+def kodcode_row(question: dict, trials: list[dict], model_name: str) -> dict:
+    """The KodCode-V1 row for a question and its trials (in attempt order)."""
+    seq = [1 if t["test_result"] == "Pass" else 0 for t in trials]
+    passes = sum(seq)
+    chosen = None
+    for k, t in enumerate(trials):  # highest coverage among passing trials, first on ties
+        if t["test_result"] == "Pass" and (chosen is None or (t["test_coverage"] or 0) >
+                                            (trials[chosen]["test_coverage"] or 0)):
+            chosen = k
+    best = trials[chosen] if chosen is not None else None
+    extra = {k: v for k, v in question.items() if k not in ("question_id", "question", "subset")}
+    return {
+        "version": "v1", "style": "instruct", "subset": question["subset"], "question_id": question["question_id"],
+        "question": question["question"],
+        "solution": best["solution_code"] if best else None,
+        "test": best["test_code"] if best else None,
+        "test_info": build_test_info(best["solution_code"], best["test_code"]) if best else [],
+        "gpt_pass_sequence": seq, "gpt_pass_trial_num": passes,
+        "gpt_difficulty": difficulty(passes, len(seq)),
+        "gpt_pass_percentage": round(passes / len(seq), 4) if seq else 0.0,
+        "trials": {f"trial_{k}": t for k, t in enumerate(trials)},
+        "chosen_trial": f"trial_{chosen}" if chosen is not None else None,
+        "metadata": {"model": model_name, "attempts": len(seq), **extra},
+    }

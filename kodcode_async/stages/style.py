@@ -1,19 +1,28 @@
 """Style converter: instruct -> complete. The question becomes a code stub to finish.
 
 The model rewrites the question as the start of a module: imports, the signature of the
-function the tests call, and a docstring that states the task with examples. The stub is
-accepted only if it parses and declares (with a docstring) a function or class that the tests
-import from `solution`; the new triplet (stub, same solution, same tests) is then verified again.
+function the tests call, and a docstring that states the task with examples. A stub is accepted
+only when all of these hold, checked in this order (the first that fails is recorded as `check`):
+* `parse`: the answer holds a stub that parses;
+* `signature`: every function it declares has the same name, parameters and defaults as in the
+  verified solution (by AST; annotations may differ), and so do the methods of its classes;
+* `imports`: the tests still import what the stub declares: every name they import from
+  `solution` is declared, and they use at least one declared name;
+* `examples`: its docstrings hold doctest examples (a stub without runnable examples is rejected);
+* `doctest`: those examples pass against the verified solution, run in the sandbox.
 """
 
 from __future__ import annotations
 
 import ast
+import doctest
 import re
 
 from kodcode_async.backends import Request, Sampling
 from kodcode_async.parsing import extract_final_code
-from kodcode_async.stages.base import Unit
+from kodcode_async.resources import LLMClient, SandboxClient
+from kodcode_async.stages.base import Item, verified_item
+from sandbox import Job, Limits
 
 STAGE = "style"
 
@@ -32,78 +41,167 @@ in the reference solution, followed by a docstring that explains what to impleme
 return value and two or three examples. No implementation body. Answer with one ```python block."""
 
 
-def names_tests_import(test: str) -> set[str]:
-    """Names the tests import from solution (or, for `import *`, every name they use)."""
+def names_tests_import(test: str) -> tuple[set[str], set[str]]:
+    """(names the tests import from solution by name, every name the tests use)."""
     try:
         tree = ast.parse(test)
     except SyntaxError:
-        return set()
-    names: set[str] = set()
-    star = False
+        return set(), set()
+    named: set[str] = set()
+    used: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module == "solution":
-            for alias in node.names:
-                star |= alias.name == "*"
-                if alias.name != "*":
-                    names.add(alias.name)
+            named |= {alias.name for alias in node.names if alias.name != "*"}
         elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "solution":
-            names.add(node.attr)
-    if star:
-        names |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-    return names
+            named.add(node.attr)
+        elif isinstance(node, ast.Name):
+            used.add(node.id)
+    return named, used | named
 
 
-def check_stub(stub: str, names: set[str]) -> str:
-    """'' when the stub is acceptable, else the reason it is rejected."""
-    try:
-        tree = ast.parse(stub)
-    except SyntaxError as e:
-        return f"stub does not parse: {e.msg} (line {e.lineno})"
-    declared = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)]
-    if not declared:
-        return "stub declares no function or class"
-    matching = [n for n in declared if n.name in names]
-    if not matching:
-        return (f"signature mismatch: stub declares {[n.name for n in declared]}, tests import "
-                f"{sorted(names) or 'nothing from solution'}")
-    if not any(ast.get_docstring(n) for n in matching):
-        return f"stub for {matching[0].name} has no docstring"
+Rejection = tuple[str, str]  # (check, reason)
+
+
+def _signature(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+    """Parameters and defaults as source, without annotations."""
+    a = fn.args
+    strip = ast.arguments(posonlyargs=[ast.arg(x.arg) for x in a.posonlyargs], args=[ast.arg(x.arg) for x in a.args],
+                          vararg=a.vararg and ast.arg(a.vararg.arg), kwonlyargs=[ast.arg(x.arg) for x in a.kwonlyargs],
+                          kw_defaults=a.kw_defaults, kwarg=a.kwarg and ast.arg(a.kwarg.arg), defaults=a.defaults)
+    return f"{fn.name}({ast.unparse(strip)})"
+
+
+_FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _defs(body: list[ast.stmt]) -> dict[str, ast.AST]:
+    return {n.name: n for n in body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)}
+
+
+def signature_problem(stub: ast.Module, solution: ast.Module) -> str:
+    """'' when every declaration of the stub matches the solution's, else what differs."""
+    return _scope_problem(_defs(stub.body), _defs(solution.body), "")
+
+
+def _scope_problem(ours: dict[str, ast.AST], theirs: dict[str, ast.AST], prefix: str) -> str:
+    for name, node in ours.items():
+        other = theirs.get(name)
+        if isinstance(node, ast.ClassDef):
+            if not isinstance(other, ast.ClassDef):
+                return f"the stub declares class {prefix}{name}, the solution has no such class"
+            problem = _scope_problem(_defs(node.body), _defs(other.body), f"{prefix}{name}.")
+            if problem:
+                return problem
+        elif not isinstance(other, _FUNCS):
+            return f"the stub declares def {prefix}{name}, the solution has no such function"
+        elif _signature(node) != _signature(other):  # type: ignore[arg-type]
+            return f"{prefix}{_signature(node)} in the stub, {prefix}{_signature(other)} in the solution"  # type: ignore[arg-type]
     return ""
 
 
+def docstrings(tree: ast.Module) -> dict[str, str]:
+    """Every docstring of the stub (module, functions, classes, methods), by qualified name."""
+    out = {}
+    if doc := ast.get_docstring(tree, clean=False):
+        out["<module>"] = doc
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            if doc := ast.get_docstring(node, clean=False):
+                out[node.name] = doc
+            if isinstance(node, ast.ClassDef):
+                for m in node.body:
+                    if isinstance(m, ast.FunctionDef | ast.AsyncFunctionDef) and (doc := ast.get_docstring(m, clean=False)):
+                        out[f"{node.name}.{m.name}"] = doc
+    return out
+
+
+def check_stub(stub: str, solution: str, test: str) -> tuple[Rejection | None, dict[str, str]]:
+    """The static checks: (None, docstrings with examples) when they hold, else ((check, reason), {})."""
+    try:
+        tree = ast.parse(stub)
+    except SyntaxError as e:
+        return ("parse", f"stub does not parse: {e.msg} (line {e.lineno})"), {}
+    declared = _defs(tree.body)
+    if not declared:
+        return ("parse", "stub declares no function or class"), {}
+    problem = signature_problem(tree, ast.parse(solution))
+    if problem:
+        return ("signature", f"signature mismatch: {problem}"), {}
+    named, used = names_tests_import(test)
+    missing = sorted(named - set(declared))
+    if missing:
+        return ("imports", f"the tests import {missing} from solution, which the stub does not declare"), {}
+    if not used & set(declared):
+        return ("imports", f"the tests use none of what the stub declares ({sorted(declared)})"), {}
+    parser = doctest.DocTestParser()
+    with_examples = {name: doc for name, doc in docstrings(tree).items() if parser.get_examples(doc)}
+    if not with_examples:
+        return ("examples", "the stub's docstrings have no runnable examples (>>> lines)"), {}
+    return None, with_examples
+
+
+DOCTEST_MODULE = """import doctest
+
+import solution
+
+EXAMPLES = {examples!r}
+
+
+def test_the_stub_examples_hold_for_the_verified_solution():
+    parser = doctest.DocTestParser()
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    report = []
+    for name, doc in EXAMPLES.items():
+        runner.run(parser.get_doctest(doc, dict(vars(solution)), name, "stub.py", 0), out=report.append)
+    assert runner.failures == 0, "".join(report)[-2000:]
+"""
+
+
 class StyleStage:
+    """A verified row in; the same row out, with a completion-style row or a rejection beside it."""
+
     name = STAGE
+    output = "verified.jsonl"
+    drop_file = "dropped.jsonl"  # never used: this stage drops nothing
+    read_item = staticmethod(verified_item)
+    accepted_file, rejected_file = "verified_complete.jsonl", "style_rejected.jsonl"
 
-    def request(self, unit: Unit) -> Request:
-        row = unit.item.row or {}
-        names = sorted(names_tests_import(row.get("test") or ""))
-        declared = [i["function_name"] for i in row.get("test_info", [])]
-        target = next((n for n in declared if n in names), declared[0] if declared else (names[0] if names else "?"))
-        prompt = PROMPT.format(question=unit.item.question, solution=row.get("solution") or "", name=target)
-        return Request(stage=STAGE, item_id=unit.item.question_id, attempt=0,
-                       messages=[{"role": "user", "content": prompt}], sampling=Sampling(n=1, temperature=0.2, seed=0))
+    def __init__(self, llm: LLMClient, sandbox: SandboxClient, concurrency: int, limits: Limits | None = None) -> None:
+        self.llm = llm
+        self.sandbox = sandbox
+        self.concurrency = concurrency
+        self.limits = limits or Limits()
+        self.checks: dict[str, int] = {}
 
-    def parse(self, unit: Unit) -> None:
-        row = unit.item.row or {}
-        text = unit.texts[0] if unit.texts else ""
+    async def process(self, item: Item) -> Item:
+        row = item.row
+        texts = await self.llm.complete(self.request(item))
+        text = texts[0] if texts else ""
         stub = extract_final_code(text) or (text if re.search(r"^\s*(def|class)\s", text, re.M) else "")
-        reason = check_stub(stub, names_tests_import(row.get("test") or "")) if stub else "no code block in the answer"
-        if reason:
-            unit.failure, unit.data["reason"] = "rejected", reason
-            return
-        unit.data["stub"] = stub.strip("\n") + "\n"
-        from sandbox import Job
+        stub = stub.strip("\n") + "\n" if stub.strip() else ""
+        rejection, examples = (("parse", "no code block in the answer"), {}) if not stub else \
+            check_stub(stub, row["solution"], row["test"])
+        if rejection is None:
+            job = Job(id=f"{item.id}/style", solution=row["solution"], test=DOCTEST_MODULE.format(examples=examples),
+                      limits=self.limits, coverage=False)
+            v = await self.sandbox.verify(STAGE, item.id, 0, job)
+            if not v.passed:
+                rejection = ("doctest", f"the stub's examples {v.status} against the verified solution: {v.reason}")
+        if rejection is not None:
+            self.checks[rejection[0]] = self.checks.get(rejection[0], 0) + 1
+            item.side.append((self.rejected_file, {"question_id": item.id, "check": rejection[0],
+                                                   "reason": rejection[1], "stub": stub or None}))
+        else:
+            item.side.append((self.accepted_file, {
+                **row, "style": "complete", "question": stub,
+                "metadata": {**row.get("metadata", {}), "instruct_question": row["question"]}}))
+        return item
 
-        unit.jobs = [Job(id=f"{unit.item.question_id}/complete", solution=row["solution"], test=row["test"])]
-
-    def settle(self, unit: Unit) -> list[Unit]:
-        q = unit.item
-        row = q.row or {}
-        v = unit.verdicts[0] if unit.verdicts else None
-        if unit.failure or v is None or not v.passed:
-            reason = unit.data.get("reason") or unit.failure or (f"re-verification {v.status}: {v.reason}" if v else "")
-            q.style_rejection = {"question_id": q.question_id, "reason": reason}
-            return []
-        q.complete_row = {**row, "style": "complete", "question": unit.data["stub"],
-                          "metadata": {**row.get("metadata", {}), "instruct_question": q.question}}
-        return []
+    def request(self, item: Item) -> Request:
+        row = item.row
+        named, used = names_tests_import(row.get("test") or "")
+        declared = [i["function_name"] for i in row.get("test_info", [])]
+        target = next((n for n in declared if n in used), declared[0] if declared else (sorted(named) or ["?"])[0])
+        prompt = PROMPT.format(question=row["question"], solution=row.get("solution") or "", name=target)
+        return Request(stage=STAGE, item_id=item.id, attempt=0,
+                       messages=[{"role": "user", "content": prompt}], sampling=Sampling(n=1, temperature=0.2, seed=0))

@@ -1,0 +1,394 @@
+"""One run: the stage list built from config, the chain run over a run directory, the run report.
+
+`execute` is the only way a run is started: the CLI and the Python API both call it, so no
+option is wired twice. A run is the list of named stages `STAGES` (those the config turns on),
+cut to `start_at`..`stop_after`; the rows of its last stage go to that stage's output file, so a
+run that stops early leaves rows the next stage can be started from.
+
+An item is finished when its row is in the final output file or in a stage's drop file (e.g.
+failed.jsonl); that row is written after the item's side rows (completion-style rows, SFT
+conversations), so a resumed run redoes exactly the unfinished items, and their answers and
+verdicts come from the journal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+import msgspec
+import orjson
+
+from kodcode_async.backends import Backend, LLMRequestError
+from kodcode_async.engine import Chain, Dropped, aiter_items
+from kodcode_async.journal import Journal
+from kodcode_async.jsonl import count_rows, iter_lines
+from kodcode_async.resources import Limiter, LLMClient, SandboxClient
+from kodcode_async.rundir import JOURNAL, RunDir
+from kodcode_async.stages import sft as sft_stage
+from kodcode_async.stages import solutions, style
+from kodcode_async.stages.base import BadRow, Item
+from kodcode_async.stages.sft import SFTOptions, SFTStage
+from kodcode_async.stages.solutions import SolveOptions, SolveStage
+from kodcode_async.stages.style import StyleStage
+from sandbox.pool import SandboxConfig, SandboxPool
+
+STAGES = ("solutions", "style", "sft")  # in chain order; a config turns some of them on
+TIMELINE_S = 2.0  # seconds between timeline samples (doubled whenever the timeline fills up)
+TIMELINE_MAX = 1000  # samples kept: a week-long run keeps a timeline of the same size
+CHECKPOINT_S = 30.0  # how often a running pipeline rewrites stats.json
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    input_path: str
+    out_dir: str
+    workers: int = 128
+    solve: SolveOptions = field(default_factory=SolveOptions)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    style: bool = False  # convert verified questions to completion style
+    sft: SFTOptions | None = None  # reasoning-model answers with reject sampling; None = off
+    sft_model_name: str = ""
+    start_at: str | None = None  # a stage name; None = the first stage that is on
+    stop_after: str | None = None  # a stage name; None = the last stage that is on
+    new_run: bool = False  # a directory of another configuration: move its files aside and start again
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        self.stage_names()  # validates start_at / stop_after
+
+    def stage_names(self) -> list[str]:
+        """The stages of this run, in order."""
+        on = [n for n in STAGES if n == "solutions" or (n == "style" and self.style)
+              or (n == "sft" and self.sft is not None)]
+        for flag, name in (("--start-at", self.start_at), ("--stop-after", self.stop_after)):
+            if name is not None and name not in on:
+                hint = {"style": " (turn it on with --style)", "sft": " (turn it on with --sft-n N)"}.get(name, "")
+                raise ValueError(f"{flag} {name}: not a stage of this run; its stages are {', '.join(on)}{hint}")
+        first = on.index(self.start_at) if self.start_at else 0
+        last = on.index(self.stop_after) if self.stop_after else len(on) - 1
+        if first > last:
+            raise ValueError(f"--start-at {self.start_at} comes after --stop-after {self.stop_after}")
+        return on[first:last + 1]
+
+
+def _hash(*texts: str) -> str:
+    return hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
+
+
+def fingerprint(config: RunConfig) -> dict:
+    """What shapes the rows of a run directory (not how fast they come: workers, isolation)."""
+    names = config.stage_names()
+    s = config.solve
+    fp: dict = {"stages": names}
+    if "solutions" in names:
+        fp["solutions"] = {"model": s.model_name, "attempts": s.attempts, "max_attempts": s.max_attempts,
+                           "temperature": s.temperature, "max_tokens": s.max_tokens, "seed": s.seed,
+                           "coverage": s.coverage,
+                           "prompt": _hash(solutions.SYSTEM_PROMPT, solutions.USER_TEMPLATE)}
+    if "style" in names:
+        fp["style"] = {"model": s.model_name, "prompt": _hash(style.PROMPT, style.DOCTEST_MODULE)}
+    if "sft" in names and config.sft is not None:
+        o = config.sft
+        fp["sft"] = {"model": config.sft_model_name, "n": o.n, "nickname": o.nickname, "temperature": o.temperature,
+                     "max_tokens": o.max_tokens, "seed": o.seed, "limits": msgspec.to_builtins(o.limits),
+                     "prompt": _hash(sft_stage.PROMPT)}
+    fp["sandbox"] = {"limits": msgspec.to_builtins(s.limits), "flaky_reruns": config.sandbox.flaky_reruns,
+                     "blocked_imports": list(config.sandbox.blocked_imports)}
+    return fp
+
+
+class RunStats:
+    """Dataset totals for stats.json: constant memory however many questions pass through."""
+
+    def __init__(self, max_k: int) -> None:
+        self.max_k = max_k
+        self.questions = 0
+        self.verified = 0
+        self.per_subset: dict[str, list[int]] = {}  # subset -> [questions, passed within 1..max_k attempts]
+        self.difficulty: Counter = Counter()
+        self.failure_reasons: Counter = Counter()
+
+    def add(self, row: dict) -> None:
+        seq = row.get("gpt_pass_sequence")
+        if not isinstance(seq, list):
+            return
+        self.questions += 1
+        self.verified += row["gpt_pass_trial_num"] > 0
+        counts = self.per_subset.setdefault(row["subset"], [0] * (self.max_k + 1))
+        counts[0] += 1
+        for k in range(1, self.max_k + 1):
+            counts[k] += any(seq[:k])
+        self.difficulty[row["gpt_difficulty"]] += 1
+        self.failure_reasons.update(t["status"] for t in row["trials"].values() if t["test_result"] != "Pass")
+
+    def as_dict(self) -> dict:
+        pass_at_k = {
+            subset: {str(k): {"questions": c[k], "rate": round(c[k] / c[0], 4)} for k in range(1, self.max_k + 1)}
+            for subset, c in sorted(self.per_subset.items())}
+        return {"questions": self.questions, "verified": self.verified, "pass_at_k": pass_at_k,
+                "difficulty": dict(self.difficulty), "failure_reasons": dict(self.failure_reasons)}
+
+
+@dataclass(slots=True)
+class RunReport:
+    """Everything stats.json says about a run; `as_dict` is its on-disk form."""
+
+    dataset: RunStats
+    stages: list[dict] = field(default_factory=list)
+    timeline: list[dict] = field(default_factory=list)
+    rejected_rows: list[dict] = field(default_factory=list)
+    resumed_items: int = 0
+    unfinished: Counter = field(default_factory=Counter)  # reason -> items left for a resumed run
+    unfinished_examples: list[dict] = field(default_factory=list)
+    files: Counter = field(default_factory=Counter)  # rows written this run, per file
+    existing: Counter = field(default_factory=Counter)  # rows found from earlier runs, per file
+    llm: dict = field(default_factory=dict)
+    sandbox: dict = field(default_factory=dict)
+    wall_s: float = 0.0
+    complete: bool = False
+    model: str = ""
+
+    def total(self, name: str) -> int:
+        return self.files[name] + self.existing[name]
+
+    def as_dict(self) -> dict:
+        llm, sandbox = self.llm, self.sandbox
+        return {
+            **self.dataset.as_dict(), "complete": self.complete,
+            "unfinished": dict(self.unfinished), "unfinished_examples": self.unfinished_examples,
+            "rejected_rows": self.rejected_rows, "resumed_questions": self.resumed_items,
+            "llm_requests_this_run": llm.get("requests", 0), "llm_replayed_this_run": llm.get("replayed", 0),
+            "llm_errors_this_run": llm.get("errors", {}), "parse_errors_this_run": llm.get("parse_errors", 0),
+            "sandbox_jobs_this_run": sandbox.get("jobs", 0), "sandbox_replayed_this_run": sandbox.get("replayed", 0),
+            "journal_hits_this_run": llm.get("replayed", 0) + sandbox.get("replayed", 0),
+            "sandbox_isolation": sandbox.get("isolation", ""),
+            "flaky_trials": self.dataset.failure_reasons.get("flaky", 0),
+            "flaky_trials_this_run": sandbox.get("flaky", 0), "model": self.model,
+            "wall_s_this_run": round(self.wall_s, 3),
+            "style_converted": self.total(StyleStage.accepted_file),
+            "style_rejected": self.total(StyleStage.rejected_file),
+            "style_rejected_by_check": llm.get("style_checks", {}),
+            "sft_conversations": self.total(SFTStage.conversations_file),
+            "files_this_run": dict(self.files), "stages": self.stages, "timeline": self.timeline,
+            "llm": llm, "sandbox": sandbox,
+        }
+
+
+def read_items(source: str | Iterable[dict] | AsyncIterable[dict], read_item: Callable[[object, int], Item],
+               skip: set[str], rejected: list[dict]):  # noqa: ANN201 - an async iterator of Items
+    """Items from a JSONL path or from rows; bad rows go to `rejected` with a reason (never silently)."""
+
+    async def rows() -> AsyncIterable[tuple[int, object]]:
+        if isinstance(source, str):
+            for lineno, line in iter_lines(source):
+                try:
+                    yield lineno, orjson.loads(line)
+                except orjson.JSONDecodeError as e:
+                    rejected.append({"line": lineno, "reason": f"invalid JSON: {e}"})
+        else:
+            n = 0
+            async for row in aiter_items(source):
+                n += 1
+                yield n, row
+
+    async def items() -> AsyncIterable[Item]:
+        seen: set[str] = set()
+        async for lineno, row in rows():
+            try:
+                item = read_item(row, lineno)
+            except BadRow as e:
+                rejected.append({"line": lineno, "reason": str(e)})
+                continue
+            if item.id in seen:
+                rejected.append({"line": lineno, "question_id": item.id, "reason": "duplicate question_id"})
+                continue
+            seen.add(item.id)
+            if item.id not in skip:
+                yield item
+
+    return items()
+
+
+def build_stages(config: RunConfig, llm: LLMClient, sft_llm: LLMClient, sandbox: SandboxClient,
+                 concurrency: int) -> list:
+    """The run's stages, in order, each given the clients it asks."""
+    make = {
+        "solutions": lambda: SolveStage(config.solve, llm, sandbox, concurrency),
+        "style": lambda: StyleStage(llm, sandbox, concurrency, config.solve.limits),
+        "sft": lambda: SFTStage(config.sft or SFTOptions(), sft_llm, sandbox, concurrency),
+    }
+    return [make[name]() for name in config.stage_names()]
+
+
+Progress = Callable[[dict], None]
+
+
+async def execute(config: RunConfig, backend: Backend, *, sft_backend: Backend | None = None,
+                  items: Iterable[dict] | AsyncIterable[dict] | None = None,
+                  on_progress: Progress | None = None,
+                  on_item: Callable[[Item, str], Awaitable[None]] | None = None) -> RunReport:
+    """Run (or resume) `config` into its run directory; returns the report also written to stats.json.
+
+    Rows come from `items` when given, else from `config.input_path`. `on_item(item, file)` sees
+    each finished item with the file its row went to. Raises RunDirMismatch before anything is
+    written when the directory belongs to another configuration; SandboxUnavailable and
+    BackendDead (inside an ExceptionGroup) when the run cannot go on at all. Items whose LLM
+    request failed for good are left unfinished: counted in `report.unfinished`, never written.
+    """
+    started = time.monotonic()
+    run_dir = RunDir(config.out_dir)
+    run_dir.claim(fingerprint(config), config.new_run)
+    report = RunReport(RunStats(config.solve.max_attempts), model=config.solve.model_name)
+    journal = Journal(run_dir.file(JOURNAL))
+    try:
+        limiter = Limiter(getattr(backend, "max_in_flight", config.workers))
+        llm = LLMClient(backend, journal, limiter, config.solve.model_name)
+        sft_llm = llm if sft_backend is None and config.sft_model_name in ("", config.solve.model_name) else \
+            LLMClient(sft_backend or backend, journal, limiter, config.sft_model_name)
+        async with SandboxPool(config.sandbox) as pool:
+            sandbox = SandboxClient(pool, journal)
+            # Items per stage: enough that every LLM slot can be busy, and every sandbox worker.
+            stages = build_stages(config, llm, sft_llm, sandbox, max(limiter.limit, pool.size * 2))
+            chain = Chain(stages, item_errors=(LLMRequestError,))
+            final_file = stages[-1].output
+            drop_files = {s.name: s.drop_file for s in stages}
+            # Earlier runs: what is finished, and which side rows exist (written once per item).
+            done: set[str] = set()
+            for name in {final_file, *drop_files.values()}:
+                ids = run_dir.recover(name)
+                done |= ids
+                report.existing[name] = len(ids)
+            side_files = [f for s in stages for f in (getattr(s, "accepted_file", None),
+                                                      getattr(s, "rejected_file", None),
+                                                      getattr(s, "conversations_file", None)) if f]
+            side_done = {f: run_dir.recover(f) for f in side_files}
+            report.existing.update({f: len(ids) for f, ids in side_done.items()})
+            for name in {final_file, drop_files.get("solutions", "")} - {""}:
+                for row in run_dir.rows(name):
+                    report.dataset.add(row)
+            report.resumed_items = len(done)
+            total = None if items is not None else count_rows(config.input_path) - len(done)
+
+            async def write_item(item: Item, name: str) -> None:
+                for side_name, row in item.side:
+                    if item.id not in side_done.get(side_name, ()):
+                        await run_dir.writer(side_name).write(row)
+                        report.files[side_name] += 1
+                await run_dir.writer(name).write(item.row)
+                report.files[name] += 1
+                report.dataset.add(item.row)
+                if on_item is not None:
+                    await on_item(item, name)
+
+            async def sink(item: Item) -> None:
+                await write_item(item, final_file)
+
+            async def on_drop(stage: str, item: Item, dropped: Dropped) -> None:
+                await write_item(item, drop_files[stage])
+
+            def on_unfinished(stage: str, item: Item, error: BaseException) -> None:
+                report.unfinished[f"{stage}: {getattr(error, 'kind', type(error).__name__)}"] += 1
+                if len(report.unfinished_examples) < 20:
+                    report.unfinished_examples.append({"question_id": item.id, "stage": stage, "error": str(error)})
+
+            timeline = Timeline(chain, limiter, sandbox)
+
+            def snapshot() -> dict:
+                return {"elapsed_s": time.monotonic() - started, "total": total, "finished": sum(report.files[f] for f in
+                        {final_file, *drop_files.values()}), "stages": [s.as_dict() for s in chain.stats],
+                        "llm": _llm_stats([llm, sft_llm], stages), "sandbox": _sandbox_stats(sandbox),
+                        "unfinished": sum(report.unfinished.values()), "isolation": pool.isolation}
+
+            last_checkpoint = [time.monotonic()]
+
+            def on_tick() -> None:
+                timeline.maybe_sample()
+                if on_progress is not None:
+                    on_progress(snapshot())
+                if time.monotonic() - last_checkpoint[0] > CHECKPOINT_S:
+                    last_checkpoint[0] = time.monotonic()
+                    _fill(report, chain, timeline, [llm, sft_llm], stages, sandbox, started)
+                    run_dir.write_stats({"checkpoint": True, **report.as_dict()})
+
+            rejected = report.rejected_rows
+            source = read_items(items if items is not None else config.input_path, stages[0].read_item, done, rejected)
+            await chain.run(source, sink, on_drop=on_drop, on_unfinished=on_unfinished, on_tick=on_tick, tick_s=0.5)
+            timeline.sample()
+            if on_progress is not None:
+                on_progress(snapshot())
+            _fill(report, chain, timeline, [llm, sft_llm], stages, sandbox, started)
+            report.sandbox["isolation"] = pool.isolation
+    finally:
+        await run_dir.close()
+        journal.close()
+    report.complete = not report.unfinished
+    report.stages = [s.as_dict() for s in chain.stats]
+    run_dir.write_stats(report.as_dict())
+    run_dir.write_manifest(report.complete, sum(report.unfinished.values()))
+    return report
+
+
+def _llm_stats(clients: list[LLMClient], stages: list) -> dict:
+    unique = list({id(c): c for c in clients}.values())
+    errors: Counter = Counter()
+    for c in unique:
+        errors.update(c.errors)
+    style_checks = next((s.checks for s in stages if isinstance(s, StyleStage)), {})
+    return {"requests": sum(c.requests for c in unique), "replayed": sum(c.replayed for c in unique),
+            "errors": dict(errors), "in_flight": unique[0].limiter.in_flight, "limit": unique[0].limiter.limit,
+            "completion_tokens": sum(c.completion_tokens for c in {id(c.backend): c for c in unique}.values()),
+            "parse_errors": sum(getattr(s, "parse_errors", 0) for s in stages), "style_checks": dict(style_checks)}
+
+
+def _sandbox_stats(sandbox: SandboxClient) -> dict:
+    return {"jobs": sandbox.jobs, "replayed": sandbox.replayed, "statuses": dict(sandbox.statuses),
+            "busy": sandbox.busy, "workers": sandbox.size, "flaky": sandbox.pool.flaky,
+            "restarts": getattr(sandbox.pool, "restarts", 0)}
+
+
+def _fill(report: RunReport, chain: Chain, timeline: Timeline, clients: list[LLMClient], stages: list,
+          sandbox: SandboxClient, started: float) -> None:
+    report.stages = [s.as_dict() for s in chain.stats]
+    report.timeline = list(timeline.samples)
+    report.llm = _llm_stats(clients, stages)
+    report.sandbox = {**report.sandbox, **_sandbox_stats(sandbox)}
+    report.wall_s = time.monotonic() - started
+
+
+class Timeline:
+    """Samples every TIMELINE_S seconds: LLM requests in flight against the limit, sandbox workers
+    busy, items/s out of each stage, and the host's CPU utilisation (psutil)."""
+
+    def __init__(self, chain: Chain, limiter: Limiter, sandbox: SandboxClient) -> None:
+        import psutil
+
+        self.chain, self.limiter, self.sandbox = chain, limiter, sandbox
+        self.samples: list[dict] = []
+        self.every = TIMELINE_S
+        self.started = self._last = time.monotonic()
+        self._out = [0] * len(chain.stages)
+        self._psutil = psutil
+        psutil.cpu_percent(None)  # the first call only starts the measurement
+
+    def maybe_sample(self) -> None:
+        if time.monotonic() - self._last >= self.every:
+            self.sample()
+
+    def sample(self) -> None:
+        now = time.monotonic()
+        span = max(1e-9, now - self._last)
+        outs = [s.items_out + sum(s.dropped.values()) for s in self.chain.stats]
+        self.samples.append({
+            "t": round(now - self.started, 2), "llm_in_flight": self.limiter.in_flight, "llm_limit": self.limiter.limit,
+            "sandbox_busy": self.sandbox.busy, "sandbox_workers": self.sandbox.size,
+            "cpu_pct": self._psutil.cpu_percent(None),
+            "items_per_s": {s.name: round((o - p) / span, 2) for s, o, p in zip(self.chain.stats, outs, self._out)}})
+        self._out, self._last = outs, now
+        if len(self.samples) > TIMELINE_MAX:  # keep every other sample, sample half as often
+            self.samples = self.samples[::2]
+            self.every *= 2

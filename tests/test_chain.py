@@ -1,0 +1,222 @@
+"""The chain of stages: fan-out, drops with reasons, stream stages, backpressure, errors, cancellation."""
+
+import asyncio
+import os
+import tempfile
+
+import psutil
+import pytest
+
+from kodcode_async.engine import Chain, Dropped
+
+
+class Double:
+    """map: x -> 2x"""
+
+    name, concurrency = "double", 4
+
+    async def process(self, x):
+        await asyncio.sleep(0)
+        return 2 * x
+
+
+class Fan:
+    """fan-out: x -> x copies of x (0 gives nothing)"""
+
+    name, concurrency = "fan", 3
+
+    async def process(self, x):
+        for i in range(x):
+            await asyncio.sleep(0)
+            yield (x, i)
+
+
+class DropOdd:
+    name, concurrency = "drop_odd", 2
+
+    async def process(self, x):
+        return Dropped("odd", x) if x % 2 else x
+
+
+class Dedup:
+    """stream: keeps the first of equal items; records the order it saw them in."""
+
+    name, concurrency = "dedup", 1
+
+    def __init__(self):
+        self.seen_order = []
+
+    async def process_stream(self, items):
+        seen = set()
+        async for x in items:
+            self.seen_order.append(x)
+            if x in seen:
+                yield Dropped("duplicate", x)
+            else:
+                seen.add(x)
+                yield x
+
+
+def run(chain, source, **kw):
+    out, drops = [], []
+
+    async def sink(x):
+        out.append(x)
+
+    async def on_drop(stage, item, dropped):
+        drops.append((stage, dropped.reason, item))
+
+    asyncio.run(chain.run(source, sink, on_drop=on_drop, **kw))
+    return out, drops
+
+
+def test_a_fan_out_stage_sends_every_child_downstream_exactly_once():
+    chain = Chain([Fan(), Double()])
+    out, drops = run(chain, [0, 1, 2, 3])
+    assert sorted(out) == sorted([(1, 0) * 2, (2, 0) * 2, (2, 1) * 2, (3, 0) * 2, (3, 1) * 2, (3, 2) * 2])
+    assert chain.stats[0].items_in == 4 and chain.stats[0].items_out == 6 and drops == []
+
+
+def test_a_drop_is_recorded_with_its_stage_and_reason_and_goes_no_further():
+    chain = Chain([DropOdd(), Double()])
+    out, drops = run(chain, range(10))
+    assert sorted(out) == [0, 4, 8, 12, 16]
+    assert sorted(drops) == [("drop_odd", "odd", x) for x in (1, 3, 5, 7, 9)]
+    assert dict(chain.stats[0].dropped) == {"odd": 5} and chain.stats[1].items_in == 5
+
+
+def test_a_stream_stage_sees_items_in_arrival_order():
+    dedup = Dedup()
+    chain = Chain([dedup])  # the source is its only feeder: arrival order is the source order
+    source = [3, 1, 3, 2, 1, 5]
+    out, drops = run(chain, source)
+    assert dedup.seen_order == source
+    assert out == [3, 1, 2, 5] and [d[2] for d in drops] == [3, 1]
+
+
+def test_a_stage_returning_none_is_a_loud_error():
+    class Forgetful:
+        name, concurrency = "forgetful", 1
+
+        async def process(self, x):
+            return None
+
+    with pytest.raises(ExceptionGroup) as info:
+        run(Chain([Forgetful()]), [1])
+    assert "returned None" in str(info.value.exceptions[0].exceptions[0])
+
+
+class ItemFailure(Exception):
+    kind = "server_down"
+
+
+def test_item_errors_leave_items_unfinished_and_other_errors_stop_the_chain():
+    class Flaky:
+        name, concurrency = "flaky", 2
+
+        async def process(self, x):
+            if x == 3:
+                raise ItemFailure("no answer")
+            return x
+
+    unfinished = []
+    chain = Chain([Flaky()], item_errors=(ItemFailure,))
+    out, _ = run(chain, range(6), on_unfinished=lambda stage, item, e: unfinished.append((stage, item)))
+    assert sorted(out) == [0, 1, 2, 4, 5] and unfinished == [("flaky", 3)]
+    assert dict(chain.stats[0].unfinished) == {"server_down": 1}
+    with pytest.raises(ExceptionGroup):
+        run(Chain([Flaky()]), range(6))  # not declared an item error: the run stops
+
+
+def test_backpressure_a_slow_last_stage_stops_the_source_pulling():
+    pulled = []
+    chain_done = []
+
+    class Slow:
+        name, concurrency = "slow", 2
+
+        async def process(self, x):
+            await asyncio.sleep(0.01)
+            chain_done.append(x)
+            return x
+
+    def source():
+        for i in range(200):
+            pulled.append(i)
+            # Never more than the chain can hold: Slow's 2 tasks and queue, Double's, the sink's queue.
+            assert len(pulled) - len(chain_done) <= chain.max_in_flight
+            yield i
+
+    chain = Chain([Double(), Slow()])
+    out, _ = run(chain, source())
+    assert len(out) == 200
+    # At the moment the last item was pulled, most of the input was already through the slow stage.
+    assert chain.max_in_flight == 2 * 4 + 2 * 2 + 64 + 2
+
+
+def test_in_flight_never_exceeds_the_bound_across_a_three_stage_chain():
+    peak = []
+
+    class Watch:
+        name, concurrency = "watch", 5
+
+        async def process(self, x):
+            peak.append(chain.in_flight())
+            await asyncio.sleep(0.001)
+            return x
+
+    chain = Chain([Fan(), Double(), Watch()])
+    out, _ = run(chain, [3] * 200)
+    assert len(out) == 600 and max(peak) <= chain.max_in_flight
+
+
+def test_empty_input_finishes_and_names_must_be_unique():
+    out, drops = run(Chain([Double()]), [])
+    assert out == [] and drops == []
+    with pytest.raises(ValueError, match="unique"):
+        Chain([Double(), Double()])
+
+
+def test_cancelling_mid_chain_leaves_no_task_and_reaps_every_sandbox_child(isolated):
+    from kodcode_async.journal import Journal
+    from kodcode_async.resources import SandboxClient
+    from sandbox import Job, Limits
+    from sandbox.pool import SandboxConfig, SandboxPool
+
+    started = asyncio.Event()
+
+    class Hang:
+        name, concurrency = "hang", 2
+
+        def __init__(self, sandbox):
+            self.sandbox = sandbox
+
+        async def process(self, x):
+            started.set()
+            job = Job(id=str(x), solution="import time\ntime.sleep(60)\n", test="import solution\n\ndef test_x():\n    pass\n",
+                      limits=Limits(wall_s=120))
+            return await self.sandbox.verify("hang", str(x), 0, job)
+
+    async def main(tmp):
+        pool = SandboxPool(SandboxConfig(workers=2))
+        async with pool:
+            pids = pool.pids()
+            chain = Chain([Double(), Hang(SandboxClient(pool, Journal(os.path.join(tmp, "j.sqlite"))))])
+
+            async def sink(x):
+                pass
+
+            task = asyncio.create_task(chain.run(range(10), sink))
+            await started.wait()
+            await asyncio.sleep(0.5)  # the jobs are running inside the sandbox now
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            assert others == []
+        return pids
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pids = asyncio.run(main(tmp))
+    assert len(pids) == 2
+    assert psutil.Process().children(recursive=True) == []  # every worker and job process reaped
