@@ -1,7 +1,9 @@
 import gzip
+import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,3 +93,41 @@ def zombie_children() -> list[int]:
         if fields[0] == "Z" and int(fields[1]) == me:
             out.append(int(pid))
     return out
+
+
+def run_cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "kodcode_async.cli", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=timeout)
+
+
+def write_add_questions(tmp_path, n, attempts=1):
+    """n questions and, for the test server, a passing answer to each for attempts 0..attempts-1."""
+    from kodcode_async.stages.solutions import USER_TEMPLATE
+
+    questions = tmp_path / "q.jsonl"
+    answers = tmp_path / "answers.jsonl"
+    with open(questions, "w") as q, open(answers, "w") as a:
+        for i in range(n):
+            text = f"Write add{i}(a, b) returning a + b + {i}."
+            q.write(json.dumps({"question_id": f"k{i:03d}", "question": text}) + "\n")
+            sol = f"def add{i}(a, b):\n    return a + b + {i}\n"
+            test = f"from solution import add{i}\n\ndef test_add():\n    assert add{i}(1, 2) == {3 + i}\n"
+            resp = (f"<|Solution Begin|>\n```python\n{sol}```\n<|Solution End|>\n<|Test Begin|>\n```python\n{test}"
+                    "```\n<|Test End|>")
+            for seed in range(attempts):
+                a.write(json.dumps({"user": USER_TEMPLATE.format(question=text), "seed": seed, "response": resp})
+                        + "\n")
+    return questions, answers
+
+
+def start_test_server(answers, delay=0.0, port=0):
+    """tests/openai_server.py in its own process; returns (process, base URL)."""
+    proc = subprocess.Popen([sys.executable, "-m", "tests.openai_server", "--answers", str(answers),
+                             "--delay", str(delay), "--port", str(port)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    return proc, proc.stdout.readline().strip()
+
+
+def server_stats(url):
+    import urllib.request
+
+    return json.loads(urllib.request.urlopen(url.replace("/v1", "/stats")).read())

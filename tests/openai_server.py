@@ -87,10 +87,10 @@ def make_app(script: Script) -> web.Application:
     return app
 
 
-async def start_server(script: Script) -> tuple[web.AppRunner, str]:
+async def start_server(script: Script, port: int = 0) -> tuple[web.AppRunner, str]:
     runner = web.AppRunner(make_app(script), handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
     return runner, f"http://127.0.0.1:{port}/v1"
@@ -100,6 +100,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--answers", help="JSONL of {user, seed, response}")
     ap.add_argument("--delay", type=float, default=0.0)
+    ap.add_argument("--port", type=int, default=0, help="0: any free port")
     args = ap.parse_args()
     answers = {}
     if args.answers:
@@ -109,7 +110,7 @@ def main() -> None:
     script = Script(answers=answers, delay=args.delay)
 
     async def run() -> None:
-        runner, url = await start_server(script)
+        runner, url = await start_server(script, args.port)
         print(url, flush=True)
         await asyncio.Event().wait()
 

@@ -1,5 +1,6 @@
 """The journal: what is persisted, keyed how, and read back after the process is gone."""
 
+import asyncio
 import sqlite3
 
 from kodcode_async.journal import Journal, payload_hash
@@ -12,61 +13,71 @@ def test_payload_hash_is_stable_and_order_independent():
 
 
 def test_records_are_keyed_by_kind_stage_item_attempt_and_payload(tmp_path):
-    path = str(tmp_path / "j.sqlite")
-    j = Journal(path)
-    j.put("response", "solutions", "q1", 0, "h", {"texts": ["a"]})
-    key = ("response", "solutions", "q1", 0, "h")
-    assert j.get(*key) == {"texts": ["a"]} and j.hits == 1 and j.writes == 1
-    for other in (("verdict", "solutions", "q1", 0, "h"), ("response", "style", "q1", 0, "h"),
-                  ("response", "solutions", "q2", 0, "h"), ("response", "solutions", "q1", 1, "h"),
-                  ("response", "solutions", "q1", 0, "other")):
-        assert j.get(*other) is None
-    assert j.hits == 1
-    j.put("response", "solutions", "q1", 0, "h", {"texts": ["b"]})  # the same key again: replaced
-    assert j.get(*key) == {"texts": ["b"]} and j.count("response") == 1 and j.count("verdict") == 0
-    j.put("verdict", "solutions", "q1", 0, "h", {"status": "pass"})
-    assert j.count("verdict") == 1 and j.writes == 3
-    j.put_meta("fingerprint", {"model": "m"})
-    assert j.get_meta("fingerprint") == {"model": "m"} and j.get_meta("missing") is None
-    j.close()
+    async def main():
+        j = Journal(str(tmp_path / "j.sqlite"))
+        await j.put("response", "solutions", "q1", 0, "h", {"texts": ["a"]})
+        key = ("response", "solutions", "q1", 0, "h")
+        assert j.get(*key) == {"texts": ["a"]} and j.hits == 1 and j.writes == 1
+        for other in (("verdict", "solutions", "q1", 0, "h"), ("response", "style", "q1", 0, "h"),
+                      ("response", "solutions", "q2", 0, "h"), ("response", "solutions", "q1", 1, "h"),
+                      ("response", "solutions", "q1", 0, "other")):
+            assert j.get(*other) is None
+        assert j.hits == 1
+        await j.put("response", "solutions", "q1", 0, "h", {"texts": ["b"]})  # the same key again: replaced
+        assert j.get(*key) == {"texts": ["b"]} and j.count("response") == 1 and j.count("verdict") == 0
+        await j.put("verdict", "solutions", "q1", 0, "h", {"status": "pass"})
+        assert j.count("verdict") == 1 and j.writes == 3
+        j.put_meta("fingerprint", {"model": "m"})
+        assert j.get_meta("fingerprint") == {"model": "m"} and j.get_meta("missing") is None
+        j.close()
+
+    asyncio.run(main())
 
 
-def test_a_put_is_durable_before_the_next_call_returns(tmp_path):
+def test_a_put_is_committed_before_it_returns_and_puts_of_one_tick_share_one_commit(tmp_path):
     path = str(tmp_path / "j.sqlite")
-    j = Journal(path)
-    j.put("response", "s", "q", 0, "h", [1, 2, 3])
-    # Another connection (as after a kill -9) sees it at once: autocommit, no open transaction.
     other = sqlite3.connect(path)
-    assert other.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 1
-    assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+    async def main():
+        j = Journal(path)
+        await j.put("response", "s", "q", 0, "h", [1, 2, 3])
+        # Another connection (as after a kill -9) sees it as soon as put returned.
+        assert other.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 1
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        # A thousand answers arriving together: one transaction, every put returns after it.
+        commits = j.commits
+        await asyncio.gather(*(j.put("response", "s", f"q{i}", 0, "h", i) for i in range(1000)))
+        assert other.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 1001
+        assert j.commits == commits + 1
+        # Read before the commit: the pending row is already visible to this journal.
+        task = asyncio.ensure_future(j.put("response", "s", "pending", 0, "h", "soon"))
+        await asyncio.sleep(0)
+        assert j.get("response", "s", "pending", 0, "h") == "soon"
+        await task
+        # A putter cancelled while waiting does not un-record its row.
+        task = asyncio.ensure_future(j.put("response", "s", "cancelled", 0, "h", "kept"))
+        await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.sleep(0.01)
+        assert other.execute("SELECT COUNT(*) FROM records WHERE item_id='cancelled'").fetchone()[0] == 1
+        # WAL with synchronous=NORMAL: a commit survives the process being killed (not power loss).
+        assert j.db.execute("PRAGMA synchronous").fetchone()[0] == 1
+        j.close()
+
+    asyncio.run(main())
     other.close()
-    j.close()
     again = Journal(path)
     assert again.get("response", "s", "q", 0, "h") == [1, 2, 3] and again.hits == 1 and again.writes == 0
     again.close()
 
 
-def test_the_journal_can_be_used_from_another_thread_and_counts_every_hit(tmp_path):
-    import threading
+def test_more_rows_than_a_batch_in_one_tick_commit_early(tmp_path):
+    from kodcode_async.journal import BATCH_ROWS
 
-    path = str(tmp_path / "j.sqlite")
-    j = Journal(path)
-    assert j.path == path
-    errors = []
+    async def main():
+        j = Journal(str(tmp_path / "j.sqlite"))
+        await asyncio.gather(*(j.put("verdict", "s", f"q{i}", 0, "h", i) for i in range(2 * BATCH_ROWS + 1)))
+        assert j.count("verdict") == 2 * BATCH_ROWS + 1 and j.commits == 3
+        j.close()
 
-    def other() -> None:
-        try:
-            j.put("response", "s", "q", 1, "h", "from a thread")
-        except Exception as e:  # noqa: BLE001
-            errors.append(e)
-
-    t = threading.Thread(target=other)
-    t.start()
-    t.join()
-    assert errors == []
-    for _ in range(3):
-        assert j.get("response", "s", "q", 1, "h") == "from a thread"
-    assert j.hits == 3
-    # WAL with synchronous=NORMAL: a commit survives the process being killed (not power loss).
-    assert j.db.execute("PRAGMA synchronous").fetchone()[0] == 1
-    j.close()
+    asyncio.run(main())

@@ -3,7 +3,7 @@
 import pytest
 
 from kodcode_async.parsing import ParseError, build_test_info, extract_final_code, parse_solution_and_test
-from kodcode_async.stages.style import check_stub, names_tests_import
+from kodcode_async.stages.style import check_stub
 
 
 def test_tagged_sections_with_fences():
@@ -13,10 +13,10 @@ def test_tagged_sections_with_fences():
     assert p.test.startswith("from solution import *\n") and "def test_f" in p.test
 
 
-def test_explicit_import_is_kept_without_a_star_import():
+def test_an_explicit_import_is_kept_after_the_star_import():
     p = parse_solution_and_test("<|Solution Begin|>\ndef f(): pass\n<|Solution End|>\n<|Test Begin|>\n"
                                 "from solution import f\ndef test_f():\n    f()\n<|Test End|>")
-    assert p.test.startswith("from solution import f")
+    assert p.test == "from solution import *\n\nfrom solution import f\ndef test_f():\n    f()\n"
 
 
 def test_missing_closing_fence_and_missing_end_tag():
@@ -36,7 +36,7 @@ def test_plain_fenced_blocks_with_prose():
     text = ("Here is the code:\n```python\ndef g(x):\n    return x\n```\nAnd the tests:\n```python\n"
             "from solution import g\n\ndef test_g():\n    assert g(1) == 1\n```\nDone.")
     p = parse_solution_and_test(text)
-    assert p.solution.startswith("def g") and p.test.startswith("from solution import g")
+    assert p.solution.startswith("def g") and p.test.startswith("from solution import *\n\nfrom solution import g")
 
 
 @pytest.mark.parametrize("text", ["", "no code at all", "```python\ndef f(): pass\n```"])
@@ -64,12 +64,14 @@ def test_build_test_info_describes_the_functions_the_tests_use():
     assert info["function_declaration"] == "def f(x):"
 
 
-def test_style_stub_checks():
-    names = names_tests_import("from solution import add\n")
-    assert check_stub('def add(a, b):\n    """Add two numbers."""\n', names) == ""
-    assert "signature mismatch" in check_stub('def plus(a, b):\n    """Add."""\n', names)
-    assert "no docstring" in check_stub("def add(a, b):\n    pass\n", names)
-    assert "does not parse" in check_stub("def add(:\n", names)
+def test_style_stub_static_checks_name_the_check_that_failed():
+    sol, test = "def add(a, b):\n    return a + b\n", "from solution import add\n\ndef test_a():\n    add(1, 2)\n"
+    assert check_stub('def add(a, b):\n    """Add.\n\n    >>> add(1, 2)\n    3\n    """\n', sol, test)[0] is None
+    assert check_stub('def plus(a, b):\n    """Add."""\n', sol, test)[0][0] == "signature"
+    assert check_stub('def add(a, b=1):\n    """Add."""\n', sol, test)[0][0] == "signature"
+    assert check_stub("def add(a, b):\n    pass\n", sol, test)[0][0] == "examples"
+    assert check_stub("def add(:\n", sol, test)[0] == ("parse", "stub does not parse: invalid syntax (line 1)")
+    assert check_stub("x = 1\n", sol, test)[0] == ("parse", "stub declares no function or class")
 
 
 # ---- exact outputs, one behaviour each ---------------------------------------------------
@@ -87,7 +89,7 @@ def test_section_code_keeps_indentation_and_inner_whitespace_exactly():
 def test_unfenced_section_is_taken_as_code_with_its_indentation():
     p = parse_solution_and_test("<|Solution Begin|>\n\n  y = 1  \n\n<|Solution End|>\n<|Test Begin|>\n"
                                 "from solution import y\n\n\n  \n<|Test End|>")
-    assert p.solution == "  y = 1  \n" and p.test == "from solution import y\n\n\n  \n"
+    assert p.solution == "  y = 1  \n" and p.test == "from solution import *\n\nfrom solution import y\n\n\n  \n"
 
 
 def test_several_blocks_in_one_section_are_joined_with_a_blank_line_and_prose_dropped():
@@ -119,7 +121,7 @@ def test_a_section_ends_at_its_end_tag_or_at_the_next_begin_tag_or_at_the_end():
 def test_python_fence_tags_are_accepted(tag):
     p = parse_solution_and_test(f"```{tag}\ndef g():\n    return 1\n```\n```{tag}\nfrom solution import g\n"
                                 "def test_g():\n    assert g() == 1\n```")
-    assert p.solution == "def g():\n    return 1\n" and p.test.startswith("from solution import g\n")
+    assert p.solution == "def g():\n    return 1\n" and p.test.startswith("from solution import *\n\nfrom solution import g\n")
 
 
 @pytest.mark.parametrize("tag", ["bash", "text", "json"])
@@ -238,3 +240,16 @@ def test_tagged_fenced_code_ending_in_x_and_a_test_block_that_does_not_start_wit
     p = parse_solution_and_test("```python\nimport pytest\n\ndef test_first():\n    assert f() == 1\n```\n"
                                 "```python\ndef f():\n    return 1\n```")
     assert p.solution == "def f():\n    return 1\n"
+
+
+def test_tests_always_start_with_the_star_import_as_kodcode_writes_them():
+    """A test that uses a module the solution imported (math) only works with the star import."""
+    from kodcode_async.parsing import with_solution_import
+
+    named = "from solution import area\n\ndef test_area():\n    assert area(1) == math.pi\n"
+    assert with_solution_import(named) == "from solution import *\n\n" + named
+    already = "from solution import *\n\ndef test_a():\n    pass\n"
+    assert with_solution_import(already) == already
+    future = "from __future__ import annotations\nimport pytest\n\ndef test_a():\n    pass\n"
+    assert with_solution_import(future) == ("from __future__ import annotations\nfrom solution import *\n"
+                                            "import pytest\n\ndef test_a():\n    pass\n")

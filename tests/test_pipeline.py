@@ -7,12 +7,7 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import DATA, ROOT, read_jsonl
-
-
-def run_cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "kodcode_async.cli", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=timeout)
+from tests.conftest import DATA, ROOT, read_jsonl, run_cli, server_stats, start_test_server, write_add_questions
 
 
 def test_demo_run_labels_difficulty_and_resumes_without_new_requests(tmp_path, isolated):
@@ -158,39 +153,10 @@ def test_real_kodcode_responses_give_reference_like_pass_at_k(tmp_path, isolated
     assert ours == expected == {1: 12, 2: 14, 3: 19}
 
 
-def _write_add_questions(tmp_path, n):
-    from kodcode_async.stages.solutions import USER_TEMPLATE
-
-    questions = tmp_path / "q.jsonl"
-    answers = tmp_path / "answers.jsonl"
-    with open(questions, "w") as q, open(answers, "w") as a:
-        for i in range(n):
-            text = f"Write add{i}(a, b) returning a + b + {i}."
-            q.write(json.dumps({"question_id": f"k{i:03d}", "question": text}) + "\n")
-            sol = f"def add{i}(a, b):\n    return a + b + {i}\n"
-            test = f"from solution import add{i}\n\ndef test_add():\n    assert add{i}(1, 2) == {3 + i}\n"
-            resp = (f"<|Solution Begin|>\n```python\n{sol}```\n<|Solution End|>\n<|Test Begin|>\n```python\n{test}"
-                    "```\n<|Test End|>")
-            a.write(json.dumps({"user": USER_TEMPLATE.format(question=text), "seed": 0, "response": resp}) + "\n")
-    return questions, answers
-
-
-def _server(answers, delay=0.0):
-    proc = subprocess.Popen([sys.executable, "-m", "tests.openai_server", "--answers", str(answers),
-                             "--delay", str(delay)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    return proc, proc.stdout.readline().strip()
-
-
-def _server_stats(url):
-    import urllib.request
-
-    return json.loads(urllib.request.urlopen(url.replace("/v1", "/stats")).read())
-
-
 def test_kill_9_mid_run_then_resume_loses_nothing_and_repeats_no_request(tmp_path, isolated):
     n = 30
-    questions, answers = _write_add_questions(tmp_path, n)
-    server, url = _server(answers)
+    questions, answers = write_add_questions(tmp_path, n)
+    server, url = start_test_server(answers)
     try:
         out = tmp_path / "run"
         cmd = [sys.executable, "-m", "kodcode_async.cli", "run", "--input", str(questions), "--out", str(out),
@@ -213,7 +179,7 @@ def test_kill_9_mid_run_then_resume_loses_nothing_and_repeats_no_request(tmp_pat
         rows = read_jsonl(verified)
         ids = [row["question_id"] for row in rows]
         assert sorted(ids) == [f"k{i:03d}" for i in range(n)]  # none lost, none duplicated
-        stats = _server_stats(url)
+        stats = server_stats(url)
         # Every completion the server produced was journaled before use, except those cut off by
         # the kill while in flight: at most --workers of them can be asked twice.
         assert n <= stats["requests"] <= n + 4
@@ -226,8 +192,8 @@ def test_kill_9_mid_run_then_resume_loses_nothing_and_repeats_no_request(tmp_pat
 
 def test_sigint_stops_gracefully_and_the_same_command_resumes(tmp_path, isolated):
     n = 20
-    questions, answers = _write_add_questions(tmp_path, n)
-    server, url = _server(answers, delay=0.3)
+    questions, answers = write_add_questions(tmp_path, n)
+    server, url = start_test_server(answers, delay=0.3)
     try:
         out = tmp_path / "run"
         cmd = [sys.executable, "-m", "kodcode_async.cli", "run", "--input", str(questions), "--out", str(out),
@@ -248,7 +214,7 @@ def test_sigint_stops_gracefully_and_the_same_command_resumes(tmp_path, isolated
         assert r.returncode == 0, r.stderr
         ids = sorted(row["question_id"] for row in read_jsonl(out / "verified.jsonl"))
         assert ids == [f"k{i:03d}" for i in range(n)]
-        assert _server_stats(url)["requests"] <= n + 2  # at most the two cut off in flight
+        assert server_stats(url)["requests"] <= n + 2  # at most the two cut off in flight
     finally:
         server.terminate()
         server.wait()
