@@ -5,10 +5,11 @@ core) answers after a fixed latency and serves at most `--cap` requests at once,
 server's batch. It integrates its in-flight count over time, so saturation = mean in flight / cap.
 
 Measured in one run, side by side:
-* the engine (bounded queues, `--workers` LLM workers, trivial verify stage) through the real
-  OpenAI backend over HTTP;
+* the engine (a chain: one stage asking the real OpenAI backend over HTTP with `--workers` items at
+  once, then a trivial stage);
 * the peers' way: send `--workers` requests, `asyncio.gather` them, then the next batch;
-* peak RSS of streaming N small items through the engine with trivial stages, for growing N.
+* peak RSS of streaming N small items through a three-stage chain (map, fan-out 1:1, stream), for
+  growing N. The whole `kodcode-async run` command is measured by benchmarks/run_command.py.
 
 Usage: python benchmarks/engine_overhead.py [--requests 20000] [--workers 256] [--cap 256] [--latency 0.05]
 """
@@ -31,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from kodcode_async.backends.base import Request  # noqa: E402
 from kodcode_async.backends.openai import OpenAIBackend, OpenAIConfig  # noqa: E402
-from kodcode_async.engine import Engine  # noqa: E402
+from kodcode_async.engine import Chain  # noqa: E402
 
 # ---- the capped server (runs in a child process) --------------------------------------------
 
@@ -51,6 +52,7 @@ def serve(cap: int, latency: float) -> None:
         state["in_flight"] += delta
 
     async def chat(request: web.Request) -> web.Response:
+        state.setdefault("first", time.monotonic())
         await request.read()
         async with slots:
             tick(+1)
@@ -59,16 +61,19 @@ def serve(cap: int, latency: float) -> None:
             finally:
                 tick(-1)
         state["requests"] += 1
+        state["last_answer"] = time.monotonic()
         return web.Response(body=body, content_type="application/json")
 
     async def stats(_: web.Request) -> web.Response:
         tick(0)
         return web.json_response({"requests": state["requests"], "busy": state["busy"],
-                                  "elapsed": time.monotonic() - state["start"]})
+                                  "elapsed": time.monotonic() - state["start"], "first": state.get("first"),
+                                  "last_answer": state.get("last_answer")})
 
     async def reset(_: web.Request) -> web.Response:
         tick(0)
         state.update(busy=0.0, requests=0, start=time.monotonic(), last=time.monotonic())
+        state.pop("first", None)
         return web.json_response({})
 
     async def main() -> None:
@@ -97,22 +102,24 @@ def _run(coro):  # noqa: ANN001, ANN202
 
 # ---- clients --------------------------------------------------------------------------------
 
-class HttpFlow:
-    def __init__(self, backend: OpenAIBackend) -> None:
-        self.backend = backend
+class Ask:
+    """One request per item, `concurrency` items at once."""
 
-    def admit(self, i: int) -> list[int]:
-        return [i]
+    name = "ask"
 
-    async def generate(self, i: int) -> int:
+    def __init__(self, backend: OpenAIBackend, concurrency: int) -> None:
+        self.backend, self.concurrency = backend, concurrency
+
+    async def process(self, i: int) -> int:
         await self.backend.generate(_request(i))
         return i
 
-    async def verify(self, i: int) -> int:
-        return i
 
-    def settle(self, i: int) -> tuple[list[int], int]:
-        return [], i
+class Pass:
+    name, concurrency = "pass", 4
+
+    async def process(self, i: int) -> int:
+        return i
 
 
 def _request(i: int) -> Request:
@@ -141,9 +148,7 @@ async def measure(port: int, n: int, workers: int, cap: int, way: str) -> dict:
                 nonlocal done
                 done += 1
 
-            engine = Engine(HttpFlow(backend), llm_workers=workers, verify_workers=4,
-                            max_items_in_flight=workers * 2)
-            await engine.run(range(n), sink)
+            await Chain([Ask(backend, workers), Pass()]).run(range(n), sink)
         else:
             for start in range(0, n, workers):
                 await asyncio.gather(*(backend.generate(_request(i)) for i in range(start, min(n, start + workers))))
@@ -157,18 +162,26 @@ async def measure(port: int, n: int, workers: int, cap: int, way: str) -> dict:
 
 # ---- memory against input size (each size in a fresh process) -------------------------------
 
-class NullFlow:
-    def admit(self, i: int) -> list[int]:
-        return [i]
+class Map:
+    name, concurrency = "map", 128
 
-    async def generate(self, i: int) -> int:
-        return i
+    async def process(self, i: int) -> dict:
+        return {"id": i, "row": "x" * 64}
 
-    async def verify(self, i: int) -> int:
-        return i
 
-    def settle(self, i: int) -> tuple[list[int], int]:
-        return [], i
+class FanOne:
+    name, concurrency = "fan", 64
+
+    async def process(self, item: dict):  # noqa: ANN201
+        yield item
+
+
+class Stream:
+    name, concurrency = "stream", 1
+
+    async def process_stream(self, items):  # noqa: ANN001, ANN201
+        async for item in items:
+            yield item
 
 
 def rss_child(n: int) -> None:
@@ -179,7 +192,7 @@ def rss_child(n: int) -> None:
         count += 1
 
     async def main() -> None:
-        await Engine(NullFlow(), llm_workers=128, verify_workers=8).run(range(n), sink)
+        await Chain([Map(), FanOne(), Stream()]).run(range(n), sink)
 
     t = time.perf_counter()
     _run(main())

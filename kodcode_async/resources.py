@@ -80,11 +80,14 @@ class SandboxClient:
     """`await sandbox.verify(stage, item_id, attempt, job)` -> Verdict, from the pool's workers.
 
     A `sandbox_error` verdict (the pool could not run the job twice) is not journaled: a resumed
-    run tries it again."""
+    run tries it again. `started`, when given, is the pool's start-up, still under way: jobs wait
+    for it (so the LLM side gets going while the workers warm up); if it fails, its error is
+    raised to every job."""
 
-    def __init__(self, pool: SandboxPool, journal: Journal) -> None:
+    def __init__(self, pool: SandboxPool, journal: Journal, started: asyncio.Future | None = None) -> None:
         self.pool = pool
         self.journal = journal
+        self.started = started
         self.jobs = 0  # run this run
         self.replayed = 0
         self.statuses: Counter[str] = Counter()
@@ -98,6 +101,8 @@ class SandboxClient:
         if cached is not None:
             self.replayed += 1
             return msgspec.convert(cached, Verdict)
+        if self.started is not None and not self.started.done():
+            await asyncio.shield(self.started)
         self.jobs += 1
         verdict = await self.pool.verify(job)
         self.statuses[verdict.status] += 1

@@ -13,6 +13,7 @@ verdicts come from the journal.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections import Counter
@@ -235,102 +236,146 @@ async def execute(config: RunConfig, backend: Backend, *, sft_backend: Backend |
     """Run (or resume) `config` into its run directory; returns the report also written to stats.json.
 
     Rows come from `items` when given, else from `config.input_path`. `on_item(item, file)` sees
-    each finished item with the file its row went to. Raises RunDirMismatch before anything is
-    written when the directory belongs to another configuration; SandboxUnavailable and
-    BackendDead (inside an ExceptionGroup) when the run cannot go on at all. Items whose LLM
-    request failed for good are left unfinished: counted in `report.unfinished`, never written.
+    each finished item with the file its row went to. Before anything is written: raises
+    SandboxUnavailable when isolation cannot be set up, RunDirMismatch when the directory belongs
+    to another configuration. Later, SandboxUnavailable and BackendDead arrive inside an
+    ExceptionGroup when the run cannot go on at all. Items whose LLM request failed for good are
+    left unfinished: counted in `report.unfinished`, never written.
     """
-    started = time.monotonic()
+    pool = SandboxPool(config.sandbox)
+    pool.check_isolation()  # no isolation, no run: refused before anything is created
     run_dir = RunDir(config.out_dir)
     run_dir.claim(fingerprint(config), config.new_run)
-    report = RunReport(RunStats(config.solve.max_attempts), model=config.solve.model_name)
-    journal = Journal(run_dir.file(JOURNAL))
+    run = _Run(config, run_dir, backend, sft_backend, pool, on_progress, on_item)
     try:
-        limiter = Limiter(getattr(backend, "max_in_flight", config.workers))
-        llm = LLMClient(backend, journal, limiter, config.solve.model_name)
-        sft_llm = llm if sft_backend is None and config.sft_model_name in ("", config.solve.model_name) else \
-            LLMClient(sft_backend or backend, journal, limiter, config.sft_model_name)
-        async with SandboxPool(config.sandbox) as pool:
-            sandbox = SandboxClient(pool, journal)
-            # Items per stage: enough that every LLM slot can be busy, and every sandbox worker.
-            stages = build_stages(config, llm, sft_llm, sandbox, max(limiter.limit, pool.size * 2))
-            chain = Chain(stages, item_errors=(LLMRequestError,))
-            final_file = stages[-1].output
-            drop_files = {s.name: s.drop_file for s in stages}
-            # Earlier runs: what is finished, and which side rows exist (written once per item).
-            done: set[str] = set()
-            for name in {final_file, *drop_files.values()}:
-                ids = run_dir.recover(name)
-                done |= ids
-                report.existing[name] = len(ids)
-            side_files = [f for s in stages for f in (getattr(s, "accepted_file", None),
-                                                      getattr(s, "rejected_file", None),
-                                                      getattr(s, "conversations_file", None)) if f]
-            side_done = {f: run_dir.recover(f) for f in side_files}
-            report.existing.update({f: len(ids) for f, ids in side_done.items()})
-            for name in {final_file, drop_files.get("solutions", "")} - {""}:
-                for row in run_dir.rows(name):
-                    report.dataset.add(row)
-            report.resumed_items = len(done)
-            total = None if items is not None else count_rows(config.input_path) - len(done)
-
-            async def write_item(item: Item, name: str) -> None:
-                for side_name, row in item.side:
-                    if item.id not in side_done.get(side_name, ()):
-                        await run_dir.writer(side_name).write(row)
-                        report.files[side_name] += 1
-                await run_dir.writer(name).write(item.row)
-                report.files[name] += 1
-                report.dataset.add(item.row)
-                if on_item is not None:
-                    await on_item(item, name)
-
-            async def sink(item: Item) -> None:
-                await write_item(item, final_file)
-
-            async def on_drop(stage: str, item: Item, dropped: Dropped) -> None:
-                await write_item(item, drop_files[stage])
-
-            def on_unfinished(stage: str, item: Item, error: BaseException) -> None:
-                report.unfinished[f"{stage}: {getattr(error, 'kind', type(error).__name__)}"] += 1
-                if len(report.unfinished_examples) < 20:
-                    report.unfinished_examples.append({"question_id": item.id, "stage": stage, "error": str(error)})
-
-            timeline = Timeline(chain, limiter, sandbox)
-
-            def snapshot() -> dict:
-                return {"elapsed_s": time.monotonic() - started, "total": total, "finished": sum(report.files[f] for f in
-                        {final_file, *drop_files.values()}), "stages": [s.as_dict() for s in chain.stats],
-                        "llm": _llm_stats([llm, sft_llm], stages), "sandbox": _sandbox_stats(sandbox),
-                        "unfinished": sum(report.unfinished.values()), "isolation": pool.isolation}
-
-            last_checkpoint = [time.monotonic()]
-
-            def on_tick() -> None:
-                timeline.maybe_sample()
-                if on_progress is not None:
-                    on_progress(snapshot())
-                if time.monotonic() - last_checkpoint[0] > CHECKPOINT_S:
-                    last_checkpoint[0] = time.monotonic()
-                    _fill(report, chain, timeline, [llm, sft_llm], stages, sandbox, started)
-                    run_dir.write_stats({"checkpoint": True, **report.as_dict()})
-
-            rejected = report.rejected_rows
-            source = read_items(items if items is not None else config.input_path, stages[0].read_item, done, rejected)
-            await chain.run(source, sink, on_drop=on_drop, on_unfinished=on_unfinished, on_tick=on_tick, tick_s=0.5)
-            timeline.sample()
-            if on_progress is not None:
-                on_progress(snapshot())
-            _fill(report, chain, timeline, [llm, sft_llm], stages, sandbox, started)
-            report.sandbox["isolation"] = pool.isolation
+        async with asyncio.TaskGroup() as tg:
+            # The workers warm up while the first LLM requests are out; jobs wait for them.
+            starting = tg.create_task(pool.start())
+            try:
+                await run.run(items if items is not None else config.input_path, starting)
+            finally:
+                if not starting.done():
+                    starting.cancel()
+                await pool.close()
     finally:
         await run_dir.close()
-        journal.close()
+        run.journal.close()
+    report = run.report
     report.complete = not report.unfinished
-    report.stages = [s.as_dict() for s in chain.stats]
     run_dir.write_stats(report.as_dict())
     run_dir.write_manifest(report.complete, sum(report.unfinished.values()))
     return report
+
+
+class _Run:
+    """The state of one execute(): clients, stages, the chain and what has been written."""
+
+    def __init__(self, config: RunConfig, run_dir: RunDir, backend: Backend, sft_backend: Backend | None,
+                 pool: SandboxPool, on_progress: Progress | None,
+                 on_item: Callable[[Item, str], Awaitable[None]] | None) -> None:
+        self.started = time.monotonic()
+        self.config, self.run_dir, self.pool = config, run_dir, pool
+        self.on_progress, self.on_item = on_progress, on_item
+        self.report = RunReport(RunStats(config.solve.max_attempts), model=config.solve.model_name)
+        self.journal = Journal(run_dir.file(JOURNAL))
+        self.limiter = Limiter(getattr(backend, "max_in_flight", config.workers))
+        self.llm = LLMClient(backend, self.journal, self.limiter, config.solve.model_name)
+        separate = sft_backend is not None or config.sft_model_name not in ("", config.solve.model_name)
+        self.sft_llm = LLMClient(sft_backend or backend, self.journal, self.limiter,
+                                 config.sft_model_name) if separate else self.llm
+        self.side_done: dict[str, set[str]] = {}
+        self.total: int | None = None
+        self.last_checkpoint = time.monotonic()
+
+    async def run(self, source: str | Iterable[dict] | AsyncIterable[dict], starting: asyncio.Future) -> None:
+        self.sandbox = SandboxClient(self.pool, self.journal, starting)
+        # Items per stage: enough that every LLM slot can be busy, and every sandbox worker.
+        self.stages = build_stages(self.config, self.llm, self.sft_llm, self.sandbox,
+                                   max(self.limiter.limit, self.pool.size * 2))
+        self.chain = Chain(self.stages, item_errors=(LLMRequestError,))
+        self.final_file = self.stages[-1].output
+        self.drop_files = {s.name: s.drop_file for s in self.stages}
+        done = self._recover()
+        if isinstance(source, str):
+            self.total = count_rows(source) - len(done)
+        self.timeline = Timeline(self.chain, self.limiter, self.sandbox)
+        items = read_items(source, self.stages[0].read_item, done, self.report.rejected_rows)
+        await self.chain.run(items, self.sink, on_drop=self.on_drop, on_unfinished=self.on_unfinished,
+                             on_tick=self.on_tick, tick_s=0.5)
+        self.timeline.sample()
+        if self.on_progress is not None:
+            self.on_progress(self.snapshot())
+        self._fill()
+
+    def _recover(self) -> set[str]:
+        """What earlier runs finished (their rows count in the totals) and which side rows exist."""
+        report, run_dir = self.report, self.run_dir
+        done: set[str] = set()
+        for name in {self.final_file, *self.drop_files.values()}:
+            ids = run_dir.recover(name)
+            done |= ids
+            report.existing[name] = len(ids)
+        side_files = [f for s in self.stages for f in (getattr(s, "accepted_file", None),
+                                                       getattr(s, "rejected_file", None),
+                                                       getattr(s, "conversations_file", None)) if f]
+        self.side_done = {f: run_dir.recover(f) for f in side_files}
+        report.existing.update({f: len(ids) for f, ids in self.side_done.items()})
+        for name in {self.final_file, self.drop_files.get("solutions", "")} - {""}:
+            for row in run_dir.rows(name):
+                report.dataset.add(row)
+        report.resumed_items = len(done)
+        return done
+
+    async def write_item(self, item: Item, name: str) -> None:
+        """Side rows first (once per item), then the item's own row: that row marks it finished."""
+        report = self.report
+        for side_name, row in item.side:
+            if item.id not in self.side_done.get(side_name, ()):
+                await self.run_dir.writer(side_name).write(row)
+                report.files[side_name] += 1
+        await self.run_dir.writer(name).write(item.row)
+        report.files[name] += 1
+        report.dataset.add(item.row)
+        if self.on_item is not None:
+            await self.on_item(item, name)
+
+    async def sink(self, item: Item) -> None:
+        await self.write_item(item, self.final_file)
+
+    async def on_drop(self, stage: str, item: Item, dropped: Dropped) -> None:
+        await self.write_item(item, self.drop_files[stage])
+
+    def on_unfinished(self, stage: str, item: Item, error: BaseException) -> None:
+        report = self.report
+        report.unfinished[f"{stage}: {getattr(error, 'kind', type(error).__name__)}"] += 1
+        if len(report.unfinished_examples) < 20:
+            report.unfinished_examples.append({"question_id": item.id, "stage": stage, "error": str(error)})
+
+    def snapshot(self) -> dict:
+        """What the progress view shows."""
+        finished = sum(self.report.files[f] for f in {self.final_file, *self.drop_files.values()})
+        return {"elapsed_s": time.monotonic() - self.started, "total": self.total, "finished": finished,
+                "stages": [s.as_dict() for s in self.chain.stats], "llm": _llm_stats([self.llm, self.sft_llm],
+                                                                                   self.stages),
+                "sandbox": _sandbox_stats(self.sandbox), "unfinished": sum(self.report.unfinished.values()),
+                "isolation": self.pool.isolation}
+
+    def on_tick(self) -> None:
+        self.timeline.maybe_sample()
+        if self.on_progress is not None:
+            self.on_progress(self.snapshot())
+        if time.monotonic() - self.last_checkpoint > CHECKPOINT_S:
+            self.last_checkpoint = time.monotonic()
+            self._fill()
+            self.run_dir.write_stats({"checkpoint": True, **self.report.as_dict()})
+
+    def _fill(self) -> None:
+        report = self.report
+        report.stages = [s.as_dict() for s in self.chain.stats]
+        report.timeline = list(self.timeline.samples)
+        report.llm = _llm_stats([self.llm, self.sft_llm], self.stages)
+        report.sandbox = {**_sandbox_stats(self.sandbox), "isolation": self.pool.isolation}
+        report.wall_s = time.monotonic() - self.started
 
 
 def _llm_stats(clients: list[LLMClient], stages: list) -> dict:
@@ -349,15 +394,6 @@ def _sandbox_stats(sandbox: SandboxClient) -> dict:
     return {"jobs": sandbox.jobs, "replayed": sandbox.replayed, "statuses": dict(sandbox.statuses),
             "busy": sandbox.busy, "workers": sandbox.size, "flaky": sandbox.pool.flaky,
             "restarts": getattr(sandbox.pool, "restarts", 0)}
-
-
-def _fill(report: RunReport, chain: Chain, timeline: Timeline, clients: list[LLMClient], stages: list,
-          sandbox: SandboxClient, started: float) -> None:
-    report.stages = [s.as_dict() for s in chain.stats]
-    report.timeline = list(timeline.samples)
-    report.llm = _llm_stats(clients, stages)
-    report.sandbox = {**report.sandbox, **_sandbox_stats(sandbox)}
-    report.wall_s = time.monotonic() - started
 
 
 class Timeline:

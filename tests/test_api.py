@@ -50,3 +50,26 @@ def test_pipeline_api_without_isolation_on_benign_answers(tmp_path):
     assert got["q0"]["gpt_pass_sequence"] == [1, 1, 1] and got["q0"]["gpt_difficulty"] == "easy"
     assert got["q1"]["gpt_pass_sequence"] == [0, 1, 1] and got["q1"]["gpt_difficulty"] == "medium"
     assert got["q1"]["chosen_trial"] == "trial_1"
+
+
+def test_a_cli_run_resumed_through_the_api_asks_nothing_again(tmp_path, isolated):
+    """The API and the CLI go through one run function: same options, same run, same journal keys
+    (the SFT model's name included), so the API finds everything the CLI recorded."""
+    from kodcode_async.stages.sft import SFTOptions
+    from sandbox import Limits
+    from tests.conftest import run_cli
+
+    out = tmp_path / "run"
+    r = run_cli("run", "--config", "examples/demo.toml", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    for name in ("verified.jsonl", "failed.jsonl", "sft.jsonl", "verified_complete.jsonl", "style_rejected.jsonl"):
+        (out / name).unlink()  # only the journal is left: every answer must come from it
+    limits = Limits(wall_s=5.0, memory_mb=2048)
+    backend = make_backend("recorded", recorded_path=str(ROOT / "examples" / "recorded.jsonl"))
+    pipeline = Pipeline(backend, solve=SolveOptions(attempts=3, max_attempts=5, model_name="recorded-demo",
+                                                    limits=limits),
+                        sandbox=SandboxConfig(workers=2), style=True, sft=SFTOptions(n=2, nickname="r1", limits=limits),
+                        sft_model_name="recorded-demo")
+    report = asyncio.run(pipeline.run_to(str(out), str(ROOT / "examples" / "questions.jsonl"))).as_dict()
+    assert report["llm_requests_this_run"] == 0 and report["sandbox_jobs_this_run"] == 0
+    assert report["verified"] == 4 and report["sft_conversations"] == 3 and report["style_converted"] == 3

@@ -158,9 +158,11 @@ class FakeAsyncLLM:
     async def generate(self, prompt, sampling_params, request_id):
         self.prompts.append(prompt)
         self.params.append(sampling_params)
+        final_only = sampling_params.output_kind.name == "FINAL_ONLY"
         for i in range(3):
             await asyncio.sleep(self.delay)
-            yield FakeRequestOutput([f"partial{i}"] * sampling_params.n, finished=False)
+            if not final_only:  # vLLM's default: an output at every step
+                yield FakeRequestOutput([f"partial{i}"] * sampling_params.n, finished=False)
         yield FakeRequestOutput(["final"] * sampling_params.n, finished=True)
 
     async def abort(self, request_id):
@@ -175,6 +177,7 @@ def test_vllm_backend_with_fake_engine_returns_final_output_and_applies_chat_tem
     backend = VLLMBackend(VLLMConfig(model="m", max_num_seqs=8), engine=engine)
     out = asyncio.run(backend.generate(REQ))
     assert out.texts == ["final"] and engine.prompts == ["<user>hi<assistant>"]
+    assert engine.params[-1].output_kind.name == "FINAL_ONLY"  # no per-token copies waking the loop
     assert backend.max_in_flight == 10
     from kodcode_async.backends import Sampling
 

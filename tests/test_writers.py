@@ -57,3 +57,17 @@ def test_write_json_atomic_replaces_whole_files(tmp_path):
     write_json_atomic(str(p), {"b": [1, 2]})
     assert p.read_text() == '{\n  "b": [\n    1,\n    2\n  ]\n}'  # indented for people reading stats.json
     assert sorted(os.listdir(tmp_path)) == ["stats.json"]
+
+
+def test_rows_of_one_tick_go_out_in_one_write_and_each_write_returns_after_it(tmp_path):
+    p = tmp_path / "v.jsonl"
+
+    async def main():
+        w = JsonlWriter(str(p))
+        await asyncio.gather(*(w.write({"question_id": i}) for i in range(500)))
+        assert w.writes == 1 and len(p.read_bytes().splitlines()) == 500  # on disk when write returned
+        await w.write({"question_id": "last"})
+        assert w.writes == 2 and p.read_bytes().endswith(b'{"question_id":"last"}\n')
+        await w.close()
+
+    asyncio.run(main())

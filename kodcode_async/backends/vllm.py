@@ -43,10 +43,14 @@ def make_engine(config: VLLMConfig):  # noqa: ANN201 - vllm types are optional
 
 
 def _sampling_params(request: Request):  # noqa: ANN202
-    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind, SamplingParams
 
     s = request.sampling
-    return SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed)
+    # FINAL_ONLY: one output per request. vLLM's default (CUMULATIVE) builds a detokenised copy of
+    # every sequence at every step and wakes this loop for it: at 256 sequences that starves the
+    # loop (benchmarks/vllm_output_kind.py measures both).
+    return SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed,
+                          output_kind=RequestOutputKind.FINAL_ONLY)
 
 
 def _engine_dead_type() -> type[BaseException]:
