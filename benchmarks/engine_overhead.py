@@ -41,9 +41,9 @@ def serve(cap: int, latency: float) -> None:
 
     state = {"in_flight": 0, "busy": 0.0, "last": time.monotonic(), "requests": 0, "start": time.monotonic()}
     slots = asyncio.Semaphore(cap)
-    body = json.dumps({"id": "x", "object": "chat.completion", "choices": [
+    body = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": [
         {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 1}}).encode()
+        "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}}).encode()
 
     def tick(delta: int) -> None:
         now = time.monotonic()

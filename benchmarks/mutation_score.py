@@ -5,7 +5,7 @@ modules are the test selection), then scores each target and lists every survivi
 its diff, so each one can be explained or killed.
 
 Targets: the verdict mapping (sandbox/verdict.py), the stdin comparison rules (sandbox/stdio.py),
-difficulty and chosen trial (kodcode_async/stages/solutions.py: difficulty, SolveStage.row,
+difficulty and chosen trial (kodcode_async/stages/solutions.py: difficulty, kodcode_row,
 SolveOptions), the journal (kodcode_async/journal.py), the parser (kodcode_async/parsing.py) and
 the writers' recovery (kodcode_async/writers.py). Functions of those files outside the targets
 (the solve stage's request/parse/settle, exercised end to end by the pipeline tests) are listed
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {
     "sandbox.verdict": None,  # None: every function of the module
     "sandbox.stdio": None,
-    "kodcode_async.stages.solutions": {"x_difficulty", "xǁSolveStageǁrow", "xǁSolveOptionsǁ__post_init__"},
+    "kodcode_async.stages.solutions": {"x_difficulty", "x_kodcode_row", "xǁSolveOptionsǁ__post_init__"},
     "kodcode_async.journal": None,
     "kodcode_async.parsing": None,
     "kodcode_async.writers": None,

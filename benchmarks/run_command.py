@@ -11,7 +11,7 @@ Side by side in the same run:
   busy slot-seconds / (cap x the command's wall time);
 * the engine alone (benchmarks/engine_overhead.py's chain over the same backend, no journal,
   no writers), the ceiling for the whole command;
-* optionally bespokelabs-curator (`--curator`, if importable), the peer, on the same server.
+* optionally bespokelabs-curator (`--curator-python`), the peer, on the same server and requests.
 
 Usage: python benchmarks/run_command.py [--questions 10000] [--attempts 3] [--workers 256] [--cap 256]
 """
@@ -66,13 +66,23 @@ def run_command(port: int, questions: int, attempts: int, workers: int, cap: int
             "startup_s": st["first"] - m0, "shutdown_s": m1 - st["last_answer"]}
 
 
-def run_curator(port: int, n: int, workers: int, cap: int) -> dict | None:
-    try:
-        from bespokelabs import curator  # noqa: F401
-    except ImportError:
-        return None
+def run_curator(python: str, port: int, n: int, workers: int, cap: int) -> dict | None:
+    # tiktoken's encoding files cannot be downloaded here (no network); curator only uses them to
+    # estimate tokens for its rate limiter, so a whitespace count stands in.
     script = f"""
 import os, time
+import tiktoken
+
+
+class _Words:
+    name = "words"
+
+    def encode(self, text, *args, **kwargs):
+        return text.split()
+
+
+tiktoken.get_encoding = lambda *a, **k: _Words()
+tiktoken.encoding_for_model = lambda *a, **k: _Words()
 os.environ.setdefault("OPENAI_API_KEY", "x")
 os.environ["CURATOR_DISABLE_RICH_DISPLAY"] = "1"
 from bespokelabs import curator
@@ -86,8 +96,8 @@ llm([f"question {{i}}" for i in range({n})])
     with tempfile.TemporaryDirectory(prefix="kodcode-curator-") as tmp:
         server_stats(port, reset=True)
         t0 = time.perf_counter()
-        r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                           env={**os.environ, "CURATOR_CACHE_DIR": tmp, "HF_DATASETS_CACHE": tmp})
+        r = subprocess.run([python, "-c", script], capture_output=True, text=True,
+                           env={**os.environ, "CURATOR_CACHE_DIR": tmp, "HF_DATASETS_CACHE": tmp, "TELEMETRY_ENABLED": "False"})
         wall = time.perf_counter() - t0
         st = server_stats(port)
     if r.returncode != 0:
@@ -104,7 +114,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=256)
     ap.add_argument("--cap", type=int, default=256)
     ap.add_argument("--latency", type=float, default=0.05)
-    ap.add_argument("--curator", action="store_true", help="also run bespokelabs-curator if it is installed")
+    ap.add_argument("--curator-python", help="an interpreter with bespokelabs-curator installed (e.g. a venv's "
+                    "bin/python): also run the peer on the same server")
     args = ap.parse_args()
     n = args.questions * args.attempts
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
@@ -116,8 +127,8 @@ def main() -> None:
         rows = [run_command(port, args.questions, args.attempts, args.workers, args.cap)]
         engine = _run(measure(port, n, args.workers, args.cap, "engine"))
         rows.append({**engine, "way": "engine alone"})
-        if args.curator:
-            cur = run_curator(port, n, args.workers, args.cap)
+        if args.curator_python:
+            cur = run_curator(args.curator_python, port, n, args.workers, args.cap)
             if cur is not None:
                 rows.append(cur)
     finally:

@@ -115,7 +115,7 @@ class OpenAIBackend:
     async def _send(self, url: str, body: dict, chat: bool) -> Completion:
         self.requests_sent += 1
         try:
-            async with self._client().post(url, json=body) as resp:
+            async with self._client().post(url, data=orjson.dumps(body)) as resp:  # Content-Type is a session header
                 raw = await resp.read()
                 if resp.status == 429:
                     wait = _retry_after_s(resp.headers.get("Retry-After"))
