@@ -309,12 +309,25 @@ def print_summary(out: str, stats: dict) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from kodcode_async.export import ExportError, export
 
+    token = None
+    if args.push_to_hub:
+        token = os.environ.get("HF_TOKEN")
+        if not token:
+            try:
+                from huggingface_hub import get_token
+
+                token = get_token()  # a token saved by `huggingface-cli login`
+            except ImportError:
+                token = None
     try:
-        path = export(args.run_dir, args.format, args.output)
+        result = export(args.run_dir, args.format, args.output, style=args.style, nick=args.nick,
+                        push_to_hub=args.push_to_hub, private=args.private, token=token)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {path}")
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"wrote {result.rows} rows to {result.path}")
     return 0
 
 
@@ -384,10 +397,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--sft-nickname", help="column prefix for SFT results, e.g. r1 -> r1_pass_sequence")
     r.set_defaults(func=cmd_run)
 
-    e = sub.add_parser("export", help="write the run's dataset as jsonl, parquet or verl parquet")
-    e.add_argument("run_dir")
-    e.add_argument("--format", choices=["jsonl", "parquet", "verl"], default="parquet")
-    e.add_argument("-o", "--output", help="output file (default: RUN_DIR/export/<name>)")
+    e = sub.add_parser("export", help="write the run's dataset with KodCode-V1's column types",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    e.add_argument("run_dir", help="a run directory (`run --out`), finished or not")
+    e.add_argument("--format", choices=["parquet", "jsonl", "verl", "hf"], default="parquet",
+                   help="parquet/jsonl: KodCode-V1's types; verl: verl's RL parquet; hf: a `datasets` folder")
+    e.add_argument("-o", "--output", help="output path (default: RUN_DIR/export/dataset.<format>)")
+    e.add_argument("--style", choices=["all", "instruct", "complete"], default="all",
+                   help="which rows: instruct (verified.jsonl), complete (verified_complete.jsonl) or both, "
+                   "told apart by the `style` column")
+    e.add_argument("--nick", default="gpt4o", help="trial keys are trial_<nick>_<k>, as in KodCode-V1")
+    e.add_argument("--push-to-hub", metavar="REPO", help="with --format hf: also push to this Hub dataset "
+                   "repository (token from HF_TOKEN or `huggingface-cli login`)")
+    e.add_argument("--private", action="store_true", help="with --push-to-hub: a private repository")
     e.set_defaults(func=cmd_export)
     return p
 
