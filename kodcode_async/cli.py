@@ -107,8 +107,36 @@ RUN_DEFAULTS = {
     "timeout": 30.0, "memory_mb": 2048, "sandbox_workers": 0, "isolation": "bwrap", "request_timeout": 600.0,
     "max_retries": 5, "start_at": "", "stop_after": "", "new_run": False, "input": "", "out": "",
     "style": False, "sft_n": 0, "sft_backend": "", "sft_model": "", "sft_base_url": "", "sft_recorded": "",
-    "sft_nickname": "r1", "block_imports": "", "flaky_reruns": 0,
+    "sft_nickname": "r1", "block_imports": "", "flaky_reruns": 0, "seed": 0, "prompts": "", "limit": 0,
+    "log_level": "", "log_file": "", "quiet": False,
 }
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def setup_logging(level: str, log_file: str, quiet: bool) -> None:
+    """Logs go to --log-file when given (default level info), else to the terminal (default warning);
+    the terminal never gets less than warnings when a file takes the logs, and only errors with --quiet."""
+    import logging
+
+    file_level = getattr(logging, (level or "info").upper())
+    term_level = getattr(logging, (level or "warning").upper())
+    if log_file:
+        term_level = max(term_level, logging.WARNING)
+    if quiet:
+        term_level = logging.ERROR
+    root = logging.getLogger()
+    root.handlers.clear()
+    root.setLevel(min(file_level if log_file else term_level, term_level))
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    terminal = logging.StreamHandler(sys.stderr)
+    terminal.setLevel(term_level)
+    terminal.setFormatter(fmt)
+    root.addHandler(terminal)
+    if log_file:
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler.setLevel(file_level)
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
 
 
 def load_config(path: str | None) -> dict:
@@ -132,6 +160,8 @@ def load_config(path: str | None) -> dict:
             value = float(value)
         if not isinstance(value, want) or isinstance(value, bool) != (want is bool):
             raise SystemExit(f"error: {path}: {key} must be {want.__name__}, got {type(value).__name__}")
+        if k == "log_level" and value and value not in LOG_LEVELS:
+            raise SystemExit(f"error: {path}: log-level must be one of {', '.join(LOG_LEVELS)}, not {value!r}")
         if k == "isolation" and value not in ("bwrap", "none"):
             raise SystemExit(f"error: {path}: isolation must be \"bwrap\" (the default) or \"none\" "
                              f"(no isolation, asked for by name), not {value!r}")
@@ -142,6 +172,7 @@ def load_config(path: str | None) -> dict:
 def cmd_run(args: argparse.Namespace) -> int:
     from kodcode_async.backends import BackendDead, make_backend
     from kodcode_async.progress import Progress
+    from kodcode_async.prompts import load_prompts
     from kodcode_async.run import RunConfig, execute
     from kodcode_async.rundir import RunDirMismatch
     from kodcode_async.stages.sft import SFTOptions
@@ -162,7 +193,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         ("--memory-mb", o.memory_mb, "non-negative"), ("--sandbox-workers", o.sandbox_workers, "non-negative"),
         ("--request-timeout", o.request_timeout, "positive"), ("--max-retries", o.max_retries, "non-negative"),
         ("--max-tokens", o.max_tokens, "positive"), ("--sft-n", o.sft_n, "non-negative"),
-        ("--flaky-reruns", o.flaky_reruns, "non-negative"), ("--temperature", o.temperature, "non-negative")])
+        ("--flaky-reruns", o.flaky_reruns, "non-negative"), ("--temperature", o.temperature, "non-negative"),
+        ("--limit", o.limit, "non-negative"), ("--seed", o.seed, "non-negative")])
     if problem:
         print(problem, file=sys.stderr)
         return 2
@@ -176,14 +208,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: the run directory {o.out} exists and is a file", file=sys.stderr)
         return 2
     try:
+        prompts = load_prompts(o.prompts or None)
         solve = SolveOptions(attempts=o.attempts, max_attempts=o.max_attempts, temperature=o.temperature,
                              max_tokens=o.max_tokens, model_name=o.model or o.backend,
-                             limits=Limits(wall_s=o.timeout, memory_mb=o.memory_mb))
-        sft = SFTOptions(n=o.sft_n, nickname=o.sft_nickname, limits=solve.limits) if o.sft_n > 0 else None
+                             limits=Limits(wall_s=o.timeout, memory_mb=o.memory_mb), seed=o.seed)
+        sft = SFTOptions(n=o.sft_n, nickname=o.sft_nickname, limits=solve.limits, seed=o.seed) if o.sft_n > 0 else None
         config = RunConfig(input_path=o.input, out_dir=o.out, workers=o.workers, solve=solve,
                            sandbox=_sandbox_config(o, o.sandbox_workers), style=o.style, sft=sft,
                            sft_model_name=o.sft_model or o.model or o.backend, start_at=o.start_at or None,
-                           stop_after=o.stop_after or None, new_run=o.new_run)
+                           stop_after=o.stop_after or None, new_run=o.new_run, prompts=prompts,
+                           limit=o.limit or None)
         api_key = os.environ.get(o.api_key_env) if o.api_key_env else None
         backend = make_backend(o.backend, model=o.model, base_url=o.base_url, api_key=api_key,
                                recorded_path=o.recorded, workers=o.workers, timeout_s=o.request_timeout,
@@ -193,12 +227,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             sft_backend = make_backend(o.sft_backend, model=o.sft_model, base_url=o.sft_base_url or o.base_url,
                                        api_key=api_key, recorded_path=o.sft_recorded or o.recorded,
                                        workers=o.workers, timeout_s=o.request_timeout, max_retries=o.max_retries)
-    except (ValueError, BackendDead) as e:
+    except (ValueError, BackendDead) as e:  # PromptError is a ValueError
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        setup_logging(o.log_level, o.log_file, o.quiet)
+    except OSError as e:
+        print(f"error: cannot open the log file {o.log_file}: {e.strerror or e}", file=sys.stderr)
         return 2
     if o.isolation == "none":
         print(NO_ISOLATION_WARNING, file=sys.stderr)
-    progress = Progress("items", interval=10.0)
+    progress = Progress("items", interval=10.0, enabled=not o.quiet)
 
     def on_progress(snap: dict) -> None:
         progress.done = snap["finished"]
@@ -240,7 +279,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     progress.close()
     stats = report.as_dict()
-    print_summary(o.out, stats)
+    if not o.quiet:
+        print_summary(o.out, stats)
     if o.isolation == "none":
         print(NO_ISOLATION_WARNING, file=sys.stderr)
     if report.unfinished:
@@ -394,7 +434,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--sft-model", help="reasoning model name")
     r.add_argument("--sft-base-url", help="base URL of the reasoning model's server (default: --base-url)")
     r.add_argument("--sft-recorded", help="recorded responses for the reasoning model (default: --recorded)")
-    r.add_argument("--sft-nickname", help="column prefix for SFT results, e.g. r1 -> r1_pass_sequence")
+    r.add_argument("--sft-nickname", help="column prefix for SFT results, e.g. r1 -> r1_pass_sequence (default r1)")
+    r.add_argument("--seed", type=int, help="base seed: attempt k samples with seed + k (default 0; part of the "
+                   "run's fingerprint)")
+    r.add_argument("--prompts", metavar="DIR", help="a folder with any of the stages' templates (solutions.system.txt, "
+                   "solutions.user.txt, style.user.txt, sft.user.txt) to use instead of ours; their hash is in "
+                   "every row's metadata")
+    r.add_argument("--limit", type=int, metavar="N", help="only the first N input rows (default: all)")
+    r.add_argument("--log-level", choices=LOG_LEVELS, help="log level (default: warning on the terminal, "
+                   "info in --log-file)")
+    r.add_argument("--log-file", help="write logs to this file (the terminal keeps the progress view and warnings)")
+    r.add_argument("--quiet", action="store_true", default=None,
+                   help="no progress view and no summary; only warnings and errors")
     r.set_defaults(func=cmd_run)
 
     e = sub.add_parser("export", help="write the run's dataset with KodCode-V1's column types",

@@ -11,12 +11,13 @@ class Progress:
     """Call `update()` as often as you like; it redraws at most every `interval` seconds."""
 
     def __init__(self, title: str, total: int | None = None, interval: float = 5.0,
-                 render: Callable[[], str] | None = None, stream=None) -> None:  # noqa: ANN001
+                 render: Callable[[], str] | None = None, stream=None, enabled: bool = True) -> None:  # noqa: ANN001
+        self.enabled = enabled
         self.title = title
         self.total = total
         self.done = 0
         self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
+        self.tty = enabled and self.stream.isatty()
         self.interval = 0.2 if self.tty else interval
         self.render = render
         self.start = time.monotonic()
@@ -44,6 +45,8 @@ class Progress:
 
     def update(self, advance: int = 0, force: bool = False) -> None:
         self.done += advance
+        if not self.enabled:
+            return
         now = time.monotonic()
         if not force and now - self._last < self.interval:
             return

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
@@ -27,15 +28,18 @@ from kodcode_async.backends import Backend, LLMRequestError
 from kodcode_async.engine import Chain, Dropped, aiter_items
 from kodcode_async.journal import Journal
 from kodcode_async.jsonl import count_rows, iter_lines
+from kodcode_async.prompts import DEFAULT as DEFAULT_PROMPTS
+from kodcode_async.prompts import Prompts
 from kodcode_async.resources import Limiter, LLMClient, SandboxClient
 from kodcode_async.rundir import JOURNAL, RunDir
-from kodcode_async.stages import sft as sft_stage
-from kodcode_async.stages import solutions, style
+from kodcode_async.stages import style
 from kodcode_async.stages.base import BadRow, Item
 from kodcode_async.stages.sft import SFTOptions, SFTStage
 from kodcode_async.stages.solutions import SolveOptions, SolveStage
 from kodcode_async.stages.style import StyleStage
 from sandbox.pool import SandboxConfig, SandboxPool
+
+log = logging.getLogger("kodcode_async.run")
 
 STAGES = ("solutions", "style", "sft")  # in chain order; a config turns some of them on
 TIMELINE_S = 2.0  # seconds between timeline samples (doubled whenever the timeline fills up)
@@ -56,6 +60,8 @@ class RunConfig:
     start_at: str | None = None  # a stage name; None = the first stage that is on
     stop_after: str | None = None  # a stage name; None = the last stage that is on
     new_run: bool = False  # a directory of another configuration: move its files aside and start again
+    prompts: Prompts = DEFAULT_PROMPTS  # the stages' templates (--prompts DIR)
+    limit: int | None = None  # only the first N input rows (--limit)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -90,14 +96,15 @@ def fingerprint(config: RunConfig) -> dict:
         fp["solutions"] = {"model": s.model_name, "attempts": s.attempts, "max_attempts": s.max_attempts,
                            "temperature": s.temperature, "max_tokens": s.max_tokens, "seed": s.seed,
                            "coverage": s.coverage,
-                           "prompt": _hash(solutions.SYSTEM_PROMPT, solutions.USER_TEMPLATE)}
+                           "prompt": config.prompts.stage_hash("solutions")}
     if "style" in names:
-        fp["style"] = {"model": s.model_name, "prompt": _hash(style.PROMPT, style.DOCTEST_MODULE)}
+        fp["style"] = {"model": s.model_name, "prompt": config.prompts.stage_hash("style"),
+                       "doctest": _hash(style.DOCTEST_MODULE)}
     if "sft" in names and config.sft is not None:
         o = config.sft
         fp["sft"] = {"model": config.sft_model_name, "n": o.n, "nickname": o.nickname, "temperature": o.temperature,
                      "max_tokens": o.max_tokens, "seed": o.seed, "limits": msgspec.to_builtins(o.limits),
-                     "prompt": _hash(sft_stage.PROMPT)}
+                     "prompt": config.prompts.stage_hash("sft")}
     fp["sandbox"] = {"limits": msgspec.to_builtins(s.limits), "flaky_reruns": config.sandbox.flaky_reruns,
                      "blocked_imports": list(config.sandbox.blocked_imports)}
     return fp
@@ -181,12 +188,15 @@ class RunReport:
 
 
 def read_items(source: str | Iterable[dict] | AsyncIterable[dict], read_item: Callable[[object, int], Item],
-               skip: set[str], rejected: list[dict]):  # noqa: ANN201 - an async iterator of Items
-    """Items from a JSONL path or from rows; bad rows go to `rejected` with a reason (never silently)."""
+               skip: set[str], rejected: list[dict], limit: int | None = None):  # noqa: ANN201 - async iterator
+    """Items from a JSONL path or from rows (the first `limit` rows when given); bad rows go to
+    `rejected` with a reason (never silently)."""
 
     async def rows() -> AsyncIterable[tuple[int, object]]:
         if isinstance(source, str):
-            for lineno, line in iter_lines(source):
+            for n, (lineno, line) in enumerate(iter_lines(source)):
+                if limit is not None and n >= limit:
+                    return
                 try:
                     yield lineno, orjson.loads(line)
                 except orjson.JSONDecodeError as e:
@@ -194,6 +204,8 @@ def read_items(source: str | Iterable[dict] | AsyncIterable[dict], read_item: Ca
         else:
             n = 0
             async for row in aiter_items(source):
+                if limit is not None and n >= limit:
+                    return
                 n += 1
                 yield n, row
 
@@ -219,9 +231,9 @@ def build_stages(config: RunConfig, llm: LLMClient, sft_llm: LLMClient, sandbox:
                  concurrency: int) -> list:
     """The run's stages, in order, each given the clients it asks."""
     make = {
-        "solutions": lambda: SolveStage(config.solve, llm, sandbox, concurrency),
-        "style": lambda: StyleStage(llm, sandbox, concurrency, config.solve.limits),
-        "sft": lambda: SFTStage(config.sft or SFTOptions(), sft_llm, sandbox, concurrency),
+        "solutions": lambda: SolveStage(config.solve, llm, sandbox, concurrency, config.prompts),
+        "style": lambda: StyleStage(llm, sandbox, concurrency, config.solve.limits, config.prompts),
+        "sft": lambda: SFTStage(config.sft or SFTOptions(), sft_llm, sandbox, concurrency, config.prompts),
     }
     return [make[name]() for name in config.stage_names()]
 
@@ -297,15 +309,25 @@ class _Run:
         self.drop_files = {s.name: s.drop_file for s in self.stages}
         done = self._recover()
         if isinstance(source, str):
-            self.total = count_rows(source) - len(done)
+            rows = count_rows(source)
+            self.total = max(0, min(rows, self.config.limit if self.config.limit is not None else rows) - len(done))
         self.timeline = Timeline(self.chain, self.limiter, self.sandbox)
-        items = read_items(source, self.stages[0].read_item, done, self.report.rejected_rows)
+        log.info("run %s: stages %s, %s items to do, %d finished earlier, %d LLM requests in flight at most, "
+                 "%d sandbox workers (%s)", self.run_dir.path, " -> ".join(s.name for s in self.stages),
+                 "?" if self.total is None else self.total, len(done), self.limiter.limit, self.pool.size,
+                 self.pool.isolation)
+        items = read_items(source, self.stages[0].read_item, done, self.report.rejected_rows, self.config.limit)
         await self.chain.run(items, self.sink, on_drop=self.on_drop, on_unfinished=self.on_unfinished,
                              on_tick=self.on_tick, tick_s=0.5)
         self.timeline.sample()
         if self.on_progress is not None:
             self.on_progress(self.snapshot())
         self._fill()
+        r = self.report
+        log.info("run %s: %d rows written this run %s, %d unfinished, %d LLM requests (%d replayed), "
+                 "%d sandbox jobs (%d replayed), %.1f s", self.run_dir.path, sum(r.files.values()), dict(r.files),
+                 sum(r.unfinished.values()), r.llm.get("requests", 0), r.llm.get("replayed", 0),
+                 r.sandbox.get("jobs", 0), r.sandbox.get("replayed", 0), r.wall_s)
 
     def _recover(self) -> set[str]:
         """What earlier runs finished (their rows count in the totals) and which side rows exist."""
@@ -350,6 +372,7 @@ class _Run:
         report.unfinished[f"{stage}: {getattr(error, 'kind', type(error).__name__)}"] += 1
         if len(report.unfinished_examples) < 20:
             report.unfinished_examples.append({"question_id": item.id, "stage": stage, "error": str(error)})
+        log.warning("%s: %s unfinished, left for a resumed run: %s", stage, item.id, error)
 
     def snapshot(self) -> dict:
         """What the progress view shows."""

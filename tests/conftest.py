@@ -102,7 +102,7 @@ def run_cli(*args, timeout=300):
 
 def write_add_questions(tmp_path, n, attempts=1):
     """n questions and, for the test server, a passing answer to each for attempts 0..attempts-1."""
-    from kodcode_async.stages.solutions import USER_TEMPLATE
+    from kodcode_async.prompts import DEFAULT
 
     questions = tmp_path / "q.jsonl"
     answers = tmp_path / "answers.jsonl"
@@ -115,7 +115,7 @@ def write_add_questions(tmp_path, n, attempts=1):
             resp = (f"<|Solution Begin|>\n```python\n{sol}```\n<|Solution End|>\n<|Test Begin|>\n```python\n{test}"
                     "```\n<|Test End|>")
             for seed in range(attempts):
-                a.write(json.dumps({"user": USER_TEMPLATE.format(question=text), "seed": seed, "response": resp})
+                a.write(json.dumps({"user": DEFAULT.solutions_user.format(question=text), "seed": seed, "response": resp})
                         + "\n")
     return questions, answers
 

@@ -40,3 +40,69 @@ def test_missing_input_is_a_clear_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "kodcode_async.cli", "verify", str(tmp_path / "nope.jsonl"), "-o",
                         str(tmp_path / "out.jsonl")], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and "input file not found" in r.stderr
+
+
+def test_run_help_states_every_default_and_the_full_example_lists_every_key():
+    import tomllib
+
+    from kodcode_async.cli import RUN_DEFAULTS, load_config
+
+    run = build_parser()._subparsers._group_actions[0].choices["run"]
+    for action in run._actions:
+        key = action.dest
+        if key in RUN_DEFAULTS and RUN_DEFAULTS[key] not in ("", False):
+            assert "default" in (action.help or ""), f"--{key.replace('_', '-')} does not state its default"
+    with open(ROOT / "examples" / "full.toml", "rb") as f:
+        keys = {k.replace("-", "_") for k in tomllib.load(f)}
+    assert keys == set(RUN_DEFAULTS), keys ^ set(RUN_DEFAULTS)
+    load_config(str(ROOT / "examples" / "full.toml"))  # valid as written
+
+
+def test_limit_seed_prompts_log_file_and_quiet(tmp_path, isolated):
+    import json
+
+    from tests.conftest import read_jsonl, run_cli
+
+    out = tmp_path / "run"
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    (prompts / "solutions.user.txt").write_text("Solve this, with pytest tests:\n{question}\n")
+    log = tmp_path / "run.log"
+    r = run_cli("run", "--config", "examples/demo.toml", "--out", str(out), "--limit", "2", "--seed", "7",
+                "--prompts", str(prompts), "--log-file", str(log), "--quiet", "--sft-n", "0")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "" and "items:" not in r.stderr  # quiet: no progress view, no summary
+    rows = read_jsonl(out / "verified.jsonl")  # both demo-001 and demo-002 pass: no failed.jsonl
+    assert sorted(row["question_id"] for row in rows) == ["demo-001", "demo-002"]  # --limit 2
+    from kodcode_async.prompts import load_prompts
+
+    want = load_prompts(str(prompts)).stage_hash("solutions")
+    assert want != load_prompts().stage_hash("solutions")
+    assert {row["metadata"]["prompt_hash"] for row in rows} == {want}
+    fingerprint = json.loads((out / "run.json").read_text())["fingerprint"]
+    assert fingerprint["solutions"]["seed"] == 7 and fingerprint["solutions"]["prompt"] == want
+    text = log.read_text()
+    assert "INFO kodcode_async.run: run " in text and "2 items to do" in text
+    assert "INFO" not in r.stderr  # the terminal gets warnings only when a file takes the logs
+    # Another seed is another configuration.
+    r = run_cli("run", "--config", "examples/demo.toml", "--out", str(out), "--limit", "2", "--seed", "8",
+                "--prompts", str(prompts), "--sft-n", "0")
+    assert r.returncode == 2 and "solutions.seed: 7 -> 8" in r.stderr
+    # Broken templates are refused before anything is created.
+    (prompts / "style.user.txt").write_text("Rewrite {question} as a stub.\n")
+    never = tmp_path / "never"
+    r = run_cli("run", "--config", "examples/demo.toml", "--out", str(never), "--prompts", str(prompts))
+    assert r.returncode == 2 and "style.user.txt must use the placeholders ['name', 'question', 'solution']" in r.stderr
+    (prompts / "style.user.txt").unlink()
+    (prompts / "solution.user.txt").write_text("{question}")
+    r = run_cli("run", "--config", "examples/demo.toml", "--out", str(never), "--prompts", str(prompts))
+    assert r.returncode == 2 and "unknown template solution.user.txt" in r.stderr and not never.exists()
+
+
+def test_every_attempt_samples_with_the_base_seed_plus_its_number():
+    from kodcode_async.stages.base import Item
+    from kodcode_async.stages.solutions import SolveOptions, SolveStage
+
+    stage = SolveStage(SolveOptions(seed=100), llm=None, sandbox=None, concurrency=1)
+    item = Item("q", {"question_id": "q", "question": "Write f.", "subset": "s"})
+    assert [stage.request(item, k).sampling.seed for k in range(3)] == [100, 101, 102]

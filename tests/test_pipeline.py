@@ -70,20 +70,22 @@ def test_demo_run_labels_difficulty_and_resumes_without_new_requests(tmp_path, i
     # Export to the trainers' formats, read back.
     import pyarrow.parquet as pq
 
-    assert run_cli("export", str(out), "--format", "verl").returncode == 0
+    assert run_cli("export", str(out), "--format", "verl", "--style", "instruct").returncode == 0
     verl = {r["extra_info"]["question_id"]: r for r in pq.read_table(out / "export" / "verl.parquet").to_pylist()}
     assert set(verl) == set(verified)
     for qid, row in verl.items():
         assert row["reward_model"] == {"style": "rule", "ground_truth": verified[qid]["test"]}
         assert row["prompt"] == [{"role": "user", "content": verified[qid]["question"]}]
         assert row["ability"] == "code" and row["extra_info"]["difficulty"] == verified[qid]["gpt_difficulty"]
-    assert run_cli("export", str(out), "--format", "parquet").returncode == 0
+    assert run_cli("export", str(out), "--format", "parquet", "--style", "instruct").returncode == 0
     exported = {r["question_id"]: r for r in pq.read_table(out / "export" / "dataset.parquet").to_pylist()}
     assert set(exported) == set(verified)
     for qid, row in exported.items():
         assert row["solution"] == verified[qid]["solution"] and row["test"] == verified[qid]["test"]
         assert row["gpt_pass_sequence"] == verified[qid]["gpt_pass_sequence"]
-        assert json.loads(row["trials"]) == verified[qid]["trials"]
+        for name, trial in verified[qid]["trials"].items():
+            published = row["trials"][name.replace("trial_", "trial_gpt4o_")]
+            assert published["test_result"] == trial["test_result"] and published["test_code"] == trial["test_code"]
 
 
 # Trials where our verdict differs from the reference's, each for the same reason: the reference's

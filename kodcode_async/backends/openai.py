@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections import Counter
@@ -13,6 +14,8 @@ import aiohttp
 import orjson
 
 from kodcode_async.backends.base import Completion, LLMRequestError, Request
+
+log = logging.getLogger("kodcode_async.backends.openai")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,8 @@ class OpenAIBackend:
                         raise LLMRequestError("rate_limited", f"still rate limited after {waited_429:.0f} s") from e
                     continue  # the shared cooldown is the backoff; it does not burn a retry
                 attempt += 1
+                log.info("request %s/%s/%d: %s (retry %d of %d)", request.stage, request.item_id, request.attempt, e,
+                         attempt, self.config.max_retries)
                 if attempt > self.config.max_retries:
                     raise LLMRequestError(e.kind, f"{e} (gave up after {self.config.max_retries} retries)") from e
                 delay = min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** (attempt - 1))

@@ -12,17 +12,13 @@ from dataclasses import dataclass
 
 from kodcode_async.backends import Request, Sampling
 from kodcode_async.parsing import extract_final_code
+from kodcode_async.prompts import DEFAULT as DEFAULT_PROMPTS
+from kodcode_async.prompts import Prompts
 from kodcode_async.resources import LLMClient, SandboxClient
 from kodcode_async.stages.base import Item, verified_item
 from sandbox import Job, Limits
 
 STAGE = "sft"
-
-PROMPT = """{question}
-
-Think it through, then give your final answer as one complete Python module in a ```python block
-(it will be saved as solution.py and tested)."""
-
 
 @dataclass(frozen=True, slots=True)
 class SFTOptions:
@@ -44,8 +40,11 @@ class SFTStage:
     read_item = staticmethod(verified_item)
     conversations_file = "sft.jsonl"
 
-    def __init__(self, options: SFTOptions, llm: LLMClient, sandbox: SandboxClient, concurrency: int) -> None:
+    def __init__(self, options: SFTOptions, llm: LLMClient, sandbox: SandboxClient, concurrency: int,
+                 prompts: Prompts = DEFAULT_PROMPTS) -> None:
         self.options = options
+        self.prompts = prompts
+        self.prompt_hash = prompts.stage_hash(STAGE)
         self.llm = llm
         self.sandbox = sandbox
         self.concurrency = concurrency
@@ -65,6 +64,7 @@ class SFTStage:
         seq = list(await asyncio.gather(*(check(i, c) for i, c in enumerate(codes))))
         chosen = next((i for i, ok in enumerate(seq) if ok), None)
         nick = o.nickname
+        row["metadata"] = {**row.get("metadata", {}), "sft_prompt_hash": self.prompt_hash}
         row.update({f"{nick}_pass_sequence": seq, f"{nick}_correctness": chosen is not None,
                     f"{nick}_response": texts[chosen] if chosen is not None else None,
                     f"{nick}_solution": codes[chosen] if chosen is not None else None})
@@ -74,7 +74,7 @@ class SFTStage:
 
     def request(self, item: Item) -> Request:
         return Request(stage=STAGE, item_id=item.id, attempt=0,
-                       messages=[{"role": "user", "content": PROMPT.format(question=item.row["question"])}],
+                       messages=[{"role": "user", "content": self.prompts.sft_user.format(question=item.row["question"])}],
                        sampling=Sampling(n=self.options.n, temperature=self.options.temperature,
                                          max_tokens=self.options.max_tokens, seed=self.options.seed))
 

@@ -15,37 +15,13 @@ from dataclasses import dataclass
 from kodcode_async.backends import Request, Sampling
 from kodcode_async.engine import Dropped
 from kodcode_async.parsing import ParseError, build_test_info, parse_solution_and_test
+from kodcode_async.prompts import DEFAULT as DEFAULT_PROMPTS
+from kodcode_async.prompts import Prompts
 from kodcode_async.resources import LLMClient, SandboxClient
 from kodcode_async.stages.base import Item, question_item
 from sandbox import Job, Limits
 
 STAGE = "solutions"
-
-SYSTEM_PROMPT = (
-    "You are a careful Python engineer. You answer a programming task with working code and a "
-    "pytest suite that proves it works."
-)
-
-USER_TEMPLATE = """Task:
-{question}
-
-Reply with exactly two sections and nothing else of substance:
-
-<|Solution Begin|>
-```python
-# the complete implementation, in a module that will be saved as solution.py
-```
-<|Solution End|>
-<|Test Begin|>
-```python
-# pytest tests in test_solution.py; import what you test with `from solution import ...`
-```
-<|Test End|>
-
-The tests must be deterministic, independent of each other, fast (well under a second each), and must
-not read files, use the network or need input. Cover ordinary cases, edge cases and invalid input where
-the task defines its behaviour."""
-
 
 @dataclass(frozen=True, slots=True)
 class SolveOptions:
@@ -82,8 +58,11 @@ class SolveStage:
     drop_file = "failed.jsonl"
     read_item = staticmethod(question_item)
 
-    def __init__(self, options: SolveOptions, llm: LLMClient, sandbox: SandboxClient, concurrency: int) -> None:
+    def __init__(self, options: SolveOptions, llm: LLMClient, sandbox: SandboxClient, concurrency: int,
+                 prompts: Prompts = DEFAULT_PROMPTS) -> None:
         self.options = options
+        self.prompts = prompts
+        self.prompt_hash = prompts.stage_hash(STAGE)
         self.llm = llm
         self.sandbox = sandbox
         self.concurrency = concurrency
@@ -98,7 +77,7 @@ class SolveStage:
         trials: list[dict] = list(first)  # type: ignore[arg-type]
         while not any(t["test_result"] == "Pass" for t in trials) and len(trials) < self.options.max_attempts:
             trials.append(await self.attempt(item, len(trials)))
-        item.row = kodcode_row(item.row, trials, self.options.model_name)
+        item.row = kodcode_row(item.row, trials, self.options.model_name, self.prompt_hash)
         return item if item.row["gpt_pass_trial_num"] > 0 else Dropped("fail", item)
 
     async def attempt(self, item: Item, k: int) -> dict:
@@ -117,14 +96,14 @@ class SolveStage:
                 "test_coverage": v.coverage}
 
     def request(self, item: Item, k: int) -> Request:
-        messages = [{"role": "system", "content": SYSTEM_PROMPT},
-                    {"role": "user", "content": USER_TEMPLATE.format(question=item.row["question"])}]
+        messages = [{"role": "system", "content": self.prompts.solutions_system},
+                    {"role": "user", "content": self.prompts.solutions_user.format(question=item.row["question"])}]
         sampling = Sampling(n=1, temperature=self.options.temperature, max_tokens=self.options.max_tokens,
                             seed=self.options.seed + k)
         return Request(stage=STAGE, item_id=item.id, attempt=k, messages=messages, sampling=sampling)
 
 
-def kodcode_row(question: dict, trials: list[dict], model_name: str) -> dict:
+def kodcode_row(question: dict, trials: list[dict], model_name: str, prompt_hash: str = "") -> dict:
     """The KodCode-V1 row for a question and its trials (in attempt order)."""
     seq = [1 if t["test_result"] == "Pass" else 0 for t in trials]
     passes = sum(seq)
@@ -146,5 +125,6 @@ def kodcode_row(question: dict, trials: list[dict], model_name: str) -> dict:
         "gpt_pass_percentage": round(passes / len(seq), 4) if seq else 0.0,
         "trials": {f"trial_{k}": t for k, t in enumerate(trials)},
         "chosen_trial": f"trial_{chosen}" if chosen is not None else None,
-        "metadata": {"model": model_name, "attempts": len(seq), **extra},
+        "metadata": {"model": model_name, "attempts": len(seq), **({"prompt_hash": prompt_hash} if prompt_hash else {}),
+                     **extra},
     }

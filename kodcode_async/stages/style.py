@@ -20,26 +20,13 @@ import re
 
 from kodcode_async.backends import Request, Sampling
 from kodcode_async.parsing import extract_final_code
+from kodcode_async.prompts import DEFAULT as DEFAULT_PROMPTS
+from kodcode_async.prompts import Prompts
 from kodcode_async.resources import LLMClient, SandboxClient
 from kodcode_async.stages.base import Item, verified_item
 from sandbox import Job, Limits
 
 STAGE = "style"
-
-PROMPT = """Turn this programming task into a code-completion task.
-
-Task:
-{question}
-
-Reference solution (do not reveal its body):
-```python
-{solution}
-```
-
-Write only the beginning of the module: the imports it needs, then the signature of `{name}` exactly as
-in the reference solution, followed by a docstring that explains what to implement, the parameters, the
-return value and two or three examples. No implementation body. Answer with one ```python block."""
-
 
 def names_tests_import(test: str) -> tuple[set[str], set[str]]:
     """(names the tests import from solution by name, every name the tests use)."""
@@ -166,7 +153,10 @@ class StyleStage:
     read_item = staticmethod(verified_item)
     accepted_file, rejected_file = "verified_complete.jsonl", "style_rejected.jsonl"
 
-    def __init__(self, llm: LLMClient, sandbox: SandboxClient, concurrency: int, limits: Limits | None = None) -> None:
+    def __init__(self, llm: LLMClient, sandbox: SandboxClient, concurrency: int, limits: Limits | None = None,
+                 prompts: Prompts = DEFAULT_PROMPTS) -> None:
+        self.prompts = prompts
+        self.prompt_hash = prompts.stage_hash(STAGE)
         self.llm = llm
         self.sandbox = sandbox
         self.concurrency = concurrency
@@ -194,7 +184,8 @@ class StyleStage:
         else:
             item.side.append((self.accepted_file, {
                 **row, "style": "complete", "question": stub,
-                "metadata": {**row.get("metadata", {}), "instruct_question": row["question"]}}))
+                "metadata": {**row.get("metadata", {}), "instruct_question": row["question"],
+                             "style_prompt_hash": self.prompt_hash}}))
         return item
 
     def request(self, item: Item) -> Request:
@@ -202,6 +193,6 @@ class StyleStage:
         named, used = names_tests_import(row.get("test") or "")
         declared = [i["function_name"] for i in row.get("test_info", [])]
         target = next((n for n in declared if n in used), declared[0] if declared else (sorted(named) or ["?"])[0])
-        prompt = PROMPT.format(question=row["question"], solution=row.get("solution") or "", name=target)
+        prompt = self.prompts.style_user.format(question=row["question"], solution=row.get("solution") or "", name=target)
         return Request(stage=STAGE, item_id=item.id, attempt=0,
                        messages=[{"role": "user", "content": prompt}], sampling=Sampling(n=1, temperature=0.2, seed=0))
