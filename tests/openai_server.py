@@ -43,7 +43,7 @@ def make_app(script: Script) -> web.Application:
         if fault == "400":
             return web.Response(status=400, text='{"error": "bad request"}')
         if fault == "slow":
-            await asyncio.sleep(30)
+            await asyncio.sleep(3)  # longer than the clients' 1 s timeout in the tests; short, so shutdown is quick
         if fault == "reset":
             request.transport.close()
             return web.Response(status=200)

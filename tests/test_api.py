@@ -7,14 +7,14 @@ import orjson
 from kodcode_async.api import Pipeline
 from kodcode_async.backends import make_backend
 from kodcode_async.stages.solutions import SolveOptions
-from sandbox import SandboxConfig
+from sandbox import Limits, SandboxConfig
 from tests.conftest import ROOT, read_jsonl
 
 
 def test_pipeline_run_streams_rows_from_an_async_loop(isolated):
     questions = read_jsonl(ROOT / "examples" / "questions.jsonl")
     backend = make_backend("recorded", recorded_path=str(ROOT / "examples" / "recorded.jsonl"))
-    pipeline = Pipeline(backend, solve=SolveOptions(attempts=3, max_attempts=5),
+    pipeline = Pipeline(backend, solve=SolveOptions(attempts=3, max_attempts=5, limits=Limits(wall_s=5)),
                         sandbox=SandboxConfig(workers=2), style=True)
 
     async def main():
