@@ -371,6 +371,35 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from kodcode_async.report import ReportError, write_report
+
+    try:
+        report = write_report(args.run_dir, args.output)
+    except ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if report.partial:
+        print("note: the run is unfinished; the report shows the rows written so far", file=sys.stderr)
+    print(f"wrote {report.html} and {len(report.figures)} figures beside it")
+    return 0
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from kodcode_async.report import ReportError, select
+
+    try:
+        result = select(args.run_dir, args.n, args.output, difficulty=_names(args.difficulty),
+                        subsets=_names(args.subsets), style=args.style, seed=args.seed)
+    except ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if result.rows < args.n:
+        print(f"note: only {result.rows} rows match; all of them were selected", file=sys.stderr)
+    print(f"wrote {result.rows} rows to {result.path} (per stratum: {result.report})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kodcode-async", description="Verifiable synthetic coding datasets, fast.")
     p.add_argument("--version", action="version", version=__version__)
@@ -462,6 +491,24 @@ def build_parser() -> argparse.ArgumentParser:
                    "repository (token from HF_TOKEN or `huggingface-cli login`)")
     e.add_argument("--private", action="store_true", help="with --push-to-hub: a private repository")
     e.set_defaults(func=cmd_export)
+
+    rp = sub.add_parser("report", help="draw a run as a self-contained HTML page of figures (PNGs beside it)",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    rp.add_argument("run_dir", help="a run directory (`run --out`), finished, running or interrupted")
+    rp.add_argument("-o", "--output", help="the HTML file (default: RUN_DIR/report/report.html)")
+    rp.set_defaults(func=cmd_report)
+
+    sp = sub.add_parser("select", help="a stratified sample of a run's verified rows (a light training subset)",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sp.add_argument("run_dir", help="a run directory (`run --out`)")
+    sp.add_argument("--n", type=int, required=True, help="rows to select (all of them when fewer match)")
+    sp.add_argument("--difficulty", default="", help="comma-separated labels to keep, e.g. hard,medium (default: all)")
+    sp.add_argument("--subsets", default="", help="comma-separated subsets to keep (default: all)")
+    sp.add_argument("--style", choices=["instruct", "complete", "all"], default="instruct",
+                    help="which rows: verified.jsonl, verified_complete.jsonl or both")
+    sp.add_argument("--seed", type=int, default=0, help="the sample's seed")
+    sp.add_argument("-o", "--output", required=True, help="output JSONL (a small report goes beside it)")
+    sp.set_defaults(func=cmd_select)
     return p
 
 

@@ -433,6 +433,7 @@ class Timeline:
         self._out = [0] * len(chain.stages)
         self._psutil = psutil
         psutil.cpu_percent(None)  # the first call only starts the measurement
+        self.sample()  # t = 0: where the run starts from
 
     def maybe_sample(self) -> None:
         if time.monotonic() - self._last >= self.every:
