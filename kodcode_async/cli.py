@@ -400,6 +400,54 @@ def cmd_select(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from kodcode_async.serve import ServeConfig, serve
+    from sandbox.pool import SandboxUnavailable
+
+    problem = _check_numbers([("--workers", args.workers, "positive"), ("--max-queue", args.max_queue, "non-negative"),
+                              ("--port", args.port, "non-negative")])
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    token = None
+    if args.token_env:
+        token = os.environ.get(args.token_env)
+        if not token:
+            print(f"error: --token-env {args.token_env}: that environment variable is empty or not set",
+                  file=sys.stderr)
+            return 2
+    config = ServeConfig(host=args.host, port=args.port, max_queue=args.max_queue, token=token,
+                         sandbox=_sandbox_config(args, args.workers))
+    if args.isolation == "none":
+        print(NO_ISOLATION_WARNING, file=sys.stderr)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not token:
+        print(f"warning: serving on {args.host} without --token-env: anyone who can reach it can run code in "
+              "the sandbox", file=sys.stderr)
+
+    def announce(port: int) -> None:
+        print(f"serving the sandbox on http://{args.host}:{port} ({config.sandbox.workers} workers, "
+              f"{args.max_queue} queued at most)", flush=True)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        await serve(config, on_ready=announce)
+
+    try:
+        _event_loop_runner()(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        return 0
+    except SandboxUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"error: cannot listen on {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kodcode-async", description="Verifiable synthetic coding datasets, fast.")
     p.add_argument("--version", action="version", version=__version__)
@@ -491,6 +539,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "repository (token from HF_TOKEN or `huggingface-cli login`)")
     e.add_argument("--private", action="store_true", help="with --push-to-hub: a private repository")
     e.set_defaults(func=cmd_export)
+
+    sv = sub.add_parser("serve", help="serve the sandbox over HTTP: SandboxFusion's /run_code, batch /verify",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sv.add_argument("--port", type=int, default=8080, help="port (0: any free port, printed at start)")
+    sv.add_argument("--workers", type=int, default=None, help="sandbox workers (default: one per core)")
+    sv.add_argument("--max-queue", type=int, default=64, help="jobs that may wait for a worker; more get 503")
+    sv.add_argument("--token-env", help="environment variable holding a bearer token that every request "
+                    "but /health must send")
+    sv.add_argument("--isolation", choices=["bwrap", "none"], default="bwrap",
+                    help="bwrap, or none (no isolation, asked for by name only)")
+    sv.add_argument("--block-imports", default="", help="comma-separated packages jobs may not import")
+    sv.add_argument("--flaky-reruns", type=int, default=0, help="rerun passing trials K times (see verify)")
+    sv.set_defaults(func=cmd_serve)
 
     rp = sub.add_parser("report", help="draw a run as a self-contained HTML page of figures (PNGs beside it)",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)

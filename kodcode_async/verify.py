@@ -57,6 +57,8 @@ def row_to_job(line: bytes, lineno: int, options: VerifyOptions) -> Job:
             cases = msgspec.convert(stdin_tests, list[StdinCase])
         except msgspec.ValidationError as e:
             raise BadRow(row_id, f"bad 'stdin_tests': {e} (want a list of {{input, output}} strings)") from None
+        if any(case.output is None for case in cases):
+            raise BadRow(row_id, "bad 'stdin_tests': every case needs an 'output' string")
         tol = row.get("float_tolerance")
         if tol is not None and not isinstance(tol, int | float):
             raise BadRow(row_id, "'float_tolerance' must be a number")

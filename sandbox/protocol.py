@@ -13,7 +13,7 @@ import struct
 
 import msgspec
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 # A frame larger than this is a broken or hostile worker, not a verdict.
 MAX_FRAME_BYTES = 64 * 1024 * 1024
@@ -40,7 +40,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
 
 class StdinCase(msgspec.Struct, frozen=True):
     input: str
-    output: str
+    output: str | None = None  # None: run only; the program's stdout/stderr become the job's (run_code)
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,0 +1,137 @@
+"""KodCode rewards for RL: the question's pytest tests are the reward (verl's custom reward function).
+
+    # verl config: custom_reward_function.path=<this file>, name=compute_score
+    #              (reward_kwargs: sandbox_url: http://127.0.0.1:8080 to use a running `serve`)
+    compute_score(data_source, solution_str, ground_truth, extra_info=None) -> {"score": 1.0 | 0.0, ...}
+
+The code is the last fenced Python block of the response (or the whole text when it has none);
+`ground_truth` is the test module our verl export writes. Without `sandbox_url`, a warm pool is
+started once per process, in a background thread with its own event loop, and reused by every
+call; with it, the batch goes to `serve`'s /verify (503s are waited out as Retry-After says).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import threading
+import time
+from collections.abc import Sequence
+
+import aiohttp
+import orjson
+
+from kodcode_async.parsing import extract_final_code
+from sandbox import Job, Limits, Verdict
+from sandbox.pool import SandboxConfig, SandboxPool
+
+DEFAULT_TIMEOUT_S = 10.0
+
+
+def extract_code(solution_str: str) -> str:
+    """The last fenced Python block of a response, or the whole text when there is none."""
+    return extract_final_code(solution_str or "") or (solution_str or "")
+
+
+def _result(v: Verdict) -> dict:
+    return {"score": 1.0 if v.status == "pass" else 0.0, "acc": v.status == "pass", "status": v.status,
+            "reason": v.reason[:500]}
+
+
+class _LocalPool:
+    """One warm pool per process, on its own event loop thread, for synchronous callers."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pool: SandboxPool | None = None
+
+    def pool(self, config: SandboxConfig) -> tuple[asyncio.AbstractEventLoop, SandboxPool]:
+        with self._lock:
+            if self._pool is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="kodcode-rewards", daemon=True).start()
+                pool = SandboxPool(config)
+                asyncio.run_coroutine_threadsafe(pool.start(), loop).result()
+                self._loop, self._pool = loop, pool
+                atexit.register(self.close)
+            return self._loop, self._pool  # type: ignore[return-value]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None and self._loop is not None:
+                asyncio.run_coroutine_threadsafe(self._pool.close(), self._loop).result(timeout=30)
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._pool = self._loop = None
+
+
+_LOCAL = _LocalPool()
+
+
+async def _score_with_pool(pool: SandboxPool, codes: Sequence[str], tests: Sequence[str], timeout_s: float) -> list[dict]:
+    jobs = [Job(id=str(i), solution=c, test=t, limits=Limits(wall_s=timeout_s), coverage=False)
+            for i, (c, t) in enumerate(zip(codes, tests))]
+    return [_result(v) for v in await asyncio.gather(*(pool.verify(j) for j in jobs))]
+
+
+async def _score_with_server(url: str, codes: Sequence[str], tests: Sequence[str], timeout_s: float,
+                             token: str | None) -> list[dict]:
+    rows = [{"id": str(i), "solution": c, "test": t} for i, (c, t) in enumerate(zip(codes, tests))]
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    results: dict[str, dict] = {}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        while True:
+            async with session.post(url.rstrip("/") + "/verify", params={"timeout": str(timeout_s), "coverage": "0"},
+                                    data=orjson.dumps(rows)) as resp:
+                if resp.status == 503:  # full: wait as told, then ask again
+                    await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
+                    continue
+                if resp.status != 200:
+                    raise RuntimeError(f"{url}/verify answered HTTP {resp.status}: {(await resp.text())[:300]}")
+                async for line in resp.content:
+                    if line.strip():
+                        row = orjson.loads(line)
+                        results[row["id"]] = {"score": 1.0 if row["status"] == "pass" else 0.0,
+                                              "acc": row["status"] == "pass", "status": row["status"],
+                                              "reason": str(row.get("reason", ""))[:500]}
+            break
+    return [results.get(str(i), {"score": 0.0, "acc": False, "status": "sandbox_error",
+                                 "reason": "no verdict came back"}) for i in range(len(rows))]
+
+
+async def acompute_score_batch(data_sources: Sequence[str], solution_strs: Sequence[str],
+                               ground_truths: Sequence[str], extra_infos: Sequence[dict | None] | None = None, *,
+                               sandbox_url: str | None = None, token: str | None = None,
+                               timeout_s: float = DEFAULT_TIMEOUT_S, pool: SandboxPool | None = None) -> list[dict]:
+    """Score many rollouts at once (async): one result dict per rollout, in order."""
+    del data_sources, extra_infos  # every KodCode row is scored the same way: by its tests
+    codes = [extract_code(s) for s in solution_strs]
+    if sandbox_url:
+        return await _score_with_server(sandbox_url, codes, ground_truths, timeout_s, token)
+    if pool is not None:
+        return await _score_with_pool(pool, codes, ground_truths, timeout_s)
+    async with SandboxPool(SandboxConfig()) as own:
+        return await _score_with_pool(own, codes, ground_truths, timeout_s)
+
+
+def compute_score_batch(data_sources: Sequence[str], solution_strs: Sequence[str], ground_truths: Sequence[str],
+                        extra_infos: Sequence[dict | None] | None = None, *, sandbox_url: str | None = None,
+                        token: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[dict]:
+    """Synchronous batch scoring (verl's batch reward manager): a running `serve`, or this process's pool."""
+    if sandbox_url:
+        return asyncio.run(acompute_score_batch(data_sources, solution_strs, ground_truths, extra_infos,
+                                                sandbox_url=sandbox_url, token=token, timeout_s=timeout_s))
+    loop, pool = _LOCAL.pool(SandboxConfig())
+    codes = [extract_code(s) for s in solution_strs]
+    return asyncio.run_coroutine_threadsafe(_score_with_pool(pool, codes, ground_truths, timeout_s), loop).result()
+
+
+def compute_score(data_source: str, solution_str: str, ground_truth: str, extra_info: dict | None = None, *,
+                  sandbox_url: str | None = None, token: str | None = None,
+                  timeout_s: float = DEFAULT_TIMEOUT_S) -> dict:
+    """verl's custom reward function: {"score": 1.0 when the question's tests pass, else 0.0, ...}."""
+    started = time.monotonic()
+    result = compute_score_batch([data_source], [solution_str], [ground_truth], [extra_info],
+                                 sandbox_url=sandbox_url, token=token, timeout_s=timeout_s)[0]
+    result["seconds"] = round(time.monotonic() - started, 3)
+    return result
