@@ -276,7 +276,9 @@ async def serve(config: ServeConfig, on_ready: Callable[[int], None] | None = No
     on the way out, stop both: jobs in flight are cancelled and their workers reaped."""
     async with SandboxPool(config.sandbox) as pool:
         server = SandboxServer(config, pool)
-        runner = web.AppRunner(server.app(), handler_cancellation=True, access_log=None)
+        # shutdown_timeout: on the way out, requests still running get 1 s, then are cancelled (their
+        # jobs killed); waiting out a 60 s job would make SIGTERM look like a hang.
+        runner = web.AppRunner(server.app(), handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, config.host, config.port, backlog=1024)
         await site.start()
