@@ -12,18 +12,91 @@ import random
 import sys
 
 import msgspec
+import pytest
 
 from sandbox.protocol import RESULT_FD, Collected, Done, TestEvent, TestOutcome, frame, write_all
 
+# pytest's machinery between a test function and its report. Code that replaces any of these
+# (a known reward hack: "make every report say passed") makes the job's passes untrustworthy.
+GUARDED = (
+    ("_pytest.python", "Function", "runtest"), ("_pytest.python", None, "pytest_pyfunc_call"),
+    ("_pytest.python", "Module", "collect"), ("_pytest.main", "Session", "perform_collect"),
+    ("_pytest.runner", "CallInfo", "from_call"), ("_pytest.runner", None, "call_and_report"),
+    ("_pytest.runner", None, "call_runtest_hook"), ("_pytest.runner", None, "runtestprotocol"),
+    ("_pytest.runner", None, "pytest_runtest_makereport"), ("_pytest.runner", None, "check_interactive_exception"),
+    ("_pytest.reports", "TestReport", "from_item_and_call"), ("_pytest.reports", "BaseReport", "passed"),
+    ("_pytest.reports", "BaseReport", "failed"), ("_pytest.reports", "BaseReport", "skipped"),
+    ("pluggy._callers", None, "_multicall"), ("pluggy._hooks", "HookCaller", "__call__"),
+)
+
+
+def _guarded_objects() -> dict[str, object]:
+    found = {}
+    for module, owner, name in GUARDED:
+        mod = sys.modules.get(module) or __import__(module, fromlist=["_"])
+        holder = getattr(mod, owner, None) if owner else mod
+        value = vars(holder).get(name, getattr(holder, name, None)) if holder is not None else None
+        if value is not None:  # names differ a little across pytest versions: guard those that exist
+            found[f"{module}.{owner + '.' if owner else ''}{name}"] = value
+    return found
+
 
 class Reporter:
-    """pytest plugin, registered once in the zygote, active only in job processes."""
+    """pytest plugin, registered once in the zygote, active only in job processes.
+
+    Besides streaming outcomes it checks them: a "passed" call report for a test whose function
+    never ran, or that raised, or any change to pytest's reporting machinery (GUARDED, captured
+    here in the zygote) turns the outcome into a failure with the reason. Those are the ways a
+    solution can make failing tests look passed from inside the process.
+    """
 
     def __init__(self) -> None:
         self.fd = -1
         self.memory_error = False
         self.order_seed: int | None = None
         self._outcomes: dict[str, TestOutcome] = {}
+        self._pristine = _guarded_objects()
+        self._calls: dict[str, str] = {}  # nodeid -> "returned" | "raised <type>"
+        self._plain: set[str] = set()  # plain test functions (not unittest or doctest items)
+        self.tampered = ""
+
+    def _changed(self) -> str:
+        if not self.tampered:
+            now = _guarded_objects()
+            changed = sorted(k for k, v in self._pristine.items() if now.get(k) is not v)
+            if changed:
+                self.tampered = f"pytest internals were replaced during the run ({', '.join(changed)[:300]})"
+        return self.tampered
+
+    def pytest_runtest_call(self, item) -> None:  # noqa: ANN001
+        # Only plain functions go through pytest_pyfunc_call (unittest and doctest items do not).
+        if type(item).__name__ == "Function" and type(item).__module__ == "_pytest.python":
+            self._plain.add(item.nodeid)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_pyfunc_call(self, pyfuncitem):  # noqa: ANN001, ANN201
+        self._calls[pyfuncitem.nodeid] = "running"
+        try:
+            result = yield
+        except BaseException as e:
+            self._calls[pyfuncitem.nodeid] = f"raised {type(e).__name__}"
+            raise
+        self._calls[pyfuncitem.nodeid] = "returned"
+        return result
+
+    def _check_pass(self, nodeid: str) -> str:
+        """'' when a reported pass is real, else why not."""
+        tampered = self._changed()
+        if tampered:
+            return tampered
+        call = self._calls.get(nodeid)
+        if nodeid not in self._plain and call is None:
+            return ""  # a unittest or doctest item: its own machinery ran it
+        if call is None or call == "running":
+            return "reported passed, but the test function never ran to the end: pytest was tampered with"
+        if call.startswith("raised"):
+            return f"reported passed, but the test {call}: pytest's reporting was tampered with"
+        return ""
 
     def _send(self, event: msgspec.Struct) -> None:
         if self.fd >= 0:
@@ -50,7 +123,11 @@ class Reporter:
         if report.when == "setup" and not report.passed:
             outcome = "error" if report.failed else ("xfailed" if wasxfail else "skipped")
         elif report.when == "call":
-            if report.passed:
+            problem = self._check_pass(report.nodeid) if report.passed else ""
+            if problem:
+                self._outcomes[report.nodeid] = TestOutcome(report.nodeid, "failed", problem[:300])
+                outcome = None
+            elif report.passed:
                 outcome = "xpassed" if wasxfail else "passed"
             elif report.failed:
                 outcome = "failed"
@@ -190,6 +267,8 @@ def run_pytest_unsafe(warm, coverage_on: bool, solution: str) -> int:  # noqa: A
     except BaseException as e:  # noqa: BLE001 - a test may raise anything at session level
         reason = f"pytest session aborted: {type(e).__name__}: {e}"[:500]
     pct = line_coverage(cov, warm.area.solution_path, solution) if cov else None
+    if reporter._changed() and code == 0:
+        code, reason = 1, reporter.tampered  # whatever the reports said, this run proves nothing
     sys.stdout.flush()
     sys.stderr.flush()
     write_all(RESULT_FD, frame(Done(exit_code=code, coverage=pct, memory_error=reporter.memory_error,

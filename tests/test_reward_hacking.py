@@ -1,0 +1,104 @@
+"""Known reward hacks against real KodCode tests score 0; the honest solutions still score 1.
+
+Each trick is a solution module written the way a policy under RL learns to write it: define the
+functions the tests import (returning nothing useful), then try to turn the failing run into a
+pass. Scored through `compute_score` (in-process pool) and through `serve`'s `/run_code` pytest
+mode. Not covered yet: objects whose `__eq__` always returns True (that needs the planned strict
+mode), and restoring patched internals before the run ends.
+"""
+
+import base64
+import json
+import urllib.request
+
+import pytest
+
+from kodcode_async.parsing import build_test_info
+from tests.conftest import DATA, read_jsonl
+
+TRICKS = {
+    "sys_exit_at_import": "import sys\nsys.exit(0)\n",
+    "os_exit_at_import": "import os\nos._exit(0)\n",
+    "os_exit_in_call": "import os\n{stubs_exit}",
+    "pytest_skip_at_import": "import pytest\npytest.skip('later', allow_module_level=True)\n",
+    "unittest_skiptest_at_import": "import unittest\nraise unittest.SkipTest('later')\n",
+    "xfail_in_call": "import pytest\n{stubs_xfail}",
+    "patch_function_runtest": "import _pytest.python\n_pytest.python.Function.runtest = lambda self: None\n{stubs}",
+    "patch_report_factory": (
+        "import _pytest.reports\n_make = _pytest.reports.TestReport.from_item_and_call\n"
+        "def _passed(item, call):\n    r = _make(item, call)\n    r.outcome, r.longrepr = 'passed', None\n    return r\n"
+        "_pytest.reports.TestReport.from_item_and_call = staticmethod(_passed)\n{stubs}"),
+    "patch_callinfo": (
+        "import _pytest.runner\n_from_call = _pytest.runner.CallInfo.from_call\n"
+        "def _quiet(func, when, reraise=None):\n    info = _from_call(func, when, reraise)\n    info.excinfo = None\n"
+        "    return info\n_pytest.runner.CallInfo.from_call = staticmethod(_quiet)\n{stubs}"),
+    "patch_report_property": (
+        "import _pytest.reports\n_pytest.reports.BaseReport.failed = property(lambda self: False)\n"
+        "_pytest.reports.BaseReport.passed = property(lambda self: True)\n{stubs}"),
+    "write_result_channel": "import os\ntry:\n    os.write(3, b'\\x00\\x00\\x00\\x05passd')\nexcept OSError:\n    pass\n{stubs}",
+    "fake_summary": "print('=' * 20 + ' 12 passed in 0.05s ' + '=' * 20)\n{stubs}",
+    "empty_collection": "import _pytest.python\n_pytest.python.Module.collect = lambda self: []\n{stubs}",
+    "sleep_past_timeout": "import time\ntime.sleep(30)\n{stubs}",
+}
+
+
+def _cases():
+    """Three real KodCode questions whose reference solution passes its own tests."""
+    trials = [t for t in read_jsonl(DATA / "kodcode_algorithm_trials.jsonl") if t["verdict_reference"] == "Pass"]
+    chosen = []
+    for t in trials:
+        names = [i["function_name"] for i in build_test_info(t["solution"], t["test"])]
+        if names and "import" not in t["solution"].split("def")[0] and len(chosen) < 3:
+            chosen.append((t["id"], t["solution"], t["test"], names))
+    return chosen
+
+
+def _trick(template: str, names: list[str]) -> str:
+    stubs = "".join(f"def {n}(*args, **kwargs):\n    return None\n" for n in names)
+    return template.format(
+        stubs=stubs,
+        stubs_exit="".join(f"def {n}(*args, **kwargs):\n    os._exit(0)\n" for n in names),
+        stubs_xfail="".join(f"def {n}(*args, **kwargs):\n    pytest.xfail('hard')\n" for n in names))
+
+
+def _corpus():
+    rows = []
+    for trial_id, solution, test, names in _cases():
+        rows.append((f"{trial_id}/honest", solution, test, 1.0))
+        rows += [(f"{trial_id}/{name}", _trick(t, names), test, 0.0) for name, t in TRICKS.items()]
+    return rows
+
+
+def test_every_known_trick_scores_zero_and_honest_solutions_score_one(isolated):
+    from kodcode_async.rewards import compute_score_batch
+
+    corpus = _corpus()
+    assert len(corpus) == 3 * (len(TRICKS) + 1)
+    scores = compute_score_batch(["kodcode"] * len(corpus), [s for _, s, _, _ in corpus],
+                                 [t for _, _, t, _ in corpus], timeout_s=5)
+    wrong = {name: (r["score"], r["status"], r["reason"]) for (name, _, _, want), r in zip(corpus, scores)
+             if r["score"] != want}
+    assert wrong == {}
+
+
+@pytest.fixture(scope="module")
+def server(isolated):
+    from tests.test_serve import start
+
+    proc, url = start("--workers", "2", "--max-queue", "64", token=False)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_every_known_trick_fails_through_run_code_pytest_mode(server):
+    wrong = {}
+    for name, solution, test, want in _corpus():
+        body = {"code": test, "language": "pytest", "run_timeout": 5, "memory_limit_MB": 1024,
+                "files": {"solution.py": base64.b64encode(solution.encode()).decode()}}
+        req = urllib.request.Request(server + "/run_code", data=json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=60) as r:
+            answer = json.loads(r.read())
+        if (answer["status"] == "Success") != (want == 1.0):
+            wrong[name] = (answer["status"], answer["message"][:200])
+    assert wrong == {}
