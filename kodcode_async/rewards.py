@@ -68,6 +68,11 @@ class _LocalPool:
 _LOCAL = _LocalPool()
 
 
+def close() -> None:
+    """Stop this process's reward pool now (it is also stopped at exit); the next call starts another."""
+    _LOCAL.close()
+
+
 async def _score_with_pool(pool: SandboxPool, codes: Sequence[str], tests: Sequence[str], timeout_s: float) -> list[dict]:
     jobs = [Job(id=str(i), solution=c, test=t, limits=Limits(wall_s=timeout_s), coverage=False)
             for i, (c, t) in enumerate(zip(codes, tests))]

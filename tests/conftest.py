@@ -131,3 +131,12 @@ def server_stats(url):
     import urllib.request
 
     return json.loads(urllib.request.urlopen(url.replace("/v1", "/stats")).read())
+
+
+@pytest.fixture
+def reward_pool():
+    """compute_score's in-process pool, stopped after the test (its workers are this process's children)."""
+    from kodcode_async import rewards
+
+    yield
+    rewards.close()

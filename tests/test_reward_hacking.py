@@ -69,7 +69,7 @@ def _corpus():
     return rows
 
 
-def test_every_known_trick_scores_zero_and_honest_solutions_score_one(isolated):
+def test_every_known_trick_scores_zero_and_honest_solutions_score_one(isolated, reward_pool):
     from kodcode_async.rewards import compute_score_batch
 
     corpus = _corpus()

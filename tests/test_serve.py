@@ -187,7 +187,7 @@ def test_a_client_that_disconnects_cancels_its_job_and_shutdown_reaps_everything
             proc.wait()
 
 
-def test_rewards_score_honest_and_broken_answers_in_process_and_through_the_server(server):
+def test_rewards_score_honest_and_broken_answers_in_process_and_through_the_server(server, reward_pool):
     from kodcode_async.rewards import acompute_score_batch, compute_score, extract_code
 
     _, url = server
