@@ -406,6 +406,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     problem = _check_numbers([("--workers", args.workers, "positive"), ("--max-queue", args.max_queue, "non-negative"),
                               ("--port", args.port, "non-negative")])
+    if not problem and args.port > 65535:
+        problem = f"error: --port must be 0-65535, got {args.port}"
     if problem:
         print(problem, file=sys.stderr)
         return 2
