@@ -30,7 +30,8 @@ def _sandbox_config(args: argparse.Namespace, workers: int | None):  # noqa: ANN
     from sandbox.pool import SandboxConfig
 
     return SandboxConfig(workers=workers or os.cpu_count() or 1, isolation=args.isolation,
-                         blocked_imports=_names(args.block_imports), flaky_reruns=args.flaky_reruns)
+                         blocked_imports=_names(args.block_imports), flaky_reruns=args.flaky_reruns,
+                         strict_compare=bool(getattr(args, "strict_compare", False)))
 
 
 NO_ISOLATION_WARNING = ("WARNING: --isolation none: untrusted, model-written code runs WITHOUT any sandbox "
@@ -470,6 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "any disagreement gives status 'flaky' (default 0)")
     v.add_argument("--block-imports", default="", help="comma-separated packages jobs may not import "
                    "(e.g. scipy,sympy to reproduce a leaner reference environment)")
+    v.add_argument("--strict-compare", action="store_true",
+                   help="tests' `assert a == b` fail when a side of another type brings its own __eq__ "
+                   "(objects that equal everything); same-type and numeric comparisons are unchanged")
     v.set_defaults(func=cmd_verify)
 
     r = sub.add_parser("run", help="solve-and-verify questions into a run directory (re-run to resume)")
@@ -554,6 +558,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="bwrap, or none (no isolation, asked for by name only)")
     sv.add_argument("--block-imports", default="", help="comma-separated packages jobs may not import")
     sv.add_argument("--flaky-reruns", type=int, default=0, help="rerun passing trials K times (see verify)")
+    sv.add_argument("--strict-compare", action="store_true",
+                    help="refuse `assert a == b` where a side of another type brings its own __eq__ (see verify)")
     sv.set_defaults(func=cmd_serve)
 
     rp = sub.add_parser("report", help="draw a run as a self-contained HTML page of figures (PNGs beside it)",

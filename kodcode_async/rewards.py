@@ -44,25 +44,27 @@ class _LocalPool:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pool: SandboxPool | None = None
+        self._pools: dict[SandboxConfig, SandboxPool] = {}
 
     def pool(self, config: SandboxConfig) -> tuple[asyncio.AbstractEventLoop, SandboxPool]:
         with self._lock:
-            if self._pool is None:
-                loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="kodcode-rewards", daemon=True).start()
-                pool = SandboxPool(config)
-                asyncio.run_coroutine_threadsafe(pool.start(), loop).result()
-                self._loop, self._pool = loop, pool
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                threading.Thread(target=self._loop.run_forever, name="kodcode-rewards", daemon=True).start()
                 atexit.register(self.close)
-            return self._loop, self._pool  # type: ignore[return-value]
+            if config not in self._pools:
+                pool = SandboxPool(config)
+                asyncio.run_coroutine_threadsafe(pool.start(), self._loop).result()
+                self._pools[config] = pool
+            return self._loop, self._pools[config]
 
     def close(self) -> None:
         with self._lock:
-            if self._pool is not None and self._loop is not None:
-                asyncio.run_coroutine_threadsafe(self._pool.close(), self._loop).result(timeout=30)
+            if self._loop is not None:
+                for pool in self._pools.values():
+                    asyncio.run_coroutine_threadsafe(pool.close(), self._loop).result(timeout=30)
                 self._loop.call_soon_threadsafe(self._loop.stop)
-                self._pool = self._loop = None
+                self._pools, self._loop = {}, None
 
 
 _LOCAL = _LocalPool()
@@ -121,22 +123,26 @@ async def acompute_score_batch(data_sources: Sequence[str], solution_strs: Seque
 
 def compute_score_batch(data_sources: Sequence[str], solution_strs: Sequence[str], ground_truths: Sequence[str],
                         extra_infos: Sequence[dict | None] | None = None, *, sandbox_url: str | None = None,
-                        token: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[dict]:
-    """Synchronous batch scoring (verl's batch reward manager): a running `serve`, or this process's pool."""
+                        token: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
+                        strict: bool = False) -> list[dict]:
+    """Synchronous batch scoring (verl's batch reward manager): a running `serve`, or this process's pool.
+
+    `strict` (in-process pool only; for a server, start it with --strict-compare) refuses
+    `assert a == b` where a side of another type brings its own __eq__ (objects equal to everything)."""
     if sandbox_url:
         return asyncio.run(acompute_score_batch(data_sources, solution_strs, ground_truths, extra_infos,
                                                 sandbox_url=sandbox_url, token=token, timeout_s=timeout_s))
-    loop, pool = _LOCAL.pool(SandboxConfig())
+    loop, pool = _LOCAL.pool(SandboxConfig(strict_compare=strict))
     codes = [extract_code(s) for s in solution_strs]
     return asyncio.run_coroutine_threadsafe(_score_with_pool(pool, codes, ground_truths, timeout_s), loop).result()
 
 
 def compute_score(data_source: str, solution_str: str, ground_truth: str, extra_info: dict | None = None, *,
                   sandbox_url: str | None = None, token: str | None = None,
-                  timeout_s: float = DEFAULT_TIMEOUT_S) -> dict:
+                  timeout_s: float = DEFAULT_TIMEOUT_S, strict: bool = False) -> dict:
     """verl's custom reward function: {"score": 1.0 when the question's tests pass, else 0.0, ...}."""
     started = time.monotonic()
     result = compute_score_batch([data_source], [solution_str], [ground_truth], [extra_info],
-                                 sandbox_url=sandbox_url, token=token, timeout_s=timeout_s)[0]
+                                 sandbox_url=sandbox_url, token=token, timeout_s=timeout_s, strict=strict)[0]
     result["seconds"] = round(time.monotonic() - started, 3)
     return result

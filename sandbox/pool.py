@@ -70,6 +70,9 @@ class SandboxConfig:
     # A passing job runs this many more times in fresh interpreters, each with another
     # PYTHONHASHSEED and test order; any disagreement makes its status "flaky".
     flaky_reruns: int = 0
+    # Opt-in: tests' `assert a == b` refuse a side of another type with its own __eq__ (AlwaysEqual
+    # objects, a known reward hack); see sandbox/worker/strict_unsafe.py.
+    strict_compare: bool = False
     start_timeout_s: float = 120.0
     # Beyond a job's own wall limit, how long the worker may take to answer before it is
     # presumed hung (draining output, reaping, cleaning the job area).
@@ -123,7 +126,8 @@ class Worker:
                 preload=list(self.config.preload), pytest_plugins=list(self.config.pytest_plugins),
                 drop_to_uid=isolation.SANDBOX_UID if os.geteuid() == 0 else None,
                 blocked_imports=list(self.config.blocked_imports), site_dirs=isolation.user_site_dirs(),
-                keep=isolation.mounted_under_private_dirs(), package_parent=isolation.INNER_PACKAGE_PARENT)
+                keep=isolation.mounted_under_private_dirs(), package_parent=isolation.INNER_PACKAGE_PARENT,
+                strict_compare=self.config.strict_compare)
             cmd = isolation.bwrap_command(
                 self.bwrap, argv, tmpfs_mb=self.config.tmpfs_mb,
                 binds=((os.path.join(_PACKAGE_PARENT, "sandbox"), f"{isolation.INNER_PACKAGE_PARENT}/sandbox"),),
@@ -135,7 +139,7 @@ class Worker:
         options = WorkerOptions(
             root=root, isolation="none", preload=list(self.config.preload),
             pytest_plugins=list(self.config.pytest_plugins), blocked_imports=list(self.config.blocked_imports),
-            package_parent=_PACKAGE_PARENT)
+            package_parent=_PACKAGE_PARENT, strict_compare=self.config.strict_compare)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": root, "TMPDIR": os.path.join(root, "tmp"),
                "LANG": "C.UTF-8", "PYTHONPATH": _PACKAGE_PARENT, **_JOB_ENV}
         return argv, options, env, root

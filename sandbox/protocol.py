@@ -101,6 +101,8 @@ class WorkerOptions(msgspec.Struct, frozen=True):
     keep: list[str] = []
     # Where the `sandbox` package is importable from, for fresh interpreters started by reruns.
     package_parent: str = ""
+    # Opt-in: `assert a == b` fails when a side of another type brings its own __eq__ (strict_unsafe.py).
+    strict_compare: bool = False
 
 
 class JobRequest(msgspec.Struct, tag="job"):

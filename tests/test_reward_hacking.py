@@ -102,3 +102,23 @@ def test_every_known_trick_fails_through_run_code_pytest_mode(server):
         if (answer["status"] == "Success") != (want == 1.0):
             wrong[name] = (answer["status"], answer["message"][:200])
     assert wrong == {}
+
+
+ALWAYS_EQUAL = ("class _Anything:\n    def __eq__(self, other):\n        return True\n    def __ne__(self, other):\n"
+                "        return False\n    __hash__ = object.__hash__\n{stubs}")
+
+
+def test_objects_equal_to_everything_need_strict_mode(isolated, reward_pool):
+    """`assert f(x) == y` passes for an object that equals everything, in any harness; strict mode
+    (opt-in) refuses a comparison whose other-typed side brings its own __eq__."""
+    from kodcode_async.rewards import compute_score_batch
+
+    cases = _cases()
+    hacks = [_trick(ALWAYS_EQUAL.replace("return None", "return _Anything()"), names).replace(
+        "return None", "return _Anything()") for _, _, _, names in cases]
+    honest = [s for _, s, _, _ in cases]
+    tests = [t for _, _, t, _ in cases]
+    lenient = compute_score_batch(["k"] * 3, hacks, tests, timeout_s=5)
+    strict = compute_score_batch(["k"] * 6, hacks + honest, tests + tests, timeout_s=5, strict=True)
+    assert 1.0 in [r["score"] for r in lenient]  # the documented gap without strict mode
+    assert [r["score"] for r in strict] == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0], strict

@@ -68,6 +68,10 @@ def warm_up(options: WorkerOptions, area: JobArea) -> Warm:
             warm.preloaded.append(name)
         except Exception as e:  # noqa: BLE001 - a missing optional library is a warning
             warm.warnings.append(f"could not preload {name}: {type(e).__name__}: {e}")
+    if options.strict_compare:
+        from sandbox.worker.strict_unsafe import install_strict_compare
+
+        install_strict_compare()
     if options.blocked_imports:
         for name in list(sys.modules):
             if name.partition(".")[0] in options.blocked_imports:
