@@ -68,8 +68,9 @@ def _chromium():
 
 
 def _render(chromium, page, shot):
-    r = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                        f"--screenshot={shot}", "--window-size=1000,4200", "--enable-logging=stderr", "--v=0",
+    # --no-sandbox: CI runs as root; --disable-dev-shm-usage: containers often have a tiny /dev/shm.
+    r = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                        "--hide-scrollbars", f"--screenshot={shot}", "--window-size=1000,4200", "--enable-logging=stderr", "--v=0",
                         f"file://{page}"], capture_output=True, text=True, timeout=120)
     console = [line for line in r.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     return r, console
