@@ -69,6 +69,12 @@ def test_run_code_answers_in_sandboxfusion_shape_for_every_outcome(server):
     failed = run_code(url, "import sys\nprint('oops', file=sys.stderr)\nsys.exit(3)")
     assert failed["status"] == "Failed" and failed["run_result"]["status"] == "Finished"
     assert failed["run_result"]["return_code"] == 3 and failed["run_result"]["stderr"] == "oops\n"
+    hard_exit = run_code(url, "import os\nprint('bye', flush=True)\nos._exit(7)")
+    assert hard_exit["status"] == "Failed" and hard_exit["run_result"]["return_code"] == 7
+    assert hard_exit["run_result"]["stdout"] == "bye\n"
+    segfault = run_code(url, "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\nprint('still here')")
+    assert segfault["status"] == "Failed" and segfault["run_result"]["return_code"] == -11
+    assert "still here" not in segfault["run_result"]["stdout"]
     crash = run_code(url, "raise ValueError('bad')")
     assert crash["run_result"]["return_code"] == 1 and "ValueError: bad" in crash["run_result"]["stderr"]
     slow = run_code(url, "while True:\n    pass", run_timeout=1)
