@@ -37,6 +37,7 @@ except ImportError:
 
 from vllm.sampling_params import RequestOutputKind  # noqa: E402
 
+from benchmarks.engine_overhead import _run  # noqa: E402
 from kodcode_async.backends import vllm as vllm_backend  # noqa: E402
 from kodcode_async.backends.base import Request, Sampling  # noqa: E402
 
@@ -160,13 +161,7 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"{args.requests} requests x {args.tokens} tokens, batch {args.batch}, one decode step per "
           f"{args.step_ms:g} ms ({args.batch * 1000 / args.step_ms:.0f} tokens/s at full batch)")
-    try:
-        import uvloop
-
-        run = uvloop.run
-    except ImportError:
-        run = asyncio.run
-    rows = [run(measure(kind, args.requests, args.tokens, args.batch, args.step_ms / 1000))
+    rows = [_run(measure(kind, args.requests, args.tokens, args.batch, args.step_ms / 1000))
             for kind in ("CUMULATIVE", "FINAL_ONLY")]
     ideal = args.requests / args.batch * args.tokens * args.step_ms / 1000
     print(f"\n{'output kind':<13}{'tokens':>9}{'loop CPU s':>12}{'us/token':>10}{'wall s':>8}")

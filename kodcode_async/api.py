@@ -20,8 +20,9 @@ from dataclasses import replace
 from kodcode_async.backends import Backend
 from kodcode_async.run import RunConfig, RunReport, execute
 from kodcode_async.stages.base import Item
-from kodcode_async.stages.sft import SFTOptions
+from kodcode_async.stages.sft import SFTOptions, SFTStage
 from kodcode_async.stages.solutions import SolveOptions
+from kodcode_async.stages.style import StyleStage
 from sandbox.pool import SandboxConfig
 
 _END = object()
@@ -64,11 +65,12 @@ class Pipeline:
             async def on_item(item: Item, file: str) -> None:
                 row = dict(item.row)
                 for side_file, side in item.side:
-                    key = {"verified_complete.jsonl": "complete_row", "sft.jsonl": "sft_conversation"}.get(side_file)
-                    if key is not None:
-                        row[key] = side
-                    elif side_file == "style_rejected.jsonl":
+                    if side_file == StyleStage.accepted_file:
+                        row["complete_row"] = side
+                    elif side_file == StyleStage.rejected_file:
                         row["style_rejection"] = side["reason"]
+                    elif side_file == SFTStage.conversations_file:
+                        row["sft_conversation"] = side
                 await queue.put(row)
 
             async def produce() -> RunReport:

@@ -22,7 +22,7 @@ import aiohttp
 import orjson
 
 from kodcode_async.parsing import extract_final_code
-from sandbox import Job, Limits, Verdict
+from sandbox import Job, Limits
 from sandbox.pool import SandboxConfig, SandboxPool
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -33,9 +33,9 @@ def extract_code(solution_str: str) -> str:
     return extract_final_code(solution_str or "") or (solution_str or "")
 
 
-def _result(v: Verdict) -> dict:
-    return {"score": 1.0 if v.status == "pass" else 0.0, "acc": v.status == "pass", "status": v.status,
-            "reason": v.reason[:500]}
+def _result(status: str, reason: str) -> dict:
+    return {"score": 1.0 if status == "pass" else 0.0, "acc": status == "pass", "status": status,
+            "reason": reason[:500]}
 
 
 class _LocalPool:
@@ -78,7 +78,7 @@ def close() -> None:
 async def _score_with_pool(pool: SandboxPool, codes: Sequence[str], tests: Sequence[str], timeout_s: float) -> list[dict]:
     jobs = [Job(id=str(i), solution=c, test=t, limits=Limits(wall_s=timeout_s), coverage=False)
             for i, (c, t) in enumerate(zip(codes, tests))]
-    return [_result(v) for v in await asyncio.gather(*(pool.verify(j) for j in jobs))]
+    return [_result(v.status, v.reason) for v in await asyncio.gather(*(pool.verify(j) for j in jobs))]
 
 
 async def _score_with_server(url: str, codes: Sequence[str], tests: Sequence[str], timeout_s: float,
@@ -98,12 +98,9 @@ async def _score_with_server(url: str, codes: Sequence[str], tests: Sequence[str
                 async for line in resp.content:
                     if line.strip():
                         row = orjson.loads(line)
-                        results[row["id"]] = {"score": 1.0 if row["status"] == "pass" else 0.0,
-                                              "acc": row["status"] == "pass", "status": row["status"],
-                                              "reason": str(row.get("reason", ""))[:500]}
+                        results[row["id"]] = _result(row["status"], str(row.get("reason", "")))
             break
-    return [results.get(str(i), {"score": 0.0, "acc": False, "status": "sandbox_error",
-                                 "reason": "no verdict came back"}) for i in range(len(rows))]
+    return [results.get(str(i), _result("sandbox_error", "no verdict came back")) for i in range(len(rows))]
 
 
 async def acompute_score_batch(data_sources: Sequence[str], solution_strs: Sequence[str],

@@ -306,7 +306,7 @@ class _Run:
                                    max(self.limiter.limit, self.pool.size * 2))
         self.chain = Chain(self.stages, item_errors=(LLMRequestError,))
         self.final_file = self.stages[-1].output
-        self.drop_files = {s.name: s.drop_file for s in self.stages}
+        self.drop_files = {s.name: s.drop_file for s in self.stages if s.drop_file}
         done = self._recover()
         if isinstance(source, str):
             rows = count_rows(source)
@@ -337,14 +337,11 @@ class _Run:
             ids = run_dir.recover(name)
             done |= ids
             report.existing[name] = len(ids)
-        side_files = [f for s in self.stages for f in (getattr(s, "accepted_file", None),
-                                                       getattr(s, "rejected_file", None),
-                                                       getattr(s, "conversations_file", None)) if f]
-        self.side_done = {f: run_dir.recover(f) for f in side_files}
+        self.side_done = {f: run_dir.recover(f) for s in self.stages for f in s.side_files}
         report.existing.update({f: len(ids) for f, ids in self.side_done.items()})
-        for name in {self.final_file, self.drop_files.get("solutions", "")} - {""}:
+        for name in {self.final_file, *self.drop_files.values()}:
             for row in run_dir.rows(name):
-                report.dataset.add(row)
+                report.dataset.add(row)  # rows without a pass sequence are not counted
         report.resumed_items = len(done)
         return done
 

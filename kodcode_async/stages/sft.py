@@ -36,9 +36,10 @@ class SFTStage:
 
     name = STAGE
     output = "verified.jsonl"
-    drop_file = "dropped.jsonl"  # never used: this stage drops nothing
+    drop_file = None  # drops nothing
     read_item = staticmethod(verified_item)
     conversations_file = "sft.jsonl"
+    side_files = (conversations_file,)
 
     def __init__(self, options: SFTOptions, llm: LLMClient, sandbox: SandboxClient, concurrency: int,
                  prompts: Prompts = DEFAULT_PROMPTS) -> None:

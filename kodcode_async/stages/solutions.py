@@ -56,6 +56,7 @@ class SolveStage:
     name = STAGE
     output = "verified.jsonl"  # where the chain's rows go when this stage ends it
     drop_file = "failed.jsonl"
+    side_files = ()
     read_item = staticmethod(question_item)
 
     def __init__(self, options: SolveOptions, llm: LLMClient, sandbox: SandboxClient, concurrency: int,

@@ -149,9 +149,10 @@ class StyleStage:
 
     name = STAGE
     output = "verified.jsonl"
-    drop_file = "dropped.jsonl"  # never used: this stage drops nothing
+    drop_file = None  # drops nothing
     read_item = staticmethod(verified_item)
     accepted_file, rejected_file = "verified_complete.jsonl", "style_rejected.jsonl"
+    side_files = (accepted_file, rejected_file)
 
     def __init__(self, llm: LLMClient, sandbox: SandboxClient, concurrency: int, limits: Limits | None = None,
                  prompts: Prompts = DEFAULT_PROMPTS) -> None:
