@@ -140,3 +140,25 @@ def reward_pool():
 
     yield
     rewards.close()
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, isolated):
+    """The bundled demo, run once for the session (tests that change it work on a copy)."""
+    out = tmp_path_factory.mktemp("demo") / "run"
+    r = run_cli("run", "--config", "examples/demo.toml", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def kill_when_rows(proc, path, rows, timeout=120):
+    """SIGKILL the process group of `proc` once `path` holds `rows` complete lines (or the time is up)."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not (path.exists() and len(path.read_bytes().splitlines()) >= rows):
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+

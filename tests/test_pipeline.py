@@ -1,13 +1,21 @@
 """The solve-and-verify pipeline end to end: bundled demo, real KodCode responses, kill -9 and resume."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 
-from tests.conftest import DATA, ROOT, read_jsonl, run_cli, server_stats, start_test_server, write_add_questions
+from tests.conftest import (
+    DATA,
+    ROOT,
+    kill_when_rows,
+    read_jsonl,
+    run_cli,
+    server_stats,
+    start_test_server,
+    write_add_questions,
+)
 
 
 def test_demo_run_labels_difficulty_and_resumes_without_new_requests(tmp_path, isolated):
@@ -166,14 +174,8 @@ def test_kill_9_mid_run_then_resume_loses_nothing_and_repeats_no_request(tmp_pat
                "--max-attempts", "1", "--sandbox-workers", "2"]
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
-        deadline = time.monotonic() + 120
         verified = out / "verified.jsonl"
-        while time.monotonic() < deadline:
-            if verified.exists() and len(verified.read_bytes().splitlines()) >= 5:
-                break
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_when_rows(proc, verified, 5)
         done_before = len(read_jsonl(verified))
         assert 5 <= done_before < n
         r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -13,14 +13,6 @@ from tests.conftest import read_jsonl, run_cli
 FIGURES = ("dataflow", "pass_at_k", "difficulty", "distributions", "failures", "timeline")
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory, isolated):
-    out = tmp_path_factory.mktemp("report") / "run"
-    r = run_cli("run", "--config", "examples/demo.toml", "--out", str(out))
-    assert r.returncode == 0, r.stderr
-    return out
-
-
 def test_the_report_of_the_demo_run_has_every_figure(demo_run, tmp_path):
     import matplotlib.image
 

@@ -3,30 +3,26 @@ to one configuration, an LLM server that is down and then back, kill -9 through 
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 
-import pytest
-
-from tests.conftest import ROOT, read_jsonl, run_cli, server_stats, start_test_server, write_add_questions
+from tests.conftest import (
+    ROOT,
+    kill_when_rows,
+    read_jsonl,
+    run_cli,
+    server_stats,
+    start_test_server,
+    write_add_questions,
+)
 
 
 def _by_id(path):
     return {r["question_id"]: r for r in read_jsonl(path)} if path.exists() else {}
 
 
-@pytest.fixture(scope="module")
-def full_demo_run(tmp_path_factory, isolated):
-    out = tmp_path_factory.mktemp("full") / "run"
-    r = run_cli("run", "--config", "examples/demo.toml", "--out", str(out))
-    assert r.returncode == 0, r.stderr
-    return out
-
-
-def test_stop_after_then_start_at_the_next_stage_gives_the_rows_of_one_run(full_demo_run, tmp_path):
+def test_stop_after_then_start_at_the_next_stage_gives_the_rows_of_one_run(demo_run, tmp_path):
     first, second = tmp_path / "solve", tmp_path / "rest"
     r = run_cli("run", "--config", "examples/demo.toml", "--out", str(first), "--stop-after", "solutions")
     assert r.returncode == 0, r.stderr
@@ -39,8 +35,8 @@ def test_stop_after_then_start_at_the_next_stage_gives_the_rows_of_one_run(full_
     json_stats = json.loads((second / "stats.json").read_text())
     assert [s["name"] for s in json_stats["stages"]] == ["style", "sft"]
     for name in ("verified.jsonl", "verified_complete.jsonl", "style_rejected.jsonl", "sft.jsonl"):
-        assert _by_id(second / name) == _by_id(full_demo_run / name), name
-    assert _by_id(first / "failed.jsonl") == _by_id(full_demo_run / "failed.jsonl")
+        assert _by_id(second / name) == _by_id(demo_run / name), name
+    assert _by_id(first / "failed.jsonl") == _by_id(demo_run / "failed.jsonl")
     # A stage that is not on is refused before anything is created.
     never = tmp_path / "never"
     r = run_cli("run", "--config", "examples/demo.toml", "--out", str(never), "--stop-after", "sft", "--sft-n", "0")
@@ -52,17 +48,17 @@ def test_stop_after_then_start_at_the_next_stage_gives_the_rows_of_one_run(full_
         "row has no 'solution': stages after 'solutions' take verified rows (verified.jsonl)"}
 
 
-def test_a_run_directory_reused_with_a_different_configuration_is_refused(full_demo_run, tmp_path):
-    before = {n: (full_demo_run / n).read_bytes() for n in os.listdir(full_demo_run) if n.endswith(".jsonl")}
-    r = run_cli("run", "--config", "examples/demo.toml", "--out", str(full_demo_run), "--model", "another-model")
+def test_a_run_directory_reused_with_a_different_configuration_is_refused(demo_run, tmp_path):
+    before = {n: (demo_run / n).read_bytes() for n in os.listdir(demo_run) if n.endswith(".jsonl")}
+    r = run_cli("run", "--config", "examples/demo.toml", "--out", str(demo_run), "--model", "another-model")
     assert r.returncode == 2, r.stderr
     assert "solutions.model: 'recorded-demo' -> 'another-model'" in r.stderr and "--new-run" in r.stderr
-    r = run_cli("run", "--config", "examples/demo.toml", "--out", str(full_demo_run), "--max-attempts", "7")
+    r = run_cli("run", "--config", "examples/demo.toml", "--out", str(demo_run), "--max-attempts", "7")
     assert r.returncode == 2 and "solutions.max_attempts: 5 -> 7" in r.stderr
-    assert {n: (full_demo_run / n).read_bytes() for n in before} == before  # untouched
+    assert {n: (demo_run / n).read_bytes() for n in before} == before  # untouched
     # Asked for by name: a new run in that directory; the old one is kept aside, not deleted.
     copy = tmp_path / "copy"
-    subprocess.run(["cp", "-r", str(full_demo_run), str(copy)], check=True)
+    subprocess.run(["cp", "-r", str(demo_run), str(copy)], check=True)
     r = run_cli("run", "--config", "examples/demo.toml", "--out", str(copy), "--stop-after", "solutions", "--new-run")
     assert r.returncode == 0, r.stderr
     aside = [n for n in os.listdir(copy) if n.startswith("replaced-")]
@@ -138,11 +134,7 @@ def test_resume_after_kill_9_through_the_api_loses_nothing_and_repeats_no_reques
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
         verified = out / "verified.jsonl"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not (verified.exists() and len(verified.read_bytes().splitlines()) >= 5):
-            time.sleep(0.02)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_when_rows(proc, verified, 5)
         done_before = len(read_jsonl(verified))
         assert 5 <= done_before < n
         r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
