@@ -265,6 +265,9 @@ async def execute(config: RunConfig, backend: Backend, *, sft_backend: Backend |
             starting = tg.create_task(pool.start())
             try:
                 await run.run(items if items is not None else config.input_path, starting)
+                # A run answered from the journal ends before the workers are warm: let them finish
+                # starting and close them normally; cancelling a start half-way is for interrupts.
+                await asyncio.wait([starting])
             finally:
                 if not starting.done():
                     starting.cancel()
