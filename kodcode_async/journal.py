@@ -112,6 +112,13 @@ class Journal:
     def put_meta(self, key: str, value: object) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, orjson.dumps(value)))  # pragma: no mutate
 
+    def records(self, kind: str, stage: str) -> list[tuple[str, object]]:
+        """(item id, body) of every committed record of `kind` and `stage`, oldest first."""
+        self.flush()
+        rows = self.db.execute("SELECT item_id, body FROM records WHERE kind=? AND stage=? ORDER BY rowid",  # pragma: no mutate
+                               (kind, stage)).fetchall()
+        return [(item_id, orjson.loads(body)) for item_id, body in rows]
+
     def count(self, kind: str) -> int:
         return self.db.execute("SELECT COUNT(*) FROM records WHERE kind=?", (kind,)).fetchone()[0]  # pragma: no mutate
 

@@ -17,6 +17,8 @@ import re
 import tokenize
 from dataclasses import dataclass
 
+import orjson
+
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 _SOLUTION_IMPORT = re.compile(r"^\s*(from\s+solution\s+import|import\s+solution\b)", re.M)
 _TAGS = {
@@ -110,6 +112,37 @@ def parse_solution_and_test(text: str) -> Parsed:
     if not test or not test.strip():
         raise ParseError("no test section or test code block found")
     return Parsed(solution=solution.strip("\n") + "\n", test=with_solution_import(test.strip("\n")) + "\n")
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedStdin:
+    program: str
+    cases: list[dict]  # [{"input": str, "output": str}]
+
+
+def parse_program_and_cases(text: str) -> ParsedStdin:
+    """A stdin/stdout answer: the program, and the test cases as a JSON list of {input, output}.
+    Raises ParseError with the reason."""
+    if not isinstance(text, str) or not text.strip():
+        raise ParseError("empty response")
+    program, cases_text = _tagged(text, "solution"), _tagged(text, "test")
+    if not program or not program.strip():
+        raise ParseError("no solution section")
+    if not cases_text or not cases_text.strip():
+        raise ParseError("no test section with input/output cases")
+    try:
+        cases = orjson.loads(cases_text)
+    except orjson.JSONDecodeError as e:
+        raise ParseError(f"the test section is not JSON: {e}") from None
+    if not isinstance(cases, list) or not cases:
+        raise ParseError("the test section is not a non-empty JSON list of cases")
+    out = []
+    for n, case in enumerate(cases):
+        if (not isinstance(case, dict) or not isinstance(case.get("input"), str)
+                or not isinstance(case.get("output"), str)):
+            raise ParseError(f"case {n} is not {{\"input\": string, \"output\": string}}")
+        out.append({"input": case["input"], "output": case["output"]})
+    return ParsedStdin(program.strip("\n") + "\n", out)
 
 
 def extract_final_code(text: str) -> str | None:

@@ -54,8 +54,11 @@ class LLMClient:
         self.errors: Counter[str] = Counter()
 
     async def complete(self, request: Request) -> list[str]:
-        phash = payload_hash({"messages": request.messages, "prompt": request.prompt,
-                              "sampling": msgspec.to_builtins(request.sampling), "model": self.model_name})
+        sampling = msgspec.to_builtins(request.sampling)
+        if not request.sampling.stop:
+            del sampling["stop"]  # journals written before stop sequences existed keep their keys
+        phash = payload_hash({"messages": request.messages, "prompt": request.prompt, "sampling": sampling,
+                              "model": self.model_name})
         key = (request.stage, request.item_id, request.attempt, phash)
         cached = self.journal.get("response", *key)
         if cached is not None:

@@ -25,6 +25,7 @@ import msgspec
 import orjson
 
 from kodcode_async.backends import Backend, LLMRequestError
+from kodcode_async.embedder import Embedder
 from kodcode_async.engine import Chain, Dropped, aiter_items
 from kodcode_async.journal import Journal
 from kodcode_async.jsonl import count_rows, iter_lines
@@ -32,16 +33,23 @@ from kodcode_async.prompts import DEFAULT as DEFAULT_PROMPTS
 from kodcode_async.prompts import Prompts
 from kodcode_async.resources import Limiter, LLMClient, SandboxClient
 from kodcode_async.rundir import JOURNAL, RunDir
+from kodcode_async.seeds import Seed, load_seeds
 from kodcode_async.stages import style
 from kodcode_async.stages.base import BadRow, Item
+from kodcode_async.stages.dedup import DecontamStage, DedupStage, load_benchmarks
+from kodcode_async.stages.questions import QuestionStage, SkipFinished
 from kodcode_async.stages.sft import SFTOptions, SFTStage
 from kodcode_async.stages.solutions import SolveOptions, SolveStage
 from kodcode_async.stages.style import StyleStage
+from kodcode_async.stages.tagging import FilterStage, TagStage
+from kodcode_async.subsets import SUBSETS, SynthOptions, prompt_rows
 from sandbox.pool import SandboxConfig, SandboxPool
 
 log = logging.getLogger("kodcode_async.run")
 
-STAGES = ("solutions", "style", "sft")  # in chain order; a config turns some of them on
+# In chain order; a config turns some of them on. "questions" is a group of chain stages
+# (generate, filter, tags, decontamination, dedup) whose rows go to questions.jsonl.
+STAGES = ("questions", "solutions", "style", "sft")
 TIMELINE_S = 2.0  # seconds between timeline samples (doubled whenever the timeline fills up)
 TIMELINE_MAX = 1000  # samples kept: a week-long run keeps a timeline of the same size
 CHECKPOINT_S = 30.0  # how often a running pipeline rewrites stats.json
@@ -62,19 +70,24 @@ class RunConfig:
     new_run: bool = False  # a directory of another configuration: move its files aside and start again
     prompts: Prompts = DEFAULT_PROMPTS  # the stages' templates (--prompts DIR)
     limit: int | None = None  # only the first N input rows (--limit)
+    synth: SynthOptions | None = None  # question synthesis from seeds (--subsets); None = questions come as input
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
-        self.stage_names()  # validates start_at / stop_after
+        names = self.stage_names()  # validates start_at / stop_after
+        if names[0] != "questions" and not self.input_path:
+            raise ValueError(f"a run starting at {names[0]} needs --input (a JSONL file of "
+                             f"{'questions' if names[0] == 'solutions' else 'verified rows'})")
 
     def stage_names(self) -> list[str]:
         """The stages of this run, in order."""
-        on = [n for n in STAGES if n == "solutions" or (n == "style" and self.style)
-              or (n == "sft" and self.sft is not None)]
+        on = [n for n in STAGES if n == "solutions" or (n == "questions" and self.synth is not None)
+              or (n == "style" and self.style) or (n == "sft" and self.sft is not None)]
         for flag, name in (("--start-at", self.start_at), ("--stop-after", self.stop_after)):
             if name is not None and name not in on:
-                hint = {"style": " (turn it on with --style)", "sft": " (turn it on with --sft-n N)"}.get(name, "")
+                hint = {"style": " (turn it on with --style)", "sft": " (turn it on with --sft-n N)",
+                        "questions": " (turn it on with --subsets)"}.get(name, "")
                 raise ValueError(f"{flag} {name}: not a stage of this run; its stages are {', '.join(on)}{hint}")
         first = on.index(self.start_at) if self.start_at else 0
         last = on.index(self.stop_after) if self.stop_after else len(on) - 1
@@ -92,11 +105,15 @@ def fingerprint(config: RunConfig) -> dict:
     names = config.stage_names()
     s = config.solve
     fp: dict = {"stages": names}
+    if "questions" in names and config.synth is not None:
+        fp["questions"] = synth_fingerprint(config.synth, config.prompts)
     if "solutions" in names:
         fp["solutions"] = {"model": s.model_name, "attempts": s.attempts, "max_attempts": s.max_attempts,
                            "temperature": s.temperature, "max_tokens": s.max_tokens, "seed": s.seed,
                            "coverage": s.coverage,
                            "prompt": config.prompts.stage_hash("solutions")}
+        if config.synth is not None and config.synth.stdin_format:
+            fp["solutions"]["stdin_prompt"] = config.prompts.stage_hash("solutions_stdin")
     if "style" in names:
         fp["style"] = {"model": s.model_name, "prompt": config.prompts.stage_hash("style"),
                        "doctest": _hash(style.DOCTEST_MODULE)}
@@ -107,6 +124,31 @@ def fingerprint(config: RunConfig) -> dict:
                      "prompt": config.prompts.stage_hash("sft")}
     fp["sandbox"] = {"limits": msgspec.to_builtins(s.limits), "flaky_reruns": config.sandbox.flaky_reruns,
                      "blocked_imports": list(config.sandbox.blocked_imports)}
+    return fp
+
+
+def _file_hash(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def synth_fingerprint(o: SynthOptions, prompts: Prompts) -> dict:
+    """What shapes the questions: options, seed files (by content), templates."""
+    methods = sorted({SUBSETS[s].method for s in o.subsets})
+    # through JSON, as run.json stores it: tuples become lists, so a rerun compares equal
+    fp = orjson.loads(orjson.dumps(msgspec.to_builtins({k: getattr(o, k) for k in o.__dataclass_fields__
+                                                        if k != "seeds"})))
+    fp["seeds"] = [{"subset": s.subset, "text": s.text, "id": s.id, "package": s.package,
+                    "content": _file_hash(s.path)} for s in o.seeds]
+    fp["prompts"] = {m: (prompts.prefill[o.prefill_template].hash() if m == "prefill" and o.prefill_template in
+                         prompts.prefill else prompts.stage_hash(m)) for m in methods}
+    if any(SUBSETS[s].classify for s in o.subsets):
+        fp["prompts"]["filter"] = prompts.stage_hash("filter")
+    for tag in o.tags:
+        fp["prompts"][f"tag.{tag}"] = prompts.stage_hash(f"tag.{tag}")
     return fp
 
 
@@ -157,6 +199,7 @@ class RunReport:
     existing: Counter = field(default_factory=Counter)  # rows found from earlier runs, per file
     llm: dict = field(default_factory=dict)
     sandbox: dict = field(default_factory=dict)
+    questions: dict = field(default_factory=dict)  # synthesis: per subset made / rejected / dropped / kept
     wall_s: float = 0.0
     complete: bool = False
     model: str = ""
@@ -183,6 +226,7 @@ class RunReport:
             "style_rejected_by_check": llm.get("style_checks", {}),
             "sft_conversations": self.total(SFTStage.conversations_file),
             "files_this_run": dict(self.files), "stages": self.stages, "timeline": self.timeline,
+            **({"question_synthesis": self.questions} if self.questions else {}),
             "llm": llm, "sandbox": sandbox,
         }
 
@@ -228,14 +272,52 @@ def read_items(source: str | Iterable[dict] | AsyncIterable[dict], read_item: Ca
 
 
 def build_stages(config: RunConfig, llm: LLMClient, sft_llm: LLMClient, sandbox: SandboxClient,
-                 concurrency: int) -> list:
-    """The run's stages, in order, each given the clients it asks."""
+                 concurrency: int, *, embedder: Embedder | None = None, journal: Journal | None = None,
+                 done: set[str] | None = None) -> list:
+    """The run's chain stages, in order, each given the clients it asks. "questions" is several."""
     make = {
-        "solutions": lambda: SolveStage(config.solve, llm, sandbox, concurrency, config.prompts),
-        "style": lambda: StyleStage(llm, sandbox, concurrency, config.solve.limits, config.prompts),
-        "sft": lambda: SFTStage(config.sft or SFTOptions(), sft_llm, sandbox, concurrency, config.prompts),
+        "questions": lambda: question_stages(config, llm, concurrency, embedder, journal, done if done is not None else set()),
+        "solutions": lambda: [SolveStage(config.solve, llm, sandbox, concurrency, config.prompts)],
+        "style": lambda: [StyleStage(llm, sandbox, concurrency, config.solve.limits, config.prompts)],
+        "sft": lambda: [SFTStage(config.sft or SFTOptions(), sft_llm, sandbox, concurrency, config.prompts)],
     }
-    return [make[name]() for name in config.stage_names()]
+    return [stage for name in config.stage_names() for stage in make[name]()]
+
+
+def question_stages(config: RunConfig, llm: LLMClient, concurrency: int, embedder: Embedder | None,
+                    journal: Journal | None, done: set[str]) -> list:
+    """Generate -> filter (classifying subsets) -> tags -> decontamination -> dedup -> skip finished.
+
+    Decontamination comes before dedup so that a benchmark copy never enters the dedup index;
+    finished questions are skipped only after dedup, which must see every question to decide
+    the rest the same way in a resumed run."""
+    o = config.synth
+    assert o is not None
+    stages: list = [QuestionStage(o, llm, concurrency, config.prompts)]
+    if any(SUBSETS[s].classify for s in o.subsets):
+        stages.append(FilterStage(llm, concurrency, o.filter_keep, config.prompts))
+    stages += [TagStage(tag, llm, concurrency, config.prompts) for tag in o.tags]
+    if o.decontam_threshold is not None or o.dedup_threshold is not None:
+        assert embedder is not None
+        # Enough tasks that a whole embedding batch can be waiting at once.
+        many = max(concurrency, embedder.batch * 2)
+        if o.decontam_threshold is not None:
+            stages.append(DecontamStage(embedder, load_benchmarks(o.benchmarks), o.decontam_threshold, many))
+        if o.dedup_threshold is not None:
+            stages.append(DedupStage(embedder, journal, o.dedup_threshold, many))
+    stages.append(SkipFinished(done))
+    return stages
+
+
+def load_all_seeds(o: SynthOptions) -> tuple[dict[str, list[Seed]], list[dict]]:
+    """Every subset's seeds, and the seed rows rejected with a reason. Raises SeedError."""
+    seeds: dict[str, list[Seed]] = {}
+    rejected: list[dict] = []
+    for source in o.seeds:
+        got, bad = load_seeds(source, SUBSETS[source.subset].method)
+        seeds[source.subset] = got
+        rejected += bad
+    return seeds, rejected
 
 
 Progress = Callable[[dict], None]
@@ -254,17 +336,30 @@ async def execute(config: RunConfig, backend: Backend, *, sft_backend: Backend |
     ExceptionGroup when the run cannot go on at all. Items whose LLM request failed for good are
     left unfinished: counted in `report.unfinished`, never written.
     """
+    names = config.stage_names()
+    seeds: dict[str, list[Seed]] = {}
+    seed_rejects: list[dict] = []
+    synth = config.synth if names[0] == "questions" else None
+    if synth is not None:  # bad seed files and benchmarks are refused before anything is created
+        seeds, seed_rejects = load_all_seeds(synth)
+        if synth.decontam_threshold is not None:
+            load_benchmarks(synth.benchmarks)
     pool = SandboxPool(config.sandbox)
-    pool.check_isolation()  # no isolation, no run: refused before anything is created
+    needs_sandbox = any(n in ("solutions", "style", "sft") for n in names)
+    if needs_sandbox:
+        pool.check_isolation()  # no isolation, no run: refused before anything is created
     run_dir = RunDir(config.out_dir)
     run_dir.claim(fingerprint(config), config.new_run)
     run = _Run(config, run_dir, backend, sft_backend, pool, on_progress, on_item)
+    run.report.rejected_rows.extend(seed_rejects)
     try:
         async with asyncio.TaskGroup() as tg:
             # The workers warm up while the first LLM requests are out; jobs wait for them.
-            starting = tg.create_task(pool.start())
+            starting = tg.create_task(pool.start() if needs_sandbox else asyncio.sleep(0))
             try:
-                await run.run(items if items is not None else config.input_path, starting)
+                source = (prompt_rows(synth, seeds) if synth is not None and items is None
+                          else items if items is not None else config.input_path)
+                await run.run(source, starting)
                 # A run answered from the journal ends before the workers are warm: let them finish
                 # starting and close them normally; cancelling a start half-way is for interrupts.
                 await asyncio.wait([starting])
@@ -272,6 +367,8 @@ async def execute(config: RunConfig, backend: Backend, *, sft_backend: Backend |
                 if not starting.done():
                     starting.cancel()
                 await pool.close()
+                if run.embedder is not None:
+                    await run.embedder.close()
     finally:
         await run_dir.close()
         run.journal.close()
@@ -299,18 +396,31 @@ class _Run:
         self.sft_llm = LLMClient(sft_backend or backend, self.journal, self.limiter,
                                  config.sft_model_name) if separate else self.llm
         self.side_done: dict[str, set[str]] = {}
+        self.finished: set[str] = set()  # items whose row an earlier run wrote
         self.total: int | None = None
         self.last_checkpoint = time.monotonic()
+        synth = config.synth if config.stage_names()[0] == "questions" else None
+        self.embedder = (Embedder(synth.embedding_model, self.journal)
+                         if synth is not None and (synth.dedup_threshold is not None
+                                                   or synth.decontam_threshold is not None) else None)
 
     async def run(self, source: str | Iterable[dict] | AsyncIterable[dict], starting: asyncio.Future) -> None:
         self.sandbox = SandboxClient(self.pool, self.journal, starting)
         # Items per stage: enough that every LLM slot can be busy, and every sandbox worker.
         self.stages = build_stages(self.config, self.llm, self.sft_llm, self.sandbox,
-                                   max(self.limiter.limit, self.pool.size * 2))
+                                   max(self.limiter.limit, self.pool.size * 2), embedder=self.embedder,
+                                   journal=self.journal, done=self.finished)
         self.chain = Chain(self.stages, item_errors=(LLMRequestError,))
         self.final_file = self.stages[-1].output
         self.drop_files = {s.name: s.drop_file for s in self.stages if s.drop_file}
         done = self._recover()
+        self.finished |= done
+        synth_first = isinstance(self.stages[0], QuestionStage)
+        if self.embedder is not None:
+            await self.embedder.start()  # the model loads in the embedder's thread, not on this loop
+            for stage in self.stages:
+                if isinstance(stage, DecontamStage | DedupStage):
+                    await stage.start()
         if isinstance(source, str):
             rows = count_rows(source)
             self.total = max(0, min(rows, self.config.limit if self.config.limit is not None else rows) - len(done))
@@ -319,7 +429,10 @@ class _Run:
                  "%d sandbox workers (%s)", self.run_dir.path, " -> ".join(s.name for s in self.stages),
                  "?" if self.total is None else self.total, len(done), self.limiter.limit, self.pool.size,
                  self.pool.isolation)
-        items = read_items(source, self.stages[0].read_item, done, self.report.rejected_rows, self.config.limit)
+        # A synthesis run reads its prompts again (answers come from the journal) and skips the
+        # finished questions after dedup (SkipFinished); other runs skip finished items at once.
+        items = read_items(source, self.stages[0].read_item, set() if synth_first else done,
+                           self.report.rejected_rows, self.config.limit)
         await self.chain.run(items, self.sink, on_drop=self.on_drop, on_unfinished=self.on_unfinished,
                              on_tick=self.on_tick, tick_s=0.5)
         self.timeline.sample()
@@ -351,6 +464,8 @@ class _Run:
     async def write_item(self, item: Item, name: str) -> None:
         """Side rows first (once per item), then the item's own row: that row marks it finished."""
         report = self.report
+        if item.id in self.finished:  # a resumed synthesis run meets its rejected questions again
+            return
         for side_name, row in item.side:
             if item.id not in self.side_done.get(side_name, ()):
                 await self.run_dir.writer(side_name).write(row)
@@ -398,7 +513,45 @@ class _Run:
         report.timeline = list(self.timeline.samples)
         report.llm = _llm_stats([self.llm, self.sft_llm], self.stages)
         report.sandbox = {**_sandbox_stats(self.sandbox), "isolation": self.pool.isolation}
+        report.questions = question_stats(self.stages, self.embedder)
         report.wall_s = time.monotonic() - self.started
+
+
+def question_stats(stages: list, embedder: Embedder | None) -> dict:
+    """Per subset: prompts answered, questions made, rejected by reason, filtered out, contaminated,
+    duplicates, kept. A resumed synthesis run sees every question again, so these are totals."""
+    gen = next((s for s in stages if isinstance(s, QuestionStage)), None)
+    if gen is None:
+        return {}
+    per: dict[str, dict] = {}
+    for subset in gen.options.subsets:
+        per[subset] = {"questions": gen.made[subset],
+                       "rejected": {r: n for (s, r), n in sorted(gen.rejects.items()) if s == subset}}
+    out: dict = {"per_subset": per}
+    for stage in stages:
+        if isinstance(stage, FilterStage):
+            out["filter"] = {"categories": dict(stage.categories), "invalid_answers": sum(stage.invalid.values()),
+                             "keep": list(stage.keep)}
+            for subset in per:
+                per[subset]["filtered_out"] = stage.dropped[subset]
+        elif isinstance(stage, TagStage):
+            out.setdefault("tags", {})[stage.tag] = {"invalid_answers": sum(stage.invalid.values())}
+        elif isinstance(stage, DecontamStage):
+            out["contaminated"] = dict(stage.contaminated)
+            for subset in per:
+                per[subset]["contaminated"] = stage.per_subset[subset]
+        elif isinstance(stage, DedupStage):
+            for subset in per:
+                per[subset]["duplicates"] = stage.duplicates[subset]
+            out["dedup_batches"] = stage.decider.batches if stage.decider else 0
+        elif isinstance(stage, SkipFinished):
+            for subset in per:
+                per[subset]["kept"] = stage.kept[subset]
+            out["finished_earlier"] = stage.skipped
+    if embedder is not None:
+        out["embedder"] = {"model": embedder.model_name, "encoded": embedder.encoded, "replayed": embedder.replayed,
+                           "batches": embedder.batches}
+    return out
 
 
 def _llm_stats(clients: list[LLMClient], stages: list) -> dict:

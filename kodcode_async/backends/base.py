@@ -13,6 +13,7 @@ class Sampling:
     top_p: float = 1.0
     max_tokens: int = 4096
     seed: int | None = None
+    stop: tuple[str, ...] = ()  # generation ends at the first of these (not included in the text)
 
 
 @dataclass(frozen=True, slots=True)

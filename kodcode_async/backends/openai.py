@@ -85,6 +85,8 @@ class OpenAIBackend:
                       "max_tokens": s.max_tokens}
         if s.seed is not None:
             body["seed"] = s.seed
+        if s.stop:
+            body["stop"] = list(s.stop)
         if request.messages is not None:
             body["messages"] = request.messages
             return "/chat/completions", body

@@ -50,7 +50,7 @@ def _sampling_params(request: Request):  # noqa: ANN202
     # every sequence at every step and wakes this loop for it: at 256 sequences that starves the
     # loop (benchmarks/vllm_output_kind.py measures both).
     return SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed,
-                          output_kind=RequestOutputKind.FINAL_ONLY)
+                          stop=list(s.stop) or None, output_kind=RequestOutputKind.FINAL_ONLY)
 
 
 def _engine_dead_type() -> type[BaseException]:

@@ -23,9 +23,22 @@ TEMPLATES = {
     "solutions.user.txt": ("solutions_user", frozenset({"question"})),
     "style.user.txt": ("style_user", frozenset({"question", "solution", "name"})),
     "sft.user.txt": ("sft_user", frozenset({"question"})),
+    "solutions.stdin.user.txt": ("solutions_stdin_user", frozenset({"question"})),
+    "questions.fewshot.txt": ("questions_fewshot", frozenset({"count", "source", "examples", "format"})),
+    "questions.snippet.txt": ("questions_snippet", frozenset({"kind", "title", "code"})),
+    "questions.docs.txt": ("questions_docs", frozenset({"package", "page", "abstain"})),
+    "format.function.txt": ("format_function", frozenset()),
+    "format.stdin.txt": ("format_stdin", frozenset()),
+    "filter.user.txt": ("filter_user", frozenset({"categories", "question"})),
+    "tag.quality.txt": ("tag_quality", frozenset({"question"})),
+    "tag.category.txt": ("tag_category", frozenset({"categories", "question"})),
+    "tag.judge.txt": ("tag_judge", frozenset({"question"})),
 }
 STAGE_TEMPLATES = {"solutions": ("solutions_system", "solutions_user"), "style": ("style_user",),
-                   "sft": ("sft_user",)}
+                   "sft": ("sft_user",), "solutions_stdin": ("solutions_system", "solutions_stdin_user"),
+                   "fewshot": ("questions_fewshot", "format_function", "format_stdin"),
+                   "snippet": ("questions_snippet",), "docs": ("questions_docs",), "filter": ("filter_user",),
+                   "tag.quality": ("tag_quality",), "tag.category": ("tag_category",), "tag.judge": ("tag_judge",)}
 
 
 class PromptError(ValueError):
@@ -38,6 +51,17 @@ class Prompts:
     solutions_user: str
     style_user: str
     sft_user: str
+    solutions_stdin_user: str
+    questions_fewshot: str
+    questions_snippet: str
+    questions_docs: str
+    format_function: str
+    format_stdin: str
+    filter_user: str
+    tag_quality: str
+    tag_category: str
+    tag_judge: str
+    prefill: dict  # family -> PrefillTemplate (prefill/<family>.toml)
 
     def stage_hash(self, stage: str) -> str:
         """A short hash of the templates `stage` uses (recorded in its rows' metadata)."""
@@ -65,7 +89,7 @@ def load_prompts(directory: str | None = None) -> Prompts:
             raise PromptError(f"--prompts {directory}: not a directory")
         for name in sorted(os.listdir(directory)):
             if not name.endswith(".txt"):
-                continue
+                continue  # prefill/ and anything else that is not a template
             if name not in TEMPLATES:
                 raise PromptError(f"--prompts {directory}: unknown template {name}; known: {', '.join(TEMPLATES)}")
             values[TEMPLATES[name][0]] = _read(os.path.join(directory, name))
@@ -74,8 +98,48 @@ def load_prompts(directory: str | None = None) -> Prompts:
         if used != wanted:
             raise PromptError(f"{name} must use the placeholders {sorted(wanted) or 'none'}, and uses "
                               f"{sorted(used) or 'none'}")
-    return Prompts(**values)
+    prefill = {path.stem: load_prefill_template(path) for path in sorted((HERE / "prefill").glob("*.toml"))}
+    if directory and os.path.isdir(os.path.join(directory, "prefill")):
+        for name in sorted(os.listdir(os.path.join(directory, "prefill"))):
+            if name.endswith(".toml"):
+                path = Path(directory, "prefill", name)
+                prefill[path.stem] = load_prefill_template(path)
+    return Prompts(**values, prefill=prefill)
+
+
+@dataclass(frozen=True, slots=True)
+class PrefillTemplate:
+    """A chat model's template up to the start of the user turn, and where that turn ends."""
+
+    name: str
+    prompt: str
+    stop: tuple[str, ...]
+
+    def hash(self) -> str:
+        return hashlib.sha256("\0".join((self.prompt, *self.stop)).encode()).hexdigest()[:16]
+
+
+def load_prefill_template(path: Path | str) -> PrefillTemplate:
+    """A prefill template from a TOML file with `prompt` (string) and `stop` (non-empty list of strings)."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise PromptError(f"prefill template not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise PromptError(f"{path}: not valid TOML: {e}") from None
+    prompt, stop = data.get("prompt"), data.get("stop")
+    if not isinstance(prompt, str) or not prompt:
+        raise PromptError(f"{path}: needs prompt = \"<the chat template up to the start of the user turn>\"")
+    if not isinstance(stop, list) or not stop or not all(isinstance(s, str) and s for s in stop):
+        raise PromptError(f"{path}: needs stop = [\"<the end-of-turn token>\", ...] (a non-empty list of strings)")
+    unknown = set(data) - {"prompt", "stop"}
+    if unknown:
+        raise PromptError(f"{path}: unknown keys {sorted(unknown)}; a prefill template has prompt and stop")
+    return PrefillTemplate(Path(path).stem, prompt, tuple(stop))
 
 
 DEFAULT = load_prompts()
-__all__ = ["DEFAULT", "PromptError", "Prompts", "load_prompts"]
+__all__ = ["DEFAULT", "PrefillTemplate", "PromptError", "Prompts", "load_prefill_template", "load_prompts"]

@@ -12,14 +12,16 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+import orjson
+
 from kodcode_async.backends import Request, Sampling
 from kodcode_async.engine import Dropped
-from kodcode_async.parsing import ParseError, build_test_info, parse_solution_and_test
+from kodcode_async.parsing import ParseError, build_test_info, parse_program_and_cases, parse_solution_and_test
 from kodcode_async.prompts import DEFAULT as DEFAULT_PROMPTS
 from kodcode_async.prompts import Prompts
 from kodcode_async.resources import LLMClient, SandboxClient
 from kodcode_async.stages.base import Item, question_item
-from sandbox import Job, Limits
+from sandbox import Job, Limits, StdinCase
 
 STAGE = "solutions"
 
@@ -64,6 +66,7 @@ class SolveStage:
         self.options = options
         self.prompts = prompts
         self.prompt_hash = prompts.stage_hash(STAGE)
+        self.stdin_hash = prompts.stage_hash("solutions_stdin")
         self.llm = llm
         self.sandbox = sandbox
         self.concurrency = concurrency
@@ -78,34 +81,56 @@ class SolveStage:
         trials: list[dict] = list(first)  # type: ignore[arg-type]
         while not any(t["test_result"] == "Pass" for t in trials) and len(trials) < self.options.max_attempts:
             trials.append(await self.attempt(item, len(trials)))
-        item.row = kodcode_row(item.row, trials, self.options.model_name, self.prompt_hash)
+        item.row = kodcode_row(item.row, trials, self.options.model_name,
+                               self.stdin_hash if is_stdin(item.row) else self.prompt_hash)
         return item if item.row["gpt_pass_trial_num"] > 0 else Dropped("fail", item)
 
     async def attempt(self, item: Item, k: int) -> dict:
         texts = await self.llm.complete(self.request(item, k))
+        stdin = is_stdin(item.row)
         try:
-            parsed = parse_solution_and_test(texts[0] if texts else "")
+            if stdin:
+                program = parse_program_and_cases(texts[0] if texts else "")
+                solution, test = program.program, orjson.dumps(program.cases).decode()
+                job = Job(id=f"{item.id}/{k}", solution=solution, limits=self.options.limits,
+                          stdin_tests=[StdinCase(c["input"], c["output"]) for c in program.cases])
+            else:
+                parsed = parse_solution_and_test(texts[0] if texts else "")
+                solution, test = parsed.solution, parsed.test
+                job = Job(id=f"{item.id}/{k}", solution=solution, test=test, limits=self.options.limits,
+                          coverage=self.options.coverage)
         except ParseError as e:
             self.parse_errors += 1
             return {"solution_code": "", "test_code": "", "test_result": "Fail", "status": "parse_error",
                     "reason": str(e), "test_coverage": None}
-        job = Job(id=f"{item.id}/{k}", solution=parsed.solution, test=parsed.test, limits=self.options.limits,
-                  coverage=self.options.coverage)
         v = await self.sandbox.verify(STAGE, item.id, k * 1000, job)
-        return {"solution_code": parsed.solution, "test_code": parsed.test,
+        return {"solution_code": solution, "test_code": test,
                 "test_result": "Pass" if v.passed else "Fail", "status": v.status, "reason": v.reason,
                 "test_coverage": v.coverage}
 
     def request(self, item: Item, k: int) -> Request:
+        user = self.prompts.solutions_stdin_user if is_stdin(item.row) else self.prompts.solutions_user
         messages = [{"role": "system", "content": self.prompts.solutions_system},
-                    {"role": "user", "content": self.prompts.solutions_user.format(question=item.row["question"])}]
+                    {"role": "user", "content": user.format(question=item.row["question"])}]
         sampling = Sampling(n=1, temperature=self.options.temperature, max_tokens=self.options.max_tokens,
                             seed=self.options.seed + k)
         return Request(stage=STAGE, item_id=item.id, attempt=k, messages=messages, sampling=sampling)
 
 
+def is_stdin(row: dict) -> bool:
+    """A stdin/stdout question (format "stdin"): a program and input/output cases, not pytest."""
+    return row.get("format") == "stdin"
+
+
+# Question-row fields that stay top-level columns of the KodCode-V1 row (set by decontamination
+# and the filter subset), and those that are the question's own metadata.
+CARRIED = ("benchmark_similarity", "benchmark_instruction", "benchmark_task_id", "filter_reason", "format")
+
+
 def kodcode_row(question: dict, trials: list[dict], model_name: str, prompt_hash: str = "") -> dict:
-    """The KodCode-V1 row for a question and its trials (in attempt order)."""
+    """The KodCode-V1 row for a question and its trials (in attempt order). The question's
+    `metadata` (from synthesis: seeds, its prompt hash, model) is kept and extended; its other
+    extra fields go into metadata too."""
     seq = [1 if t["test_result"] == "Pass" else 0 for t in trials]
     passes = sum(seq)
     chosen = None
@@ -114,18 +139,21 @@ def kodcode_row(question: dict, trials: list[dict], model_name: str, prompt_hash
                                             (trials[chosen]["test_coverage"] or 0)):
             chosen = k
     best = trials[chosen] if chosen is not None else None
-    extra = {k: v for k, v in question.items() if k not in ("question_id", "question", "subset")}
+    extra = {k: v for k, v in question.items() if k not in ("question_id", "question", "subset", "metadata", *CARRIED)}
+    meta_in = question.get("metadata") if isinstance(question.get("metadata"), dict) else {}
     return {
         "version": "v1", "style": "instruct", "subset": question["subset"], "question_id": question["question_id"],
         "question": question["question"],
         "solution": best["solution_code"] if best else None,
         "test": best["test_code"] if best else None,
-        "test_info": build_test_info(best["solution_code"], best["test_code"]) if best else [],
+        "test_info": (build_test_info(best["solution_code"], best["test_code"])
+                      if best and not is_stdin(question) else []),
         "gpt_pass_sequence": seq, "gpt_pass_trial_num": passes,
         "gpt_difficulty": difficulty(passes, len(seq)),
         "gpt_pass_percentage": round(passes / len(seq), 4) if seq else 0.0,
         "trials": {f"trial_{k}": t for k, t in enumerate(trials)},
         "chosen_trial": f"trial_{chosen}" if chosen is not None else None,
-        "metadata": {"model": model_name, "attempts": len(seq), **({"prompt_hash": prompt_hash} if prompt_hash else {}),
-                     **extra},
+        "metadata": {**meta_in, "model": model_name, "attempts": len(seq),
+                     **({"prompt_hash": prompt_hash} if prompt_hash else {}), **extra},
+        **{k: question[k] for k in CARRIED if k in question},
     }

@@ -19,4 +19,5 @@ class SamplingParams:
     top_p: float = 1.0
     max_tokens: int | None = 16
     seed: int | None = None
+    stop: list[str] | str | None = None
     output_kind: RequestOutputKind = RequestOutputKind.CUMULATIVE

@@ -1,0 +1,156 @@
+"""Seed files for question synthesis: JSON or JSONL, with a field mapping from config.
+
+A seed file is JSONL (one object per line) or JSON (a list of objects, or an object holding one
+such list, e.g. `{"data": [...]}`). Which field holds the seed's text, id and package is the
+source's mapping (`text=`, `id=`, `package=`; dotted names reach into nested objects, e.g.
+`meta.slug`); left empty, the first present of the subset method's usual names is taken, so
+LeetCode/APPS/TACO/CodeContests dumps and the KodCode snippet files load without a mapping.
+
+Rows that cannot be seeds (not an object, no text) are returned with a reason, never dropped
+silently; a file with no usable seed at all is an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from kodcode_async.jsonl import iter_lines
+
+# method -> field names tried in order for the seed's text when the mapping names none
+TEXT_FIELDS = {
+    "fewshot": ("question", "content", "problem", "description", "instruction", "prompt", "text"),
+    "snippet": ("codes", "code", "content", "source", "text"),
+    "docs": ("content", "text", "page", "body", "markdown", "doc"),
+}
+ID_FIELDS = ("id", "question_id", "problem_id", "task_id", "slug", "name")
+PACKAGE_FIELDS = ("package", "library", "module", "project")
+
+
+class SeedError(ValueError):
+    """A seed file that cannot be used at all (missing, unreadable, no usable row)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SeedSource:
+    """Where one subset's seeds come from, and which fields to read."""
+
+    subset: str
+    path: str
+    text: str = ""
+    id: str = ""
+    package: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Seed:
+    id: str
+    text: str
+    package: str = ""
+    title: str = ""  # snippet files name the algorithm (file_name); shown to the model as a hint only
+
+
+def _get(row: dict, dotted: str) -> object:
+    value: object = row
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _first(row: dict, wanted: str, candidates: tuple[str, ...]) -> object:
+    if wanted:
+        return _get(row, wanted)
+    for name in candidates:
+        if row.get(name) not in (None, ""):
+            return row[name]
+    return None
+
+
+def _rows(path: str) -> list[tuple[str, object]]:
+    """(where, row) for every row of a JSON or JSONL file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096).lstrip()
+    except FileNotFoundError:
+        raise SeedError(f"seed file not found: {path}") from None
+    except IsADirectoryError:
+        raise SeedError(f"seed file {path} is a directory; give a JSON or JSONL file") from None
+    if head.startswith(b"["):
+        pass
+    elif head.startswith(b"{"):
+        # JSONL, or one JSON object holding the list
+        first_line = head.split(b"\n", 1)[0]
+        try:
+            orjson.loads(first_line)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            return [(f"line {n}", _loads(line, path, n)) for n, line in iter_lines(path)]
+    elif not head:
+        return []
+    else:
+        raise SeedError(f"{path}: neither JSON nor JSONL (it starts with {head[:20]!r})")
+    try:
+        with open(path, "rb") as f:
+            data = orjson.loads(f.read())
+    except orjson.JSONDecodeError as e:
+        raise SeedError(f"{path}: invalid JSON: {e}") from None
+    if isinstance(data, dict):
+        lists = [v for v in data.values() if isinstance(v, list)]
+        if len(lists) != 1:
+            raise SeedError(f"{path}: a JSON object must hold exactly one list of seeds (found {len(lists)})")
+        data = lists[0]
+    return [(f"item {i}", row) for i, row in enumerate(data)]
+
+
+def _loads(line: bytes | str, path: str, n: int) -> object:
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError as e:
+        return _Invalid(f"invalid JSON: {e}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Invalid:
+    reason: str
+
+
+def load_seeds(source: SeedSource, method: str) -> tuple[list[Seed], list[dict]]:
+    """The seeds of `source` in file order, and the rows rejected with a reason.
+
+    Raises SeedError when the file is missing, unreadable, or has no usable seed."""
+    seeds: list[Seed] = []
+    rejected: list[dict] = []
+    seen: set[str] = set()
+    for n, (where, row) in enumerate(_rows(source.path)):
+        def reject(reason: str, where: str = where) -> None:
+            rejected.append({"file": source.path, "where": where, "subset": source.subset, "reason": reason})
+
+        if isinstance(row, _Invalid):
+            reject(row.reason)
+            continue
+        if not isinstance(row, dict):
+            reject(f"not a JSON object ({type(row).__name__})")
+            continue
+        text = _first(row, source.text, TEXT_FIELDS[method])
+        if isinstance(text, list) and text and all(isinstance(t, str) for t in text):
+            text = "\n\n".join(text)  # snippet files may hold several code blocks
+        if not isinstance(text, str) or not text.strip():
+            named = source.text or " / ".join(TEXT_FIELDS[method])
+            reject(f"no text: field {named} is missing or empty (set the seed's text field in config)")
+            continue
+        raw_id = _first(row, source.id, ID_FIELDS)
+        sid = str(raw_id) if raw_id not in (None, "") else str(n)
+        if sid in seen:
+            sid = f"{sid}#{n}"
+        seen.add(sid)
+        package = _first(row, source.package, PACKAGE_FIELDS)
+        title = row.get("file_name") or row.get("title") or ""
+        seeds.append(Seed(sid, text.strip("\n"), str(package or ""), str(title)))
+    if not seeds:
+        detail = f"; first problem: {rejected[0]['where']}: {rejected[0]['reason']}" if rejected else ""
+        raise SeedError(f"{source.path}: no usable seed for subset {source.subset}{detail}")
+    return seeds, rejected
