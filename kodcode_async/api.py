@@ -5,6 +5,11 @@
         ...                                             # KodCode-V1 rows as they finish
     report = await pipeline.run_to("runs/x", "questions.jsonl")   # files + resume, like the CLI
 
+    # questions made from seeds first (SynthOptions: subsets, seed files, dedup, decontamination)
+    pipeline = Pipeline(backend, synth=SynthOptions(("leetcode",), (SeedSource("leetcode", "lc.jsonl"),)))
+    async for row in pipeline.run():                    # verified rows of the generated questions
+        ...
+
 Both go through `kodcode_async.run.execute`, the function behind `kodcode-async run`: the same
 stages, journal, run directory and resume rules.
 """
@@ -23,6 +28,7 @@ from kodcode_async.stages.base import Item
 from kodcode_async.stages.sft import SFTOptions, SFTStage
 from kodcode_async.stages.solutions import SolveOptions
 from kodcode_async.stages.style import StyleStage
+from kodcode_async.subsets import SynthOptions
 from sandbox.pool import SandboxConfig
 
 _END = object()
@@ -41,15 +47,20 @@ class RunUnfinished(RuntimeError):
 class Pipeline:
     def __init__(self, backend: Backend, *, solve: SolveOptions | None = None, sandbox: SandboxConfig | None = None,
                  workers: int = 128, style: bool = False, sft: SFTOptions | None = None,
-                 sft_backend: Backend | None = None, sft_model_name: str = "") -> None:
+                 sft_backend: Backend | None = None, sft_model_name: str = "", synth: SynthOptions | None = None,
+                 stop_after: str | None = None) -> None:
         self.backend = backend
         self.sft_backend = sft_backend
         self.config = RunConfig(input_path="", out_dir="", workers=workers, solve=solve or SolveOptions(),
                                 sandbox=sandbox or SandboxConfig(), style=style, sft=sft,
-                                sft_model_name=sft_model_name)
+                                sft_model_name=sft_model_name, synth=synth, stop_after=stop_after)
 
-    async def run(self, items: Iterable[dict] | AsyncIterable[dict], run_dir: str | None = None) -> AsyncIterator[dict]:
+    async def run(self, items: Iterable[dict] | AsyncIterable[dict] | None = None,
+                  run_dir: str | None = None) -> AsyncIterator[dict]:
         """Yield one row per finished question as soon as it is finished (any order).
+
+        `items` are question rows; with `synth` the questions are made from its seeds instead
+        (leave `items` None). With stop_after="questions" the rows are the question rows.
 
         Rows carry the columns of verified.jsonl / failed.jsonl, plus `complete_row`,
         `style_rejection` and `sft_conversation` when those stages produced them. The run is
@@ -58,6 +69,8 @@ class Pipeline:
         recorded in the report, never dropped silently; raises RunUnfinished at the end when
         some items are unfinished.
         """
+        if items is None and self.config.synth is None:
+            raise ValueError("Pipeline.run needs question rows, or synth=SynthOptions(...) to make them")
         queue: asyncio.Queue = asyncio.Queue(maxsize=64)  # the consumer's pace holds the engine back
         with tempfile.TemporaryDirectory(prefix="kodcode-api-") as tmp:
             config = replace(self.config, out_dir=run_dir or tmp)
@@ -93,7 +106,7 @@ class Pipeline:
             if report.unfinished:
                 raise RunUnfinished(report)
 
-    async def run_to(self, out_dir: str, input_path: str, *, new_run: bool = False) -> RunReport:
+    async def run_to(self, out_dir: str, input_path: str = "", *, new_run: bool = False) -> RunReport:
         """Run (or resume) into a run directory, exactly as `kodcode-async run` does; returns its report."""
         return await execute(replace(self.config, input_path=input_path, out_dir=out_dir, new_run=new_run),
                              self.backend, sft_backend=self.sft_backend)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
@@ -37,9 +38,11 @@ class EmbedderUnavailable(RuntimeError):
     """The embedding model cannot be loaded (missing extra, unknown model offline). Stops the run."""
 
 
+@functools.lru_cache(maxsize=2)
 def load_model(name: str) -> tuple[Callable[[list[str]], np.ndarray], int]:
     """(encode, dimension) for a sentence-transformers model name or folder; the bundled MiniLM
-    is found in its pip package. Raises EmbedderUnavailable with the fix."""
+    is found in its pip package. Loaded once per process (runs in one process share it).
+    Raises EmbedderUnavailable with the fix."""
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as e:

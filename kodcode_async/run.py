@@ -30,7 +30,7 @@ from kodcode_async.engine import Chain, Dropped, aiter_items
 from kodcode_async.journal import Journal
 from kodcode_async.jsonl import count_rows, iter_lines
 from kodcode_async.prompts import DEFAULT as DEFAULT_PROMPTS
-from kodcode_async.prompts import Prompts
+from kodcode_async.prompts import PromptError, Prompts
 from kodcode_async.resources import Limiter, LLMClient, SandboxClient
 from kodcode_async.rundir import JOURNAL, RunDir
 from kodcode_async.seeds import Seed, load_seeds
@@ -75,10 +75,13 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
-        names = self.stage_names()  # validates start_at / stop_after
-        if names[0] != "questions" and not self.input_path:
-            raise ValueError(f"a run starting at {names[0]} needs --input (a JSONL file of "
-                             f"{'questions' if names[0] == 'solutions' else 'verified rows'})")
+        self.stage_names()  # validates start_at / stop_after
+        o = self.synth
+        if o is not None and any(SUBSETS[s].method == "prefill" for s in o.subsets) \
+                and o.prefill_template not in self.prompts.prefill:
+            raise PromptError(f"--prefill-template {o.prefill_template}: no such template; known: "
+                              f"{', '.join(sorted(self.prompts.prefill))} (add one as --prompts DIR/prefill/NAME.toml, "
+                              "or give a path to NAME.toml)")
 
     def stage_names(self) -> list[str]:
         """The stages of this run, in order."""

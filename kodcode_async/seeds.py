@@ -1,7 +1,7 @@
 """Seed files for question synthesis: JSON or JSONL, with a field mapping from config.
 
 A seed file is JSONL (one object per line) or JSON (a list of objects, or an object holding one
-such list, e.g. `{"data": [...]}`). Which field holds the seed's text, id and package is the
+such list, e.g. `{"data": [...]}`), optionally gzip-compressed (`.gz`). Which field holds the seed's text, id and package is the
 source's mapping (`text=`, `id=`, `package=`; dotted names reach into nested objects, e.g.
 `meta.slug`); left empty, the first present of the subset method's usual names is taken, so
 LeetCode/APPS/TACO/CodeContests dumps and the KodCode snippet files load without a mapping.
@@ -12,11 +12,10 @@ silently; a file with no usable seed at all is an error.
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass
 
 import orjson
-
-from kodcode_async.jsonl import iter_lines
 
 # method -> field names tried in order for the seed's text when the mapping names none
 TEXT_FIELDS = {
@@ -69,44 +68,50 @@ def _first(row: dict, wanted: str, candidates: tuple[str, ...]) -> object:
     return None
 
 
-def _rows(path: str) -> list[tuple[str, object]]:
-    """(where, row) for every row of a JSON or JSONL file."""
+def _read(path: str) -> bytes:
     try:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rb") as f:
+                return f.read()
         with open(path, "rb") as f:
-            head = f.read(4096).lstrip()
+            return f.read()
     except FileNotFoundError:
         raise SeedError(f"seed file not found: {path}") from None
     except IsADirectoryError:
         raise SeedError(f"seed file {path} is a directory; give a JSON or JSONL file") from None
-    if head.startswith(b"["):
-        pass
-    elif head.startswith(b"{"):
-        # JSONL, or one JSON object holding the list
-        first_line = head.split(b"\n", 1)[0]
-        try:
-            orjson.loads(first_line)
-        except orjson.JSONDecodeError:
-            pass
-        else:
-            return [(f"line {n}", _loads(line, path, n)) for n, line in iter_lines(path)]
-    elif not head:
+    except (OSError, EOFError) as e:
+        raise SeedError(f"cannot read seed file {path}: {e}") from None
+
+
+def _rows(path: str) -> list[tuple[str, object]]:
+    """(where, row) for every row of a JSON or JSONL file (optionally gzip-compressed)."""
+    data = _read(path)
+    head = data.lstrip()[:1]
+    if not head:
         return []
-    else:
-        raise SeedError(f"{path}: neither JSON nor JSONL (it starts with {head[:20]!r})")
+    if head not in (b"[", b"{"):
+        raise SeedError(f"{path}: neither JSON nor JSONL (it starts with {data.lstrip()[:20]!r})")
     try:
-        with open(path, "rb") as f:
-            data = orjson.loads(f.read())
-    except orjson.JSONDecodeError as e:
-        raise SeedError(f"{path}: invalid JSON: {e}") from None
-    if isinstance(data, dict):
-        lists = [v for v in data.values() if isinstance(v, list)]
-        if len(lists) != 1:
-            raise SeedError(f"{path}: a JSON object must hold exactly one list of seeds (found {len(lists)})")
-        data = lists[0]
-    return [(f"item {i}", row) for i, row in enumerate(data)]
+        whole = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        whole = None
+    if isinstance(whole, list):
+        return [(f"item {i}", row) for i, row in enumerate(whole)]
+    if isinstance(whole, dict):
+        lists = [v for v in whole.values() if isinstance(v, list)]
+        if len(lists) == 1 and all(isinstance(r, dict) for r in lists[0]):
+            return [(f"item {i}", row) for i, row in enumerate(lists[0])]
+        return [("line 1", whole)]  # a one-line JSONL file
+    if head == b"[":
+        raise SeedError(f"{path}: invalid JSON (a file that starts with '[' must be one JSON list)")
+    out: list[tuple[str, object]] = []
+    for n, line in enumerate(data.split(b"\n"), 1):
+        if line.strip():
+            out.append((f"line {n}", _loads(line)))
+    return out
 
 
-def _loads(line: bytes | str, path: str, n: int) -> object:
+def _loads(line: bytes) -> object:
     try:
         return orjson.loads(line)
     except orjson.JSONDecodeError as e:

@@ -28,6 +28,8 @@ class Script:
         self.requests = 0
         self.arrivals: list[float] = []  # time.monotonic() of each request (in-process server)
         self.by_key: Counter = Counter()
+        self.completion_texts: list[str] | None = None  # /v1/completions: choice i gets text i (else text:prompt)
+        self.bodies: list[dict] = []  # every request body, in arrival order (in-process server)
 
 
 def make_app(script: Script) -> web.Application:
@@ -70,11 +72,14 @@ def make_app(script: Script) -> web.Application:
     async def completions(request: web.Request) -> web.Response:
         script.requests += 1
         script.arrivals.append(time.monotonic())
-        body = await request.json()
+        raw = await request.read()
+        body = json.loads(raw)
+        script.bodies.append(body)
+        texts = script.completion_texts
         return web.json_response({
             "id": "cmpl-test", "object": "text_completion", "model": body.get("model"),
-            "choices": [{"index": i, "text": script.text + ":" + body["prompt"], "finish_reason": "stop"}
-                        for i in range(body.get("n", 1))],
+            "choices": [{"index": i, "text": texts[i % len(texts)] if texts else script.text + ":" + body["prompt"],
+                         "finish_reason": "stop"} for i in range(body.get("n", 1))],
             "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}})
 
     async def stats(_: web.Request) -> web.Response:

@@ -1,0 +1,101 @@
+"""Seed files: JSON and JSONL, field mappings, the real KodCode seed files, and bad rows kept with a reason."""
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from kodcode_async.seeds import SeedError, SeedSource, load_seeds
+from kodcode_async.subsets import SynthOptions, prompt_rows
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_the_real_kodcode_snippet_files_load_without_a_mapping() -> None:
+    algo, bad = load_seeds(SeedSource("algorithm", str(DATA / "algorithm_seeds.json.gz")), "snippet")
+    assert len(algo) == 1118 and bad == []
+    assert algo[0].id == "0" and "def " in algo[0].text and algo[0].title
+    ds, bad = load_seeds(SeedSource("data_structure", str(DATA / "data_structure_seeds.json.gz")), "snippet")
+    assert len(ds) == 352 and bad == []
+    assert len({s.id for s in algo}) == len(algo)
+
+
+def test_jsonl_with_a_dotted_field_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "lc.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [
+        {"meta": {"slug": "two-sum"}, "body": {"text": "Find two numbers that add up to a target."}},
+        {"meta": {"slug": "three-sum"}, "body": {"text": "Find all triples that sum to zero."}},
+    ]) + "\n")
+    seeds, bad = load_seeds(SeedSource("leetcode", str(path), text="body.text", id="meta.slug"), "fewshot")
+    assert [(s.id, s.text) for s in seeds] == [("two-sum", "Find two numbers that add up to a target."),
+                                              ("three-sum", "Find all triples that sum to zero.")]
+    assert bad == []
+
+
+def test_a_json_object_holding_one_list_and_docs_packages(tmp_path: Path) -> None:
+    path = tmp_path / "docs.json"
+    path.write_text(json.dumps({"pages": [{"library": "heapq", "markdown": "heapq.heappush(heap, item) ..."}]}))
+    seeds, _ = load_seeds(SeedSource("docs", str(path)), "docs")
+    assert seeds[0].package == "heapq" and seeds[0].text.startswith("heapq.heappush")
+
+
+def test_bad_rows_are_returned_with_their_reason_and_good_ones_kept(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.jsonl.gz"
+    with gzip.open(path, "wt") as f:
+        f.write('{"question": "Reverse the words of a sentence, keeping single spaces."}\n')
+        f.write("{not json\n")
+        f.write("[1, 2]\n")
+        f.write('{"question": ""}\n')
+        f.write('{"title": "no text field"}\n')
+        f.write('{"id": 7, "question": "Count the vowels of a string, ignoring case."}\n')
+    seeds, bad = load_seeds(SeedSource("evol", str(path)), "fewshot")
+    assert [s.id for s in seeds] == ["0", "7"]
+    assert [(b["where"], b["reason"].split(":")[0]) for b in bad] == [
+        ("line 2", "invalid JSON"), ("line 3", "not a JSON object (list)"), ("line 4", "no text"),
+        ("line 5", "no text")]
+    assert all(b["file"] == str(path) and b["subset"] == "evol" for b in bad)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "seed file not found"), ("", "no usable seed"), ("hello\n", "neither JSON nor JSONL"),
+    ('[{"question": 1}', "invalid JSON"), ('{"question": ""}\n{"x": 1}\n', "no usable seed"),
+], ids=["missing", "empty", "text", "broken-json", "no-text"])
+def test_unusable_seed_files_are_refused_with_the_reason(tmp_path: Path, content: str | None, message: str) -> None:
+    path = tmp_path / "seeds.jsonl"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SeedError, match=message):
+        load_seeds(SeedSource("leetcode", str(path)), "fewshot")
+
+
+def test_prompts_interleave_subsets_and_sample_the_same_seeds_in_every_rerun() -> None:
+    seeds = {"leetcode": load_seeds(SeedSource("leetcode", "examples/synth/leetcode.jsonl"), "fewshot")[0],
+             "algorithm": load_seeds(SeedSource("algorithm", str(DATA / "algorithm_seeds.json.gz")), "snippet")[0]}
+    options = SynthOptions(("leetcode", "algorithm", "prefill"),
+                           (SeedSource("leetcode", "x"), SeedSource("algorithm", "y")),
+                           counts={"leetcode": 4, "algorithm": 3}, prefill_requests=2, seed=5)
+    rows = list(prompt_rows(options, seeds))
+    assert [r["prompt_id"] for r in rows] == [
+        "leetcode/000000", "algorithm/000000", "prefill/000000", "leetcode/000001", "algorithm/000001",
+        "prefill/000001", "leetcode/000002", "algorithm/000002", "leetcode/000003"]
+    assert all(len(r["seeds"]) == 3 for r in rows if r["subset"] == "leetcode")  # LeetCode: 3 shots
+    assert all(len({s["id"] for s in r["seeds"]}) == 3 for r in rows if r["subset"] == "leetcode")
+    assert [r["seeds"][0]["id"] for r in rows if r["subset"] == "algorithm"] == ["0", "1", "2"]
+    assert rows == list(prompt_rows(options, seeds))  # seeded: the same prompts in a rerun
+    other = SynthOptions(options.subsets, options.seeds, counts=options.counts, prefill_requests=2, seed=6)
+    assert [r["seeds"] for r in prompt_rows(other, seeds)] != [r["seeds"] for r in rows]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"subsets": ("leetcod",)}, "unknown subset"),
+    ({"subsets": ("leetcode",)}, "no seed file for leetcode"),
+    ({"subsets": ("prefill",), "tags": ("mood",)}, "unknown tag"),
+    ({"subsets": ("prefill",), "filter_keep": ("poetry",)}, "unknown categories"),
+    ({"subsets": ("prefill",), "dedup_threshold": 1.5}, "thresholds"),
+    ({"subsets": ("prefill",), "seeds": (SeedSource("leetcode", "x"),)}, "not in --subsets"),
+    ({"subsets": ()}, "at least one subset"),
+], ids=["unknown", "no-seeds", "tag", "category", "threshold", "stray-seeds", "none"])
+def test_synthesis_options_are_checked(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SynthOptions(**kwargs)
