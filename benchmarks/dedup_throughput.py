@@ -6,9 +6,9 @@ unit vectors (384 dimensions, as all-MiniLM-L6-v2 gives, with planted near-dupli
 
 * the batch way (the reference's): all vectors at once in one faiss index, one batch search
   (a range search at the threshold for the exact index), then the rule over the neighbours;
-* the stream: the engine's own code, `DedupStage`'s `OrderedDecider` inside an asyncio loop,
-  questions arriving one by one with their embeddings ready in a shuffled order inside windows
-  of the embedder's batch size, decided in micro-batches against the growing index.
+* the stream: the engine's own code path, a `Chain` running `DedupStage` (128 tasks) with its
+  `Embedder` (batches of `--window` texts in the embedder's thread), questions decided in arrival
+  order in micro-batches against the growing index.
 
 Embedding is left out on both sides: it costs the same per question either way (the embedder's
 own rate is printed once, from the real model, for scale). `--index flat` is exact (kept sets must
@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import os
 import platform
-import random
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,10 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kodcode_async.stages.dedup import NearIndex, OrderedDecider  # noqa: E402
+from kodcode_async.embedder import Embedder  # noqa: E402
+from kodcode_async.engine import Chain, Dropped  # noqa: E402
+from kodcode_async.stages.base import Item  # noqa: E402
+from kodcode_async.stages.dedup import DedupStage  # noqa: E402
 
 DIM = 384
 
@@ -79,21 +81,26 @@ def batch_way(vecs: np.ndarray, threshold: float, kind: str, k: int) -> tuple[np
 
 
 async def stream_way(vecs: np.ndarray, threshold: float, kind: str, window: int) -> tuple[np.ndarray, float, int]:
-    """The engine's decider: numbered on arrival, ready in shuffled order within each window."""
+    """The engine's own path: a Chain running DedupStage (128 tasks), its Embedder batching up to
+    `window` texts in its thread; the "model" looks the vector up, so embedding costs nothing."""
     before = rss_mb()
-    decider = OrderedDecider(NearIndex(DIM, kind), threshold)
-    rng = random.Random(1)
-    futures = []
-    for start in range(0, len(vecs), window):
-        seqs = [(decider.number(), i) for i in range(start, min(start + window, len(vecs)))]
-        rng.shuffle(seqs)  # the embedder's batches finish in any order; decisions stay in arrival order
-        for seq, i in seqs:
-            futures.append((i, decider.ready(seq, str(i), vecs[i])))
-        await asyncio.sleep(0)
+    embedder = Embedder("lookup", None, batch=window, wait_ms=20, encode=lambda texts: vecs[[int(t) for t in texts]],
+                        dim=DIM)
+    stage = DedupStage(embedder, None, threshold, concurrency=128, index=kind)
+    await stage.start()
     dup = np.zeros(len(vecs), dtype=bool)
-    for i, fut in futures:
-        dup[i] = (await fut)[0]
-    return dup, rss_mb() - before, decider.batches
+
+    async def dropped(_stage: str, item: Item, _d: Dropped) -> None:
+        dup[int(item.id)] = True
+
+    async def kept(_item: Item) -> None:
+        pass
+
+    items = (Item(str(i), {"question": str(i), "subset": "s"}) for i in range(len(vecs)))
+    await Chain([stage]).run(items, kept, on_drop=dropped)
+    await embedder.close()
+    assert stage.decider is not None
+    return dup, rss_mb() - before, stage.decider.batches
 
 
 def embedder_rate(texts: int = 512) -> float:
