@@ -297,8 +297,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if dead is None:
             raise
         progress.close()
-        where = (f"finished items are in {o.out}; fix the cause and run the same command to resume."
-                 if isinstance(dead, BackendDead) else "nothing was run.")
+        where = ("nothing was run." if isinstance(dead, SandboxUnavailable) else
+                 f"finished items are in {o.out}; fix the cause and run the same command to resume.")
         print(f"error: {dead}\n{where}", file=sys.stderr)
         return 1
     progress.close()

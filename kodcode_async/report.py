@@ -282,6 +282,20 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}} .partial{{backgro
 """
 
 
+def synthesis_table(synth: dict) -> str:
+    """Question synthesis per subset: answers, rejected by reason, filtered, benchmark, duplicates, kept."""
+    head = ("<h2>Question synthesis</h2>\n<table id=\"question-synthesis\"><tr><th>subset</th><th>questions</th>"
+            "<th>rejected answers</th><th>filtered out</th><th>benchmark overlap</th><th>duplicates</th>"
+            "<th>kept</th></tr>")
+    rows = []
+    for subset, c in synth.get("per_subset", {}).items():
+        rejected = ", ".join(f"{k} {v}" for k, v in c.get("rejected", {}).items()) or "0"
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in (
+            subset, c.get("questions", 0), rejected, c.get("filtered_out", 0), c.get("contaminated", 0),
+            c.get("duplicates", 0), c.get("kept", 0))) + "</tr>")
+    return head + "".join(rows) + "</table>"
+
+
 @dataclass(frozen=True, slots=True)
 class Report:
     html: str
@@ -292,7 +306,8 @@ class Report:
 def write_report(run_dir: str, output: str | None = None) -> Report:
     """Write RUN_DIR's report (self-contained HTML) and its figures as PNGs beside it."""
     d = load_run(run_dir)
-    if d.total == 0:
+    synth = (d.stats or {}).get("question_synthesis")
+    if d.total == 0 and not synth:
         raise ReportError(f"{run_dir} has no finished questions yet: nothing to draw "
                           "(run `kodcode-async run` into it, or wait for its first rows)")
     out = output or os.path.join(run_dir, "report", "report.html")
@@ -300,7 +315,9 @@ def write_report(run_dir: str, output: str | None = None) -> Report:
     os.makedirs(folder, exist_ok=True)
     stem = os.path.splitext(os.path.basename(out))[0]
     figures, sections = {}, []
-    for name, title, draw in FIGURES:
+    if synth:
+        sections.append(synthesis_table(synth))
+    for name, title, draw in FIGURES if d.total else ():
         png = _png(draw(d))
         path = os.path.join(folder, f"{stem}-{name}.png")
         with open(path, "wb") as f:

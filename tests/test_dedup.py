@@ -194,3 +194,24 @@ def test_an_unknown_embedding_model_stops_the_run_with_one_clear_error(tmp_path:
     assert "error: cannot load the embedding model 'no-such-org/no-such-embedding-model'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (out / "questions.jsonl").exists()
+
+
+def test_the_approximate_hnsw_index_agrees_with_the_exact_one_on_planted_duplicates() -> None:
+    vecs = planted(3000, dim=64, dups=150, seed=4)
+    want = batch_way(vecs, 0.9)
+
+    async def stream(kind: str) -> tuple[list[bool], int]:
+        decider = OrderedDecider(NearIndex(vecs.shape[1], kind), 0.9)
+        futures = []
+        for i, v in enumerate(vecs):
+            futures.append(decider.ready(decider.number(), f"q{i}", v))
+            if i % 50 == 49:
+                await asyncio.sleep(0)  # one micro-batch per 50: most neighbours are found in the index
+        return [(await f)[0] for f in futures], decider.batches
+
+    flat, batches = asyncio.run(stream("flat"))
+    assert flat == want and batches == 60
+    hnsw, _ = asyncio.run(stream("hnsw"))
+    assert sum(a == b for a, b in zip(hnsw, want)) / len(want) >= 0.99
+    with pytest.raises(ValueError, match="flat or hnsw"):
+        NearIndex(8, "lsh")

@@ -271,3 +271,15 @@ def test_the_bundled_synthesis_example_runs_from_the_cli(tmp_path: Path) -> None
     assert "question synthesis" in proc.stdout and "docs" in proc.stdout
     assert set(by_id(out / "questions.jsonl")) == KEPT
     assert "Loading weights" not in proc.stderr and "Warning" not in proc.stderr
+
+
+def test_the_report_of_a_questions_only_run_shows_the_synthesis_table(all_modes: tuple[Path, object],
+                                                                       tmp_path: Path) -> None:
+    from kodcode_async.report import write_report
+
+    report = write_report(str(all_modes[0]), str(tmp_path / "report.html"))
+    page = Path(report.html).read_text()
+    table = page.split('<table id="question-synthesis">', 1)[1].split("</table>", 1)[0]
+    assert "<td>docs</td><td>1</td><td>abstained 1</td><td>0</td><td>0</td><td>0</td><td>1</td>" in table
+    assert "<td>filter</td><td>3</td><td>0</td><td>1</td><td>0</td><td>0</td><td>2</td>" in table
+    assert report.figures == {}  # no verified rows yet: nothing to plot, and no error
