@@ -198,6 +198,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     merged.update({k: v for k, v in vars(args).items() if k in RUN_DEFAULTS and v is not None})
     o = argparse.Namespace(**merged)
     synthesis = bool(o.subsets) and o.start_at in ("", "questions")
+    if synthesis and o.input:
+        print("error: --input and --subsets both given: with --subsets the questions are made from --seeds; "
+              "to solve a questions file, leave out --subsets (or add --start-at solutions)", file=sys.stderr)
+        return 2
     if not o.out or not (o.input or synthesis):
         print("error: run needs --out RUN_DIR, and --input QUESTIONS.jsonl or --subsets LIST (with --seeds) "
               "to make the questions", file=sys.stderr)

@@ -258,8 +258,9 @@ def _cli_error(tmp_path: Path, *args: str) -> str:
     (("--subsets", "prefill", "--benchmarks", "humaneval,missing.jsonl"), "benchmark missing.jsonl"),
     (("--subsets", "prefill", "--counts", "prefill=many"), "--counts: prefill=many is not a whole number"),
     (("--subsets", "prefill", "--tag", "mood"), "unknown tag"),
+    (("--subsets", "prefill", "--input", "examples/questions.jsonl"), "--input and --subsets both given"),
 ], ids=["subset", "no-seeds", "missing-file", "not-json", "no-text-field", "bad-pair", "template", "benchmark",
-        "count", "tag"])
+        "count", "tag", "input-too"])
 def test_bad_synthesis_input_is_refused_with_one_clear_line(tmp_path: Path, args: tuple, message: str) -> None:
     assert message in _cli_error(tmp_path, *args)
 
@@ -283,3 +284,17 @@ def test_the_report_of_a_questions_only_run_shows_the_synthesis_table(all_modes:
     assert "<td>docs</td><td>1</td><td>abstained 1</td><td>0</td><td>0</td><td>0</td><td>1</td>" in table
     assert "<td>filter</td><td>3</td><td>0</td><td>1</td><td>0</td><td>0</td><td>2</td>" in table
     assert report.figures == {}  # no verified rows yet: nothing to plot, and no error
+
+
+def test_a_huge_seed_is_cut_so_its_request_cannot_fail_on_the_context_limit() -> None:
+    from kodcode_async.stages.base import Item
+    from kodcode_async.stages.questions import MAX_SEED_CHARS, QuestionStage
+
+    stage = QuestionStage(options(("docs",)), llm=None, concurrency=1)  # type: ignore[arg-type]
+    page = "bisect.insort(a, x) inserts x in sorted order. " * 20000  # ~1 MB
+    row = {"prompt_id": "docs/000000", "subset": "docs", "index": 0,
+           "seeds": [{"id": "p", "text": page, "package": "bisect", "title": ""}]}
+    request, prefix = stage.request(Item("docs/000000", row))
+    prompt = request.messages[0]["content"]
+    assert prefix is None and "[... the rest is cut ...]" in prompt
+    assert MAX_SEED_CHARS < len(prompt) < MAX_SEED_CHARS + 2000

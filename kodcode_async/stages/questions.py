@@ -23,6 +23,16 @@ from kodcode_async.stages.base import BadRow, Item
 from kodcode_async.subsets import ABSTAIN, SUBSETS, SynthOptions
 
 STAGE = "questions"
+# A seed longer than this is cut (with a note to the model): one huge documentation page or
+# snippet must not make its request fail for good on the server's context limit.
+MAX_SEED_CHARS = 12000
+
+
+def _clip(text: str) -> str:
+    text = text.strip("\n")
+    if len(text) <= MAX_SEED_CHARS:
+        return text
+    return text[:MAX_SEED_CHARS].rstrip() + "\n[... the rest is cut ...]"
 
 
 def prompt_item(row: object, lineno: int) -> Item:
@@ -105,16 +115,16 @@ class QuestionStage:
                                 seed=seed, stop=self.template.stop)
             return Request(STAGE, item.id, 0, prompt=self.template.prompt + prefix, sampling=sampling), prefix
         if subset.method == "fewshot":
-            examples = "\n\n".join(f"Example {n}:\n{s['text'].strip()}" for n, s in enumerate(seeds, 1))
+            examples = "\n\n".join(f"Example {n}:\n{_clip(s['text'])}" for n, s in enumerate(seeds, 1))
             fmt = p.format_stdin if (o.stdin_format and subset.stdin) else p.format_function
             text = p.questions_fewshot.format(count=len(seeds), source=subset.source, examples=examples, format=fmt)
         elif subset.method == "snippet":
             s = seeds[0]
             title = f" ({s['title']})" if s.get("title") else ""
-            text = p.questions_snippet.format(kind=subset.kind, title=title, code=s["text"].strip("\n"))
+            text = p.questions_snippet.format(kind=subset.kind, title=title, code=_clip(s["text"]))
         else:
             s = seeds[0]
-            text = p.questions_docs.format(package=s.get("package") or "the package", page=s["text"].strip(),
+            text = p.questions_docs.format(package=s.get("package") or "the package", page=_clip(s["text"]),
                                            abstain=ABSTAIN)
         sampling = Sampling(n=1, temperature=o.temperature, max_tokens=o.max_tokens, seed=seed)
         return Request(STAGE, item.id, 0, messages=[{"role": "user", "content": text}], sampling=sampling), None
