@@ -145,7 +145,8 @@ def load_seeds(source: SeedSource, method: str) -> tuple[list[Seed], list[dict]]
             text = "\n\n".join(text)  # snippet files may hold several code blocks
         if not isinstance(text, str) or not text.strip():
             named = source.text or " / ".join(TEXT_FIELDS[method])
-            reject(f"no text: field {named} is missing or empty (set the seed's text field in config)")
+            reject(f"no text: field {named} is missing or empty (name the field that holds it with "
+                   f"--seed-fields {source.subset}.text=FIELD)")
             continue
         raw_id = _first(row, source.id, ID_FIELDS)
         sid = str(raw_id) if raw_id not in (None, "") else str(n)

@@ -99,22 +99,25 @@ class SynthOptions:
                              f"{missing[0]}=PATH.jsonl; prefill and filter need none)")
         if len(by_subset) != len(self.seeds):
             raise ValueError("--seeds: one seed file per subset")
-        for name, n in {**self.counts, **self.shots}.items():
-            if name not in self.subsets or n < 1:
-                raise ValueError(f"counts and shots need subsets of this run and numbers >= 1, got {name}={n}")
+        for flag, given in (("--counts", self.counts), ("--shots", self.shots)):
+            for name, n in given.items():
+                if name not in self.subsets or n < 1:
+                    raise ValueError(f"{flag}: needs subsets of this run and numbers >= 1, got {name}={n}")
         for name in self.tags:
             if name not in ("quality", "category", "judge"):
                 raise ValueError(f"--tag {name}: unknown tag; known: quality, category, judge")
-        for t in (self.dedup_threshold, self.decontam_threshold):
+        for flag, t in (("--dedup-threshold", self.dedup_threshold), ("--decontam-threshold", self.decontam_threshold)):
             if t is not None and not 0 < t <= 1:
-                raise ValueError(f"similarity thresholds are in (0, 1], got {t}")
+                raise ValueError(f"{flag}: a cosine similarity in (0, 1], got {t}")
         if self.dedup_index not in ("flat", "hnsw"):
             raise ValueError(f"--dedup-index {self.dedup_index}: flat (exact) or hnsw (approximate)")
         bad = [c for c in self.filter_keep if c not in CATEGORIES]
         if bad:
             raise ValueError(f"--filter-keep: unknown categories {bad}; known: {', '.join(CATEGORIES)}")
-        if self.prefill_n < 1 or self.prefill_requests < 1 or not self.prefill_prefixes:
-            raise ValueError("--prefill-n and --prefill-requests must be >= 1, with at least one prefix")
+        if self.prefill_n < 1 or self.prefill_requests < 1:
+            raise ValueError("--prefill-n and --prefill-requests must be >= 1")
+        if not self.prefill_prefixes or not all(p.strip() for p in self.prefill_prefixes):
+            raise ValueError("--prefill-prefix: give at least one non-empty prefix (several: separate with |)")
 
     def shots_for(self, subset: str) -> int:
         return self.shots.get(subset, SUBSETS[subset].shots)
