@@ -298,3 +298,15 @@ def test_a_huge_seed_is_cut_so_its_request_cannot_fail_on_the_context_limit() ->
     prompt = request.messages[0]["content"]
     assert prefix is None and "[... the rest is cut ...]" in prompt
     assert MAX_SEED_CHARS < len(prompt) < MAX_SEED_CHARS + 2000
+
+
+def test_the_style_stage_passes_stdin_programs_by_without_asking_the_model() -> None:
+    from kodcode_async.stages.base import Item
+    from kodcode_async.stages.style import StyleStage
+
+    stage = StyleStage(llm=None, sandbox=None, concurrency=1)  # type: ignore[arg-type]  # neither may be used
+    item = Item("cf/1/0", {"question_id": "cf/1/0", "question": "Read n, print n+1.", "format": "stdin",
+                           "solution": "print(int(input()) + 1)\n", "test": '[{"input": "1", "output": "2"}]'})
+    out = asyncio.run(stage.process(item))
+    assert out is item and out.side[0][0] == StyleStage.rejected_file
+    assert out.side[0][1]["check"] == "stdin" and stage.checks == {"stdin": 1}

@@ -166,6 +166,12 @@ class StyleStage:
 
     async def process(self, item: Item) -> Item:
         row = item.row
+        if row.get("format") == "stdin":  # a whole program read from stdin: no function to complete
+            self.checks["stdin"] = self.checks.get("stdin", 0) + 1
+            item.side.append((self.rejected_file, {"question_id": item.id, "check": "stdin", "stub": None,
+                                                   "reason": "a stdin/stdout program has no function signature "
+                                                             "to turn into a completion task"}))
+            return item
         texts = await self.llm.complete(self.request(item))
         text = texts[0] if texts else ""
         stub = extract_final_code(text) or (text if re.search(r"^\s*(def|class)\s", text, re.M) else "")
