@@ -120,6 +120,7 @@ RUN_DEFAULTS = {
     "no_dedup": False, "dedup_index": "flat", "decontam_threshold": 0.85, "no_decontam": False, "benchmarks": "humaneval",
     "embedding_model": "all-MiniLM-L6-v2",
 }
+SYNTH_KEYS = tuple(RUN_DEFAULTS)[tuple(RUN_DEFAULTS).index("seeds"):]  # the options after "subsets"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -198,6 +199,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     merged.update({k: v for k, v in vars(args).items() if k in RUN_DEFAULTS and v is not None})
     o = argparse.Namespace(**merged)
     synthesis = bool(o.subsets) and o.start_at in ("", "questions")
+    stray = [k for k in SYNTH_KEYS if getattr(o, k) != RUN_DEFAULTS[k]] if not o.subsets else []
+    if stray:
+        print("error: " + ", ".join("--" + k.replace("_", "-") for k in stray)
+              + (" only takes" if len(stray) == 1 else " only take") + " effect with --subsets (question "
+              "synthesis); add --subsets, or leave them out", file=sys.stderr)
+        return 2
     if synthesis and o.input:
         print("error: --input and --subsets both given: with --subsets the questions are made from --seeds; "
               "to solve a questions file, leave out --subsets (or add --start-at solutions)", file=sys.stderr)

@@ -259,8 +259,10 @@ def _cli_error(tmp_path: Path, *args: str) -> str:
     (("--subsets", "prefill", "--counts", "prefill=many"), "--counts: prefill=many is not a whole number"),
     (("--subsets", "prefill", "--tag", "mood"), "unknown tag"),
     (("--subsets", "prefill", "--input", "examples/questions.jsonl"), "--input and --subsets both given"),
+    (("--input", "examples/questions.jsonl", "--tag", "quality", "--no-dedup"),
+     "--tag, --no-dedup only take effect with --subsets"),
 ], ids=["subset", "no-seeds", "missing-file", "not-json", "no-text-field", "bad-pair", "template", "benchmark",
-        "count", "tag", "input-too"])
+        "count", "tag", "input-too", "without-subsets"])
 def test_bad_synthesis_input_is_refused_with_one_clear_line(tmp_path: Path, args: tuple, message: str) -> None:
     assert message in _cli_error(tmp_path, *args)
 
