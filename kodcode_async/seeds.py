@@ -13,6 +13,7 @@ silently; a file with no usable seed at all is an error.
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -83,8 +84,9 @@ def _read(path: str) -> bytes:
         raise SeedError(f"cannot read seed file {path}: {e}") from None
 
 
-def _rows(path: str) -> list[tuple[str, object]]:
-    """(where, row) for every row of a JSON or JSONL file (optionally gzip-compressed)."""
+def _rows(path: str, is_row: Callable[[dict], bool]) -> list[tuple[str, object]]:
+    """(where, row) for every row of a JSON or JSONL file (optionally gzip-compressed). A file that
+    is one JSON object is a container of rows (its one list) unless it is a row itself (`is_row`)."""
     data = _read(path)
     head = data.lstrip()[:1]
     if not head:
@@ -99,7 +101,7 @@ def _rows(path: str) -> list[tuple[str, object]]:
         return [(f"item {i}", row) for i, row in enumerate(whole)]
     if isinstance(whole, dict):
         lists = [v for v in whole.values() if isinstance(v, list)]
-        if len(lists) == 1 and all(isinstance(r, dict) for r in lists[0]):
+        if not is_row(whole) and len(lists) == 1 and all(isinstance(r, dict) for r in lists[0]):
             return [(f"item {i}", row) for i, row in enumerate(lists[0])]
         return [("line 1", whole)]  # a one-line JSONL file
     if head == b"[":
@@ -130,7 +132,10 @@ def load_seeds(source: SeedSource, method: str) -> tuple[list[Seed], list[dict]]
     seeds: list[Seed] = []
     rejected: list[dict] = []
     seen: set[str] = set()
-    for n, (where, row) in enumerate(_rows(source.path)):
+    def is_row(row: dict) -> bool:
+        return _first(row, source.text, TEXT_FIELDS[method]) is not None
+
+    for n, (where, row) in enumerate(_rows(source.path, is_row)):
         def reject(reason: str, where: str = where) -> None:
             rejected.append({"file": source.path, "where": where, "subset": source.subset, "reason": reason})
 

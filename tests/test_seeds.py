@@ -100,3 +100,15 @@ def test_prompts_interleave_subsets_and_sample_the_same_seeds_in_every_rerun() -
 def test_synthesis_options_are_checked(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SynthOptions(**kwargs)
+
+
+def test_a_one_row_jsonl_file_whose_row_holds_a_list_is_a_row_not_a_container(tmp_path: Path) -> None:
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps({"id": "a", "question": "Sum a list of numbers, skipping None values.",
+                                "examples": [{"in": [1, None], "out": 1}]}) + "\n")
+    seeds, bad = load_seeds(SeedSource("evol", str(path)), "fewshot")
+    assert [s.id for s in seeds] == ["a"] and bad == []
+    container = tmp_path / "one-line-container.json"
+    container.write_text(json.dumps({"rows": [{"question": "Reverse a string without slicing it."}]}))
+    assert [s.text for s in load_seeds(SeedSource("evol", str(container)), "fewshot")[0]] == [
+        "Reverse a string without slicing it."]
