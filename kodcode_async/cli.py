@@ -11,7 +11,7 @@ import tomllib
 
 from kodcode_async import __version__
 
-STAGES = ("questions", "solutions", "style", "sft")  # kodcode_async.run.STAGES, without importing the engine for --help
+STAGES = ("questions", "tags", "solutions", "style", "sft")  # kodcode_async.run.STAGES, without importing the engine for --help
 SUBSET_NAMES = ("leetcode", "codeforces", "apps", "taco", "code_contests", "package", "evol", "algorithm",
                 "data_structure", "docs", "prefill", "filter")  # kodcode_async.subsets.SUBSETS, likewise
 EXIT_INTERRUPTED = 130
@@ -120,7 +120,7 @@ RUN_DEFAULTS = {
     "no_dedup": False, "dedup_index": "flat", "decontam_threshold": 0.85, "no_decontam": False, "benchmarks": "humaneval",
     "embedding_model": "all-MiniLM-L6-v2",
 }
-SYNTH_KEYS = tuple(RUN_DEFAULTS)[tuple(RUN_DEFAULTS).index("seeds"):]  # the options after "subsets"
+SYNTH_KEYS = tuple(k for k in tuple(RUN_DEFAULTS)[tuple(RUN_DEFAULTS).index("seeds"):] if k != "tag")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -252,7 +252,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                            sandbox=_sandbox_config(o, o.sandbox_workers), style=o.style, sft=sft,
                            sft_model_name=o.sft_model or o.model or o.backend, start_at=o.start_at or None,
                            stop_after=o.stop_after or None, new_run=o.new_run, prompts=prompts,
-                           limit=o.limit or None, synth=synth)
+                           limit=o.limit or None, synth=synth, tags=_names(o.tag))
         api_key = os.environ.get(o.api_key_env) if o.api_key_env else None
         backend = make_backend(o.backend, model=o.model, base_url=o.base_url, api_key=api_key,
                                recorded_path=o.recorded, workers=o.workers, timeout_s=o.request_timeout,
@@ -378,7 +378,7 @@ def _synth_options(o: argparse.Namespace, prompts):  # noqa: ANN001, ANN202
         temperature=o.question_temperature, max_tokens=o.question_max_tokens, seed=o.seed,
         stdin_format=o.stdin_format, prefill_template=template, prefill_prefixes=prefixes,
         prefill_requests=o.prefill_requests, prefill_n=o.prefill_n, filter_keep=_names(o.filter_keep),
-        tags=_names(o.tag), dedup_threshold=None if o.no_dedup else o.dedup_threshold, dedup_index=o.dedup_index,
+        dedup_threshold=None if o.no_dedup else o.dedup_threshold, dedup_index=o.dedup_index,
         decontam_threshold=None if o.no_decontam else o.decontam_threshold, benchmarks=_names(o.benchmarks),
         embedding_model=o.embedding_model)
     return synth, prompts
@@ -417,8 +417,8 @@ def _engine_dead(error: BaseException, kinds: tuple[type, ...]) -> BaseException
 
 
 def print_summary(out: str, stats: dict) -> None:
-    synth = stats.get("question_synthesis")
-    if synth:
+    synth = stats.get("question_synthesis") or {}
+    if synth.get("per_subset"):
         print("\nquestion synthesis (per subset: made -> rejected / filtered / benchmark / duplicate -> kept):")
         for subset, c in synth["per_subset"].items():
             rejected = sum(c["rejected"].values())
@@ -426,7 +426,9 @@ def print_summary(out: str, stats: dict) -> None:
                   + (f" {c['rejected']}" if rejected else "")
                   + f", {c.get('filtered_out', 0)} filtered, {c.get('contaminated', 0)} benchmark, "
                   f"{c.get('duplicates', 0)} duplicate -> {c.get('kept', 0)} kept")
-    if stats["questions"] or not synth:
+    for tag, c in synth.get("tags", {}).items():
+        print(f"  tag {tag}: {c['invalid_answers']} answers were not the JSON asked for (stored as errors)")
+    if stats["questions"] or not synth.get("per_subset"):
         print(f"\nquestions: {stats['questions']}  verified: {stats['verified']}  "
               f"difficulty: {stats['difficulty']}  (isolation: {stats['sandbox_isolation']})")
     for subset, ks in stats["pass_at_k"].items():
@@ -653,7 +655,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--prefill-n", type=int, help="questions sampled per prefill request (default 8)")
     q.add_argument("--filter-keep", help="categories the filter subset keeps, comma-separated (default "
                    "'algorithm implementation,function generation')")
-    q.add_argument("--tag", help="tags to add to every question: quality,category,judge (default: none)")
+    q.add_argument("--tag", help="LLM labels for every question, made here or read from --input: "
+                   "quality,category,judge (default: none; the 'tags' stage, before solutions)")
     q.add_argument("--dedup-threshold", type=float, help="drop a question whose nearest earlier question has "
                    "at least this cosine similarity (default 0.9)")
     q.add_argument("--no-dedup", action="store_true", default=None, help="no semantic dedup")

@@ -48,8 +48,10 @@ from sandbox.pool import SandboxConfig, SandboxPool
 log = logging.getLogger("kodcode_async.run")
 
 # In chain order; a config turns some of them on. "questions" is a group of chain stages
-# (generate, filter, tags, decontamination, dedup) whose rows go to questions.jsonl.
-STAGES = ("questions", "solutions", "style", "sft")
+# (generate, filter, decontamination, dedup) whose rows go to questions.jsonl; "tags" labels
+# questions (made here or read from --input) before they are solved.
+STAGES = ("questions", "tags", "solutions", "style", "sft")
+TAGS = ("quality", "category", "judge")
 TIMELINE_S = 2.0  # seconds between timeline samples (doubled whenever the timeline fills up)
 TIMELINE_MAX = 1000  # samples kept: a week-long run keeps a timeline of the same size
 CHECKPOINT_S = 30.0  # how often a running pipeline rewrites stats.json
@@ -71,10 +73,14 @@ class RunConfig:
     prompts: Prompts = DEFAULT_PROMPTS  # the stages' templates (--prompts DIR)
     limit: int | None = None  # only the first N input rows (--limit)
     synth: SynthOptions | None = None  # question synthesis from seeds (--subsets); None = questions come as input
+    tags: tuple[str, ...] = ()  # LLM labels on every question (--tag quality,category,judge)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        for tag in self.tags:
+            if tag not in TAGS:
+                raise ValueError(f"--tag {tag}: unknown tag; known: {', '.join(TAGS)}")
         self.stage_names()  # validates start_at / stop_after
         o = self.synth
         if o is not None and any(SUBSETS[s].method == "prefill" for s in o.subsets) \
@@ -86,11 +92,11 @@ class RunConfig:
     def stage_names(self) -> list[str]:
         """The stages of this run, in order."""
         on = [n for n in STAGES if n == "solutions" or (n == "questions" and self.synth is not None)
-              or (n == "style" and self.style) or (n == "sft" and self.sft is not None)]
+              or (n == "tags" and self.tags) or (n == "style" and self.style) or (n == "sft" and self.sft is not None)]
         for flag, name in (("--start-at", self.start_at), ("--stop-after", self.stop_after)):
             if name is not None and name not in on:
                 hint = {"style": " (turn it on with --style)", "sft": " (turn it on with --sft-n N)",
-                        "questions": " (turn it on with --subsets)"}.get(name, "")
+                        "questions": " (turn it on with --subsets)", "tags": " (turn it on with --tag)"}.get(name, "")
                 raise ValueError(f"{flag} {name}: not a stage of this run; its stages are {', '.join(on)}{hint}")
         first = on.index(self.start_at) if self.start_at else 0
         last = on.index(self.stop_after) if self.stop_after else len(on) - 1
@@ -110,6 +116,9 @@ def fingerprint(config: RunConfig) -> dict:
     fp: dict = {"stages": names}
     if "questions" in names and config.synth is not None:
         fp["questions"] = synth_fingerprint(config.synth, config.prompts)
+    if "tags" in names:
+        fp["tags"] = {"model": config.solve.model_name,
+                      "prompts": {t: config.prompts.stage_hash(f"tag.{t}") for t in config.tags}}
     if "solutions" in names:
         fp["solutions"] = {"model": s.model_name, "attempts": s.attempts, "max_attempts": s.max_attempts,
                            "temperature": s.temperature, "max_tokens": s.max_tokens, "seed": s.seed,
@@ -150,8 +159,6 @@ def synth_fingerprint(o: SynthOptions, prompts: Prompts) -> dict:
                          prompts.prefill else prompts.stage_hash(m)) for m in methods}
     if any(SUBSETS[s].classify for s in o.subsets):
         fp["prompts"]["filter"] = prompts.stage_hash("filter")
-    for tag in o.tags:
-        fp["prompts"][f"tag.{tag}"] = prompts.stage_hash(f"tag.{tag}")
     return fp
 
 
@@ -280,6 +287,7 @@ def build_stages(config: RunConfig, llm: LLMClient, sft_llm: LLMClient, sandbox:
     """The run's chain stages, in order, each given the clients it asks. "questions" is several."""
     make = {
         "questions": lambda: question_stages(config, llm, concurrency, embedder, journal, done if done is not None else set()),
+        "tags": lambda: [TagStage(tag, llm, concurrency, config.prompts) for tag in config.tags],
         "solutions": lambda: [SolveStage(config.solve, llm, sandbox, concurrency, config.prompts)],
         "style": lambda: [StyleStage(llm, sandbox, concurrency, config.solve.limits, config.prompts)],
         "sft": lambda: [SFTStage(config.sft or SFTOptions(), sft_llm, sandbox, concurrency, config.prompts)],
@@ -289,7 +297,7 @@ def build_stages(config: RunConfig, llm: LLMClient, sft_llm: LLMClient, sandbox:
 
 def question_stages(config: RunConfig, llm: LLMClient, concurrency: int, embedder: Embedder | None,
                     journal: Journal | None, done: set[str]) -> list:
-    """Generate -> filter (classifying subsets) -> tags -> decontamination -> dedup -> skip finished.
+    """Generate -> filter (classifying subsets) -> decontamination -> dedup -> skip finished.
 
     Decontamination comes before dedup so that a benchmark copy never enters the dedup index;
     finished questions are skipped only after dedup, which must see every question to decide
@@ -299,7 +307,6 @@ def question_stages(config: RunConfig, llm: LLMClient, concurrency: int, embedde
     stages: list = [QuestionStage(o, llm, concurrency, config.prompts)]
     if any(SUBSETS[s].classify for s in o.subsets):
         stages.append(FilterStage(llm, concurrency, o.filter_keep, config.prompts))
-    stages += [TagStage(tag, llm, concurrency, config.prompts) for tag in o.tags]
     if o.decontam_threshold is not None or o.dedup_threshold is not None:
         assert embedder is not None
         # Enough tasks that a whole embedding batch can be waiting at once.
@@ -524,21 +531,20 @@ def question_stats(stages: list, embedder: Embedder | None) -> dict:
     """Per subset: prompts answered, questions made, rejected by reason, filtered out, contaminated,
     duplicates, kept. A resumed synthesis run sees every question again, so these are totals."""
     gen = next((s for s in stages if isinstance(s, QuestionStage)), None)
+    tags = {s.tag: {"invalid_answers": sum(s.invalid.values())} for s in stages if isinstance(s, TagStage)}
     if gen is None:
-        return {}
+        return {"tags": tags} if tags else {}
     per: dict[str, dict] = {}
     for subset in gen.options.subsets:
         per[subset] = {"questions": gen.made[subset],
                        "rejected": {r: n for (s, r), n in sorted(gen.rejects.items()) if s == subset}}
-    out: dict = {"per_subset": per}
+    out: dict = {"per_subset": per, **({"tags": tags} if tags else {})}
     for stage in stages:
         if isinstance(stage, FilterStage):
             out["filter"] = {"categories": dict(stage.categories), "invalid_answers": sum(stage.invalid.values()),
                              "keep": list(stage.keep)}
             for subset in per:
                 per[subset]["filtered_out"] = stage.dropped[subset]
-        elif isinstance(stage, TagStage):
-            out.setdefault("tags", {})[stage.tag] = {"invalid_answers": sum(stage.invalid.values())}
         elif isinstance(stage, DecontamStage):
             out["contaminated"] = dict(stage.contaminated)
             for subset in per:

@@ -74,7 +74,6 @@ class SynthOptions:
     prefill_n: int = 8  # samples per prefill request (one prompt, n answers: the prefix is cached)
     prefill_temperature: float = 1.0
     filter_keep: tuple[str, ...] = ("algorithm implementation", "function generation")
-    tags: tuple[str, ...] = ()  # quality, category, judge
     dedup_threshold: float | None = 0.9  # cosine similarity; None = no dedup
     dedup_index: str = "flat"  # flat (exact) or hnsw (approximate, for millions of questions)
     decontam_threshold: float | None = 0.85  # None = no decontamination (a paraphrase scores ~0.85-0.9)
@@ -103,9 +102,6 @@ class SynthOptions:
             for name, n in given.items():
                 if name not in self.subsets or n < 1:
                     raise ValueError(f"{flag}: needs subsets of this run and numbers >= 1, got {name}={n}")
-        for name in self.tags:
-            if name not in ("quality", "category", "judge"):
-                raise ValueError(f"--tag {name}: unknown tag; known: quality, category, judge")
         for flag, t in (("--dedup-threshold", self.dedup_threshold), ("--decontam-threshold", self.decontam_threshold)):
             if t is not None and not 0 < t <= 1:
                 raise ValueError(f"{flag}: a cosine similarity in (0, 1], got {t}")

@@ -90,13 +90,12 @@ def test_prompts_interleave_subsets_and_sample_the_same_seeds_in_every_rerun() -
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"subsets": ("leetcod",)}, "unknown subset"),
     ({"subsets": ("leetcode",)}, "no seed file for leetcode"),
-    ({"subsets": ("prefill",), "tags": ("mood",)}, "unknown tag"),
     ({"subsets": ("prefill",), "filter_keep": ("poetry",)}, "unknown categories"),
     ({"subsets": ("prefill",), "dedup_threshold": 1.5}, "--dedup-threshold: a cosine similarity in"),
     ({"subsets": ("prefill",), "prefill_prefixes": ()}, "--prefill-prefix: give at least one"),
     ({"subsets": ("prefill",), "seeds": (SeedSource("leetcode", "x"),)}, "not in --subsets"),
     ({"subsets": ()}, "at least one subset"),
-], ids=["unknown", "no-seeds", "tag", "category", "threshold", "prefix", "stray-seeds", "none"])
+], ids=["unknown", "no-seeds", "category", "threshold", "prefix", "stray-seeds", "none"])
 def test_synthesis_options_are_checked(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SynthOptions(**kwargs)

@@ -40,8 +40,9 @@ def options(subsets: tuple[str, ...] = ALL, **kw: object) -> SynthOptions:
     return SynthOptions(subsets, seeds, **base)
 
 
-def run(out: Path, synth: SynthOptions, backend: object = None, stop_after: str | None = "questions"):  # noqa: ANN201
-    config = RunConfig(input_path="", out_dir=str(out), synth=synth, stop_after=stop_after,
+def run(out: Path, synth: SynthOptions | None, backend: object = None, stop_after: str | None = "questions",  # noqa: ANN201
+        tags: tuple[str, ...] = (), input_path: str = ""):
+    config = RunConfig(input_path=input_path, out_dir=str(out), synth=synth, stop_after=stop_after, tags=tags,
                        sandbox=SandboxConfig(workers=1),
                        solve=SolveOptions(attempts=1, max_attempts=1, model_name="recorded-demo"))
     return asyncio.run(execute(config, backend or RecordedBackend(str(EX / "recorded.jsonl"))))
@@ -224,8 +225,8 @@ def test_tags_are_validated_json_with_the_tagging_model(tmp_path: Path) -> None:
     ]
     recorded.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
     out = tmp_path / "run"
-    report = run(out, options(("package",), tags=("quality", "category", "judge"), dedup_threshold=None,
-                              decontam_threshold=None), backend=RecordedBackend(str(recorded)))
+    report = run(out, options(("package",), dedup_threshold=None, decontam_threshold=None),
+                 backend=RecordedBackend(str(recorded)), tags=("quality", "category", "judge"), stop_after="tags")
     meta = by_id(out / "questions.jsonl")[qid]["metadata"]
     assert meta["tags"]["quality"] == {"quality": "good", "explanation": "clear input and output"}
     assert meta["tags"]["judge"] == {"online_judge": False, "reason": "a function, not a program"}
@@ -233,6 +234,15 @@ def test_tags_are_validated_json_with_the_tagging_model(tmp_path: Path) -> None:
     assert meta["tag_models"] == {"quality": "recorded-demo", "category": "recorded-demo", "judge": "recorded-demo"}
     assert report.questions["tags"]["category"] == {"invalid_answers": 1}
     assert report.questions["tags"]["quality"] == {"invalid_answers": 0}
+    # the same stage labels questions read from a file (no synthesis): a reusable stage
+    questions = tmp_path / "q.jsonl"
+    questions.write_bytes(orjson.dumps({"question_id": qid, "question": by_id(out / "questions.jsonl")[qid]["question"],
+                                        "subset": "package"}) + b"\n")
+    again = run(tmp_path / "labelled", None, backend=RecordedBackend(str(recorded)), tags=("quality", "judge"),
+                stop_after="tags", input_path=str(questions))
+    labelled = by_id(tmp_path / "labelled" / "questions.jsonl")[qid]["metadata"]
+    assert labelled["tags"]["quality"]["quality"] == "good" and labelled["tags"]["judge"]["online_judge"] is False
+    assert again.questions == {"tags": {"quality": {"invalid_answers": 0}, "judge": {"invalid_answers": 0}}}
 
 
 def _cli_error(tmp_path: Path, *args: str) -> str:
@@ -257,10 +267,10 @@ def _cli_error(tmp_path: Path, *args: str) -> str:
     (("--subsets", "prefill", "--prefill-template", "mistral"), "--prefill-template mistral: no such template"),
     (("--subsets", "prefill", "--benchmarks", "humaneval,missing.jsonl"), "benchmark missing.jsonl"),
     (("--subsets", "prefill", "--counts", "prefill=many"), "--counts: prefill=many is not a whole number"),
-    (("--subsets", "prefill", "--tag", "mood"), "unknown tag"),
+    (("--subsets", "prefill", "--tag", "mood"), "--tag mood: unknown tag"),
     (("--subsets", "prefill", "--input", "examples/questions.jsonl"), "--input and --subsets both given"),
     (("--input", "examples/questions.jsonl", "--tag", "quality", "--no-dedup"),
-     "--tag, --no-dedup only take effect with --subsets"),
+     "--no-dedup only takes effect with --subsets"),
 ], ids=["subset", "no-seeds", "missing-file", "not-json", "no-text-field", "bad-pair", "template", "benchmark",
         "count", "tag", "input-too", "without-subsets"])
 def test_bad_synthesis_input_is_refused_with_one_clear_line(tmp_path: Path, args: tuple, message: str) -> None:

@@ -147,6 +147,8 @@ class FilterStage(_LabelStage):
 
 
 class TagStage(_LabelStage):
+    """A question row in, the same row out with its label (reads --input question rows when first)."""
+
     drop_file = None
 
     def __init__(self, tag: str, llm: LLMClient, concurrency: int, prompts: Prompts = DEFAULT_PROMPTS) -> None:
