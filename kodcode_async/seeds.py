@@ -1,7 +1,8 @@
 """Seed files for question synthesis: JSON or JSONL, with a field mapping from config.
 
 A seed file is JSONL (one object per line) or JSON (a list of objects, or an object holding one
-such list, e.g. `{"data": [...]}`), optionally gzip-compressed (`.gz`). Which field holds the seed's text, id and package is the
+such list, e.g. `{"data": [...]}`), optionally gzip-compressed (`.gz`). Question and page text
+stored as HTML (LeetCode dumps, scraped docs) is turned into plain text; snippets are left as written. Which field holds the seed's text, id and package is the
 source's mapping (`text=`, `id=`, `package=`; dotted names reach into nested objects, e.g.
 `meta.slug`); left empty, the first present of the subset method's usual names is taken, so
 LeetCode/APPS/TACO/CodeContests dumps and the KodCode snippet files load without a mapping.
@@ -13,14 +14,17 @@ silently; a file with no usable seed at all is an error.
 from __future__ import annotations
 
 import gzip
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from html.parser import HTMLParser
 
 import orjson
 
 # method -> field names tried in order for the seed's text when the mapping names none
 TEXT_FIELDS = {
-    "fewshot": ("question", "content", "problem", "description", "instruction", "prompt", "text"),
+    "fewshot": ("question", "content", "problem", "description", "statement", "problem_statement", "instruction",
+                "prompt", "text"),
     "snippet": ("codes", "code", "content", "source", "text"),
     "docs": ("content", "text", "page", "body", "markdown", "doc"),
 }
@@ -49,6 +53,45 @@ class Seed:
     text: str
     package: str = ""
     title: str = ""  # snippet files name the algorithm (file_name); shown to the model as a hint only
+
+
+# Closing tags are the evidence that a text is HTML: "a <b and c> d" in plain text is not.
+_HTML = re.compile(r"</(?:p|pre|code|strong|em|li|ul|ol|div|span|sup|sub)>", re.I)
+
+
+class _Text(HTMLParser):
+    """HTML to plain text, as problem dumps (LeetCode's `content`) and doc pages store it."""
+
+    BLOCK = {"p", "div", "pre", "ul", "ol", "li", "br", "h1", "h2", "h3", "h4", "tr"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag in self.BLOCK:
+            self.out.append("\n")
+        if tag == "li":
+            self.out.append("- ")
+        elif tag == "sup":
+            self.out.append("^")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.BLOCK:
+            self.out.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        self.out.append(data)
+
+
+def html_to_text(text: str) -> str:
+    """Plain text of an HTML fragment; text without HTML tags is returned unchanged."""
+    if not _HTML.search(text):
+        return text
+    parser = _Text()
+    parser.feed(text)
+    parser.close()
+    return re.sub(r"\n{3,}", "\n\n", "".join(parser.out).replace("\xa0", " ")).strip()
 
 
 def _get(row: dict, dotted: str) -> object:
@@ -148,6 +191,8 @@ def load_seeds(source: SeedSource, method: str) -> tuple[list[Seed], list[dict]]
         text = _first(row, source.text, TEXT_FIELDS[method])
         if isinstance(text, list) and text and all(isinstance(t, str) for t in text):
             text = "\n\n".join(text)  # snippet files may hold several code blocks
+        if isinstance(text, str) and method != "snippet":  # code keeps its "<" as written
+            text = html_to_text(text)
         if not isinstance(text, str) or not text.strip():
             named = source.text or " / ".join(TEXT_FIELDS[method])
             reject(f"no text: field {named} is missing or empty (name the field that holds it with "

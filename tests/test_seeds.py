@@ -111,3 +111,22 @@ def test_a_one_row_jsonl_file_whose_row_holds_a_list_is_a_row_not_a_container(tm
     container.write_text(json.dumps({"rows": [{"question": "Reverse a string without slicing it."}]}))
     assert [s.text for s in load_seeds(SeedSource("evol", str(container)), "fewshot")[0]] == [
         "Reverse a string without slicing it."]
+
+
+def test_html_question_text_becomes_plain_text_and_code_snippets_stay_as_written(tmp_path: Path) -> None:
+    html_row = {"titleSlug": "two-sum", "content": "<p>Given an array <code>nums</code> and an integer "
+                "<code>target</code>, return <em>indices</em>.</p>\n<ul><li><code>2 &lt;= nums.length &lt;= "
+                "10<sup>4</sup></code></li></ul><pre>Input: nums = [2,7]\nOutput: [0,1]</pre>"}
+    path = tmp_path / "lc.jsonl"
+    path.write_text(json.dumps(html_row) + "\n")
+    seed = load_seeds(SeedSource("leetcode", str(path), id="titleSlug"), "fewshot")[0][0]
+    assert seed.id == "two-sum"
+    assert seed.text == ("Given an array nums and an integer target, return indices.\n\n- 2 <= nums.length <= "
+                         "10^4\n\nInput: nums = [2,7]\nOutput: [0,1]")
+    code = tmp_path / "algo.json"
+    code.write_text(json.dumps([{"id": 1, "codes": "def f(a):\n    return '<p>' + a + '</p>'\n"}]))
+    assert "'<p>'" in load_seeds(SeedSource("algorithm", str(code)), "snippet")[0][0].text
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text(json.dumps({"question": "Count pairs with a <b and b> c in a list of triples."}) + "\n")
+    assert load_seeds(SeedSource("evol", str(plain)), "fewshot")[0][0].text == \
+        "Count pairs with a <b and b> c in a list of triples."

@@ -26,6 +26,7 @@ from kodcode_async.subsets import CATEGORIES, SUBSETS
 
 QUALITY = ("very poor", "poor", "average", "good", "excellent")
 _OBJECT = re.compile(r"\{.*\}", re.S)
+MAX_ANSWER_CHARS = 8000
 
 
 class TagError(ValueError):
@@ -36,7 +37,9 @@ def parse_json_object(text: object) -> dict:
     """The JSON object in an answer (bare, fenced, or with prose around it). Raises TagError."""
     if not isinstance(text, str) or not text.strip():
         raise TagError("empty answer")
-    body = text.split("</think>")[-1]
+    # A label is a short object; a long answer is cut first so that the fallback scan below (which
+    # tries each brace pair) stays cheap whatever a server sends back.
+    body = text.split("</think>")[-1][:MAX_ANSWER_CHARS]
     m = _OBJECT.search(body)
     if m is None:
         raise TagError("no JSON object in the answer")
