@@ -322,3 +322,14 @@ def test_the_style_stage_passes_stdin_programs_by_without_asking_the_model() -> 
     out = asyncio.run(stage.process(item))
     assert out is item and out.side[0][0] == StyleStage.rejected_file
     assert out.side[0][1]["check"] == "stdin" and stage.checks == {"stdin": 1}
+
+
+def test_a_prompt_answered_with_no_choice_at_all_is_recorded_not_lost(tmp_path: Path) -> None:
+    recorded = tmp_path / "recorded.jsonl"
+    recorded.write_bytes(orjson.dumps({"stage": "questions", "item_id": "prefill/000000", "attempt": 0,
+                                       "responses": []}) + b"\n")
+    out = tmp_path / "run"
+    report = run(out, options(("prefill",), prefill_n=1, dedup_threshold=None, decontam_threshold=None),
+                 backend=RecordedBackend(str(recorded)))
+    assert by_id(out / "questions_rejected.jsonl")["prefill/000000/0"]["reason"] == "empty"
+    assert report.complete

@@ -28,6 +28,13 @@ STAGE = "questions"
 MAX_SEED_CHARS = 12000
 
 
+def _clip_answer(text: object) -> object:
+    """A rejected answer as recorded: whole unless it is huge (a runaway generation)."""
+    if isinstance(text, str) and len(text) > 4 * MAX_SEED_CHARS:
+        return text[:4 * MAX_SEED_CHARS] + f"\n[... {len(text) - 4 * MAX_SEED_CHARS} more characters not kept ...]"
+    return text
+
+
 def _clip(text: str) -> str:
     text = text.strip("\n")
     if len(text) <= MAX_SEED_CHARS:
@@ -82,7 +89,8 @@ class QuestionStage:
             meta["prefill_prefix"] = prefix
             meta["prefill_template"] = self.options.prefill_template
         stdin = self.options.stdin_format and subset.stdin
-        for k, text in enumerate(texts):
+        # A server that sent no choice at all still leaves one recorded fate for the prompt.
+        for k, text in enumerate(texts or [""]):
             qid = f"{item.id}/{k}"
             try:
                 if prefix is not None:
@@ -94,7 +102,8 @@ class QuestionStage:
             except Reject as e:
                 self.rejects[(subset.name, e.reason)] += 1
                 yield Dropped(e.reason, Item(qid, {"question_id": qid, "subset": subset.name, "reason": e.reason,
-                                                   "detail": str(e), "answer": text, "metadata": dict(meta)}))
+                                                   "detail": str(e), "answer": _clip_answer(text),
+                                                   "metadata": dict(meta)}))
                 continue
             self.made[subset.name] += 1
             out = {"question_id": qid, "subset": subset.name, "question": question, "metadata": dict(meta)}
