@@ -188,7 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from kodcode_async.run import RunConfig, execute
     from kodcode_async.rundir import RunDirMismatch
     from kodcode_async.seeds import SeedError
-    from kodcode_async.stages.dedup import BenchmarkError
+    from kodcode_async.stages.decontam import BenchmarkError
     from kodcode_async.stages.sft import SFTOptions
     from kodcode_async.stages.solutions import SolveOptions
     from sandbox import Limits

@@ -36,7 +36,8 @@ from kodcode_async.rundir import JOURNAL, RunDir
 from kodcode_async.seeds import Seed, load_seeds
 from kodcode_async.stages import style
 from kodcode_async.stages.base import BadRow, Item
-from kodcode_async.stages.dedup import DecontamStage, DedupStage, load_benchmarks
+from kodcode_async.stages.decontam import DecontamStage, load_benchmarks
+from kodcode_async.stages.dedup import DedupStage
 from kodcode_async.stages.questions import QuestionStage, SkipFinished
 from kodcode_async.stages.sft import SFTOptions, SFTStage
 from kodcode_async.stages.solutions import SolveOptions, SolveStage
@@ -88,6 +89,11 @@ class RunConfig:
             raise PromptError(f"--prefill-template {o.prefill_template}: no such template; known: "
                               f"{', '.join(sorted(self.prompts.prefill))} (add one as --prompts DIR/prefill/NAME.toml, "
                               "or give a path to NAME.toml)")
+
+    @property
+    def makes_questions(self) -> SynthOptions | None:
+        """The synthesis options when this run starts by making questions, else None."""
+        return self.synth if self.stage_names()[0] == "questions" else None
 
     def stage_names(self) -> list[str]:
         """The stages of this run, in order."""
@@ -307,7 +313,7 @@ def question_stages(config: RunConfig, llm: LLMClient, concurrency: int, embedde
     stages: list = [QuestionStage(o, llm, concurrency, config.prompts)]
     if any(SUBSETS[s].classify for s in o.subsets):
         stages.append(FilterStage(llm, concurrency, o.filter_keep, config.prompts))
-    if o.decontam_threshold is not None or o.dedup_threshold is not None:
+    if o.embeds:
         assert embedder is not None
         # Enough tasks that a whole embedding batch can be waiting at once.
         many = max(concurrency, embedder.batch * 2)
@@ -349,7 +355,7 @@ async def execute(config: RunConfig, backend: Backend, *, sft_backend: Backend |
     names = config.stage_names()
     seeds: dict[str, list[Seed]] = {}
     seed_rejects: list[dict] = []
-    synth = config.synth if names[0] == "questions" else None
+    synth = config.makes_questions
     if synth is not None:  # bad seed files and benchmarks are refused before anything is created
         seeds, seed_rejects = load_all_seeds(synth)
         if synth.decontam_threshold is not None:
@@ -409,10 +415,8 @@ class _Run:
         self.finished: set[str] = set()  # items whose row an earlier run wrote
         self.total: int | None = None
         self.last_checkpoint = time.monotonic()
-        synth = config.synth if config.stage_names()[0] == "questions" else None
-        self.embedder = (Embedder(synth.embedding_model, self.journal)
-                         if synth is not None and (synth.dedup_threshold is not None
-                                                   or synth.decontam_threshold is not None) else None)
+        synth = config.makes_questions
+        self.embedder = Embedder(synth.embedding_model, self.journal) if synth is not None and synth.embeds else None
 
     async def run(self, source: str | Iterable[dict] | AsyncIterable[dict], starting: asyncio.Future) -> None:
         self.sandbox = SandboxClient(self.pool, self.journal, starting)

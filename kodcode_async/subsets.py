@@ -115,6 +115,11 @@ class SynthOptions:
         if not self.prefill_prefixes or not all(p.strip() for p in self.prefill_prefixes):
             raise ValueError("--prefill-prefix: give at least one non-empty prefix (several: separate with |)")
 
+    @property
+    def embeds(self) -> bool:
+        """Whether a stage needs the embedder (dedup or decontamination is on)."""
+        return self.dedup_threshold is not None or self.decontam_threshold is not None
+
     def shots_for(self, subset: str) -> int:
         return self.shots.get(subset, SUBSETS[subset].shots)
 

@@ -106,3 +106,11 @@ def test_every_attempt_samples_with_the_base_seed_plus_its_number():
     stage = SolveStage(SolveOptions(seed=100), llm=None, sandbox=None, concurrency=1)
     item = Item("q", {"question_id": "q", "question": "Write f.", "subset": "s"})
     assert [stage.request(item, k).sampling.seed for k in range(3)] == [100, 101, 102]
+
+
+def test_the_cli_lists_of_stages_and_subsets_match_the_engines():
+    # cli.py keeps its own copies so that `--help` does not import the engine; they must not drift
+    from kodcode_async import cli, run, subsets
+
+    assert cli.STAGES == run.STAGES
+    assert cli.SUBSET_NAMES == tuple(subsets.SUBSETS)

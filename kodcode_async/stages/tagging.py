@@ -95,9 +95,7 @@ def validate(tag: str, value: dict) -> dict:
 
 
 class _LabelStage:
-    read_item = staticmethod(question_item)
     side_files = ()
-    output = "questions.jsonl"
 
     def __init__(self, llm: LLMClient, concurrency: int, prompts: Prompts) -> None:
         self.llm = llm
@@ -153,6 +151,8 @@ class TagStage(_LabelStage):
     """A question row in, the same row out with its label (reads --input question rows when first)."""
 
     drop_file = None
+    read_item = staticmethod(question_item)
+    output = "questions.jsonl"  # the rows of a run that stops after tagging
 
     def __init__(self, tag: str, llm: LLMClient, concurrency: int, prompts: Prompts = DEFAULT_PROMPTS) -> None:
         super().__init__(llm, concurrency, prompts)
