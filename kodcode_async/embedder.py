@@ -25,10 +25,12 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from kodcode_async.journal import Journal
+
+if TYPE_CHECKING:  # numpy is imported where vectors are made: `run --help` and runs without dedup stay light
+    import numpy as np
 
 BUNDLED = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 CACHE = 4096  # recent vectors kept in memory: decontamination and dedup embed the same question
@@ -74,6 +76,8 @@ def load_model(name: str) -> tuple[Callable[[list[str]], np.ndarray], int]:
     get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
     dim = int(get_dim() or len(model.encode(["x"])[0]))
 
+    import numpy as np
+
     def encode(texts: list[str]) -> np.ndarray:
         return np.asarray(model.encode(texts, batch_size=max(1, len(texts)), normalize_embeddings=True,
                                        convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
@@ -82,10 +86,14 @@ def load_model(name: str) -> tuple[Callable[[list[str]], np.ndarray], int]:
 
 
 def _pack(v: np.ndarray) -> str:
+    import numpy as np
+
     return base64.b64encode(np.ascontiguousarray(v, dtype=np.float32).tobytes()).decode()
 
 
 def _unpack(s: str) -> np.ndarray:
+    import numpy as np
+
     return np.frombuffer(base64.b64decode(s), dtype=np.float32).copy()
 
 

@@ -20,12 +20,12 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import msgspec
 import orjson
 
 from kodcode_async.backends import Backend, LLMRequestError
-from kodcode_async.embedder import Embedder
 from kodcode_async.engine import Chain, Dropped, aiter_items
 from kodcode_async.journal import Journal
 from kodcode_async.jsonl import count_rows, iter_lines
@@ -36,8 +36,6 @@ from kodcode_async.rundir import JOURNAL, RunDir
 from kodcode_async.seeds import Seed, load_seeds
 from kodcode_async.stages import style
 from kodcode_async.stages.base import BadRow, Item
-from kodcode_async.stages.decontam import DecontamStage, load_benchmarks
-from kodcode_async.stages.dedup import DedupStage
 from kodcode_async.stages.questions import QuestionStage, SkipFinished
 from kodcode_async.stages.sft import SFTOptions, SFTStage
 from kodcode_async.stages.solutions import SolveOptions, SolveStage
@@ -45,6 +43,9 @@ from kodcode_async.stages.style import StyleStage
 from kodcode_async.stages.tagging import FilterStage, TagStage
 from kodcode_async.subsets import SUBSETS, SynthOptions, prompt_rows
 from sandbox.pool import SandboxConfig, SandboxPool
+
+if TYPE_CHECKING:  # the embedding stack (numpy, and torch when it loads) is imported only by runs that embed
+    from kodcode_async.embedder import Embedder
 
 log = logging.getLogger("kodcode_async.run")
 
@@ -314,6 +315,9 @@ def question_stages(config: RunConfig, llm: LLMClient, concurrency: int, embedde
     if any(SUBSETS[s].classify for s in o.subsets):
         stages.append(FilterStage(llm, concurrency, o.filter_keep, config.prompts))
     if o.embeds:
+        from kodcode_async.stages.decontam import DecontamStage, load_benchmarks
+        from kodcode_async.stages.dedup import DedupStage
+
         assert embedder is not None
         # Enough tasks that a whole embedding batch can be waiting at once.
         many = max(concurrency, embedder.batch * 2)
@@ -359,6 +363,8 @@ async def execute(config: RunConfig, backend: Backend, *, sft_backend: Backend |
     if synth is not None:  # bad seed files and benchmarks are refused before anything is created
         seeds, seed_rejects = load_all_seeds(synth)
         if synth.decontam_threshold is not None:
+            from kodcode_async.stages.decontam import load_benchmarks
+
             load_benchmarks(synth.benchmarks)
     pool = SandboxPool(config.sandbox)
     needs_sandbox = any(n in ("solutions", "style", "sft") for n in names)
@@ -416,7 +422,11 @@ class _Run:
         self.total: int | None = None
         self.last_checkpoint = time.monotonic()
         synth = config.makes_questions
-        self.embedder = Embedder(synth.embedding_model, self.journal) if synth is not None and synth.embeds else None
+        self.embedder: Embedder | None = None
+        if synth is not None and synth.embeds:
+            from kodcode_async.embedder import Embedder
+
+            self.embedder = Embedder(synth.embedding_model, self.journal)
 
     async def run(self, source: str | Iterable[dict] | AsyncIterable[dict], starting: asyncio.Future) -> None:
         self.sandbox = SandboxClient(self.pool, self.journal, starting)
@@ -433,7 +443,7 @@ class _Run:
         if self.embedder is not None:
             await self.embedder.start()  # the model loads in the embedder's thread, not on this loop
             for stage in self.stages:
-                if isinstance(stage, DecontamStage | DedupStage):
+                if hasattr(stage, "start"):  # decontam embeds its benchmarks, dedup reloads its decisions
                     await stage.start()
         if isinstance(source, str):
             rows = count_rows(source)
@@ -538,6 +548,9 @@ def question_stats(stages: list, embedder: Embedder | None) -> dict:
     tags = {s.tag: {"invalid_answers": sum(s.invalid.values())} for s in stages if isinstance(s, TagStage)}
     if gen is None:
         return {"tags": tags} if tags else {}
+    from kodcode_async.stages.decontam import DecontamStage
+    from kodcode_async.stages.dedup import DedupStage
+
     per: dict[str, dict] = {}
     for subset in gen.options.subsets:
         per[subset] = {"questions": gen.made[subset],

@@ -14,15 +14,17 @@ import gzip
 import re
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
 import orjson
 
 from kodcode_async.embedder import Embedder
 from kodcode_async.engine import Dropped
 from kodcode_async.jsonl import iter_lines
 from kodcode_async.stages.base import Item
-from kodcode_async.stages.dedup import NearIndex
+
+if TYPE_CHECKING:
+    from kodcode_async.stages.dedup import NearIndex
 
 
 class BenchmarkError(ValueError):
@@ -123,6 +125,10 @@ class DecontamStage:
 
     async def start(self) -> None:
         vecs = await asyncio.gather(*(self.embedder.embed(b.text) for b in self.benchmarks))
+        import numpy as np
+
+        from kodcode_async.stages.dedup import NearIndex
+
         self.index = NearIndex(int(self.embedder.dim or len(vecs[0])))
         self.index.add(np.stack(vecs), [str(i) for i in range(len(self.benchmarks))])
 
