@@ -125,6 +125,20 @@ def test_verify_and_run_stop_before_any_code_runs_when_bwrap_is_missing(tmp_path
     assert not marker.exists()
     assert not (tmp_path / "run" / "manifest.json").exists()
 
+    # a run that makes its questions first and then solves them is refused the same way, at once
+    seeds = tmp_path / "lc.jsonl"
+    seeds.write_text('{"question": "Write a function that adds two numbers together."}\n')
+    recorded.write_bytes(orjson.dumps({"stage": "questions", "item_id": "leetcode/000000", "attempt": 0,
+                                       "response": "Write a function add(a, b) that returns the sum of a and b."})
+                         + b"\n" + orjson.dumps({"stage": "solutions", "item_id": "leetcode/000000/0", "attempt": 0,
+                                                 "response": response}) + b"\n")
+    r = _run_without_bwrap(["run", "--subsets", "leetcode", "--seeds", f"leetcode={seeds}", "--no-dedup",
+                            "--no-decontam", "--attempts", "1", "--max-attempts", "1", "--out",
+                            str(tmp_path / "synth"), "--recorded", str(recorded)], cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert "sandbox isolation cannot be set up" in r.stderr and "Traceback" not in r.stderr
+    assert not marker.exists() and not (tmp_path / "synth").exists()
+
 
 def test_python_api_refuses_too():
     script = textwrap.dedent('''
