@@ -100,6 +100,8 @@ def test_demo_run_labels_difficulty_and_resumes_without_new_requests(tmp_path, i
 # test_solution.py has a broken fence line ("``" or "`python"), a SyntaxError
 # there (the first non-blank line after `from solution import *`), which our parser drops.
 # Listed by hand from reading those files, not computed.
+SLOW_KEPT = {"00000010"}
+MEMORY_HUNGRY = {"00000049", "00000056"}
 EXPLAINED_FENCE_TRIALS = {
     "algorithm/00000002/attempt0", "algorithm/00000005/attempt2", "algorithm/00000025/attempt0",
     "algorithm/00000044/attempt0", "algorithm/00000044/attempt2", "algorithm/00000049/attempt0",
@@ -108,15 +110,23 @@ EXPLAINED_FENCE_TRIALS = {
 
 
 def test_real_kodcode_responses_give_reference_like_pass_at_k(tmp_path, isolated):
-    """99 questions x 3 real model responses (tests/data) through parse -> verify -> select.
+    """Real model responses (tests/data) through parse -> verify -> select.
 
     Every trial gets the reference's verdict (scipy and sympy blocked, as on the reference
     machine) except the seven in EXPLAINED_FENCE_TRIALS, which pass here. The expected pass@k is
-    derived from the reference's own verdicts with exactly those seven flipped: the reference's
-    8 / 10 / 15 become 12 / 14 / 19.
+    derived from the reference's own verdicts with exactly those seven flipped.
+
+    The questions whose trials spin until the CPU limit are left out but one (SLOW_KEPT): each
+    costs 20 CPU-seconds, tests/test_sandbox_agreement.py already checks all of them against the
+    reference, and one is enough to show a timed-out attempt flows through selection. The two
+    memory-hungry questions stay (the 2 GB limit ends them within a second).
     """
-    comps = read_jsonl(DATA / "kodcode_algorithm_completions.jsonl")
-    trials = {r["id"]: r for r in read_jsonl(DATA / "kodcode_algorithm_trials.jsonl")}
+    all_trials = read_jsonl(DATA / "kodcode_algorithm_trials.jsonl")
+    slow = {r["id"].split("/")[1] for r in all_trials if r["verdict_reference"] == "Fail - Timed Out"}
+    slow -= SLOW_KEPT | MEMORY_HUNGRY
+    assert len(slow) == 6  # the corpus as shipped: 00000029, 32, 37, 58, 77, 84
+    comps = [c for c in read_jsonl(DATA / "kodcode_algorithm_completions.jsonl") if c["prompt_id"] not in slow]
+    trials = {r["id"]: r for r in all_trials if r["id"].split("/")[1] not in slow}
     questions, recorded = tmp_path / "q.jsonl", tmp_path / "rec.jsonl"
     seen = set()
     with open(questions, "w") as q, open(recorded, "w") as rec:
@@ -133,7 +143,7 @@ def test_real_kodcode_responses_give_reference_like_pass_at_k(tmp_path, isolated
                 "--block-imports", "scipy,sympy", timeout=600)
     assert r.returncode == 0, r.stderr
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["questions"] == 99
+    assert stats["questions"] == 99 - len(slow)
     differences = set()
     for row in read_jsonl(out / "verified.jsonl") + read_jsonl(out / "failed.jsonl"):
         for name, trial in row["trials"].items():
@@ -156,8 +166,9 @@ def test_real_kodcode_responses_give_reference_like_pass_at_k(tmp_path, isolated
     reference = {k: sum(any(t["verdict_reference"] == "Pass" for i, t in trials.items()
                             if i.split("/")[1] == qid and int(i.split("attempt")[1]) < k) for qid in passed_at)
                  for k in (1, 2, 3)}
-    # From the reference's own verdicts in the trial file. (The data's README states pass@3 = 16;
-    # its trial file has 15 questions with a passing attempt among attempts 0-2.)
+    # From the reference's own verdicts in the trial file (none of the left-out questions ever
+    # passed there). The data's README states pass@3 = 16 for the whole file; its trial file has 15
+    # questions with a passing attempt among attempts 0-2.
     assert reference == {1: 8, 2: 10, 3: 15}
     ours = {int(k): v["questions"] for k, v in stats["pass_at_k"]["algorithm"].items()}
     assert ours == expected == {1: 12, 2: 14, 3: 19}
