@@ -112,6 +112,7 @@ RUN_DEFAULTS = {
     "style": False, "sft_n": 0, "sft_backend": "", "sft_model": "", "sft_base_url": "", "sft_recorded": "",
     "sft_nickname": "r1", "block_imports": "", "flaky_reruns": 0, "seed": 0, "prompts": "", "limit": 0,
     "log_level": "", "log_file": "", "quiet": False,
+    "executor": "local", "ray_address": "", "shards": 0, "ray_cpus": 0,
     # question synthesis (on with --subsets)
     "subsets": "", "seeds": "", "seed_fields": "", "counts": "", "shots": "", "question_temperature": 0.8,
     "question_max_tokens": 2048, "stdin_format": False, "prefill_template": "qwen2.5",
@@ -224,6 +225,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         ("--question-temperature", o.question_temperature, "non-negative"),
         ("--question-max-tokens", o.question_max_tokens, "positive"),
         ("--prefill-requests", o.prefill_requests, "positive"), ("--prefill-n", o.prefill_n, "positive"),
+        ("--shards", o.shards, "non-negative"), ("--ray-cpus", o.ray_cpus, "non-negative"),
         ("--dedup-threshold", o.dedup_threshold, "positive"), ("--decontam-threshold", o.decontam_threshold,
                                                                "positive")])
     if problem:
@@ -254,14 +256,19 @@ def cmd_run(args: argparse.Namespace) -> int:
                            stop_after=o.stop_after or None, new_run=o.new_run, prompts=prompts,
                            limit=o.limit or None, synth=synth, tags=_names(o.tag))
         api_key = os.environ.get(o.api_key_env) if o.api_key_env else None
-        backend = make_backend(o.backend, model=o.model, base_url=o.base_url, api_key=api_key,
-                               recorded_path=o.recorded, workers=o.workers, timeout_s=o.request_timeout,
-                               max_retries=o.max_retries)
-        sft_backend = None
+        spec = {"kind": o.backend, "model": o.model, "base_url": o.base_url, "api_key": api_key,
+                "recorded_path": o.recorded, "workers": o.workers, "timeout_s": o.request_timeout,
+                "max_retries": o.max_retries}
+        sft_spec = None
         if sft is not None and o.sft_backend:
-            sft_backend = make_backend(o.sft_backend, model=o.sft_model, base_url=o.sft_base_url or o.base_url,
-                                       api_key=api_key, recorded_path=o.sft_recorded or o.recorded,
-                                       workers=o.workers, timeout_s=o.request_timeout, max_retries=o.max_retries)
+            sft_spec = {**spec, "kind": o.sft_backend, "model": o.sft_model, "base_url": o.sft_base_url or o.base_url,
+                        "recorded_path": o.sft_recorded or o.recorded}
+        if o.executor == "ray":
+            if o.backend != "vllm":
+                make_backend(**spec)  # bad backend options are refused here, before Ray starts
+            return _run_on_ray(o, config, spec, sft_spec)
+        backend = make_backend(**spec)
+        sft_backend = make_backend(**sft_spec) if sft_spec is not None else None
     except (ValueError, BackendDead) as e:  # PromptError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -311,6 +318,63 @@ def cmd_run(args: argparse.Namespace) -> int:
         where = ("nothing was run." if isinstance(dead, SandboxUnavailable) else
                  f"finished items are in {o.out}; fix the cause and run the same command to resume.")
         print(f"error: {dead}\n{where}", file=sys.stderr)
+        return 1
+    progress.close()
+    stats = report.as_dict()
+    if not o.quiet:
+        print_summary(o.out, stats)
+    if o.isolation == "none":
+        print(NO_ISOLATION_WARNING, file=sys.stderr)
+    if report.unfinished:
+        reasons = ", ".join(f"{why} ({n})" for why, n in report.unfinished.items())
+        print(f"error: {sum(report.unfinished.values())} items unfinished: {reasons}; "
+              "run the same command again to resume.", file=sys.stderr)
+        return EXIT_UNFINISHED
+    return 0
+
+
+def _run_on_ray(o: argparse.Namespace, config: object, spec: dict, sft_spec: dict | None) -> int:
+    """`run --executor ray`: the same run, sharded over a Ray cluster (kodcode_async/executors/ray.py)."""
+    from kodcode_async.backends import BackendDead
+    from kodcode_async.executors.ray import RayOptions, RayUnavailable, run_on_ray
+    from kodcode_async.progress import Progress
+    from kodcode_async.rundir import RunDirMismatch
+    from kodcode_async.seeds import SeedError
+    from kodcode_async.stages.decontam import BenchmarkError
+    from sandbox.pool import SandboxUnavailable
+
+    try:
+        setup_logging(o.log_level, o.log_file, o.quiet)
+    except OSError as e:
+        print(f"error: cannot open the log file {o.log_file}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    if o.isolation == "none":
+        print(NO_ISOLATION_WARNING, file=sys.stderr)
+    progress = Progress("items", interval=10.0, enabled=not o.quiet)
+
+    def on_progress(snap: dict) -> None:
+        progress.done = snap["finished"]
+        progress.total = snap["total"] or None
+        progress.render = lambda: render_progress(snap)
+        progress.update()
+
+    options = RayOptions(address=o.ray_address or None, shards=o.shards, num_cpus=o.ray_cpus or None,
+                         pool_workers=o.sandbox_workers or None)
+    try:
+        report = run_on_ray(config, spec, options, sft_backend_spec=sft_spec, on_progress=on_progress)
+    except (RunDirMismatch, SeedError, BenchmarkError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        progress.close()
+        print(f"\ninterrupted: finished items are in {o.out}/shards; run the same command again to resume.",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (RayUnavailable, SandboxUnavailable, BackendDead) as e:
+        progress.close()
+        where = ("nothing was run." if isinstance(e, (SandboxUnavailable, RayUnavailable)) else
+                 f"finished items are in {o.out}/shards; fix the cause and run the same command to resume.")
+        print(f"error: {e}\n{where}", file=sys.stderr)
         return 1
     progress.close()
     stats = report.as_dict()
@@ -632,6 +696,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "every row's metadata")
     r.add_argument("--limit", type=int, metavar="N", help="only the first N input rows, or prompts when making "
                    "questions (default: all)")
+    x = r.add_argument_group("executor (see docs/multi-node.md)")
+    x.add_argument("--executor", choices=["local", "ray"], help="local (default): one process; ray: the same "
+                   "stages sharded over a Ray cluster, a sandbox pool per node (pip install 'kodcode-async[ray]')")
+    x.add_argument("--ray-address", help="the cluster to join: auto, or ray://HOST:10001 (default: start a local "
+                   "Ray instance); --out must then be a path every node reaches")
+    x.add_argument("--shards", type=int, help="shards of the input, each a resumable run directory under "
+                   "OUT/shards/ (default: two per node; keep it the same when resuming)")
+    x.add_argument("--ray-cpus", type=int, help="CPUs of a local Ray instance (default: all)")
     q = r.add_argument_group("question synthesis (on with --subsets; see the README's 'Questions' section)")
     q.add_argument("--subsets", help="comma-separated subsets to make questions for: " + ", ".join(SUBSET_NAMES))
     q.add_argument("--seeds", help="SUBSET=PATH pairs, comma-separated: each subset's seed file, JSON or JSONL "

@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import logging
 import time
+import zlib
 from collections import Counter
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -217,6 +218,7 @@ class RunReport:
     llm: dict = field(default_factory=dict)
     sandbox: dict = field(default_factory=dict)
     questions: dict = field(default_factory=dict)  # synthesis: per subset made / rejected / dropped / kept
+    item_files: list[str] = field(default_factory=list)  # the files whose rows mark an item finished
     wall_s: float = 0.0
     complete: bool = False
     model: str = ""
@@ -242,16 +244,30 @@ class RunReport:
             "style_rejected": self.total(StyleStage.rejected_file),
             "style_rejected_by_check": llm.get("style_checks", {}),
             "sft_conversations": self.total(SFTStage.conversations_file),
-            "files_this_run": dict(self.files), "stages": self.stages, "timeline": self.timeline,
+            "files_this_run": dict(self.files), "item_files": self.item_files, "stages": self.stages, "timeline": self.timeline,
             **({"question_synthesis": self.questions} if self.questions else {}),
             "llm": llm, "sandbox": sandbox,
         }
 
 
+def shard_of(item_id: str, shards: int) -> int:
+    """The shard an item belongs to: stable across runs and machines (not Python's salted hash)."""
+    return zlib.crc32(item_id.encode()) % shards
+
+
 def read_items(source: str | Iterable[dict] | AsyncIterable[dict], read_item: Callable[[object, int], Item],
-               skip: set[str], rejected: list[dict], limit: int | None = None):  # noqa: ANN201 - async iterator
+               skip: set[str], rejected: list[dict], limit: int | None = None,
+               shard: tuple[int, int] | None = None):  # noqa: ANN201 - async iterator
     """Items from a JSONL path or from rows (the first `limit` rows when given); bad rows go to
-    `rejected` with a reason (never silently)."""
+    `rejected` with a reason (never silently).
+
+    With `shard` (k, n), only the items of shard k of n (`shard_of`): every shard reads the whole
+    source, so duplicate ids meet in one shard and are rejected there as in an unsharded run, and
+    rows without an id (bad rows) are recorded by shard 0 alone."""
+    mine, keep_bad = (lambda _: True), True
+    if shard is not None:
+        k, n = shard
+        mine, keep_bad = (lambda item_id: shard_of(item_id, n) == k), k == 0
 
     async def rows() -> AsyncIterable[tuple[int, object]]:
         if isinstance(source, str):
@@ -261,7 +277,8 @@ def read_items(source: str | Iterable[dict] | AsyncIterable[dict], read_item: Ca
                 try:
                     yield lineno, orjson.loads(line)
                 except orjson.JSONDecodeError as e:
-                    rejected.append({"line": lineno, "reason": f"invalid JSON: {e}"})
+                    if keep_bad:
+                        rejected.append({"line": lineno, "reason": f"invalid JSON: {e}"})
         else:
             n = 0
             async for row in aiter_items(source):
@@ -276,7 +293,10 @@ def read_items(source: str | Iterable[dict] | AsyncIterable[dict], read_item: Ca
             try:
                 item = read_item(row, lineno)
             except BadRow as e:
-                rejected.append({"line": lineno, "reason": str(e)})
+                if keep_bad:
+                    rejected.append({"line": lineno, "reason": str(e)})
+                continue
+            if not mine(item.id):
                 continue
             if item.id in seen:
                 rejected.append({"line": lineno, "question_id": item.id, "reason": "duplicate question_id"})
@@ -346,11 +366,14 @@ Progress = Callable[[dict], None]
 async def execute(config: RunConfig, backend: Backend, *, sft_backend: Backend | None = None,
                   items: Iterable[dict] | AsyncIterable[dict] | None = None,
                   on_progress: Progress | None = None,
-                  on_item: Callable[[Item, str], Awaitable[None]] | None = None) -> RunReport:
+                  on_item: Callable[[Item, str], Awaitable[None]] | None = None,
+                  pool: SandboxPool | None = None, shard: tuple[int, int] | None = None) -> RunReport:
     """Run (or resume) `config` into its run directory; returns the report also written to stats.json.
 
     Rows come from `items` when given, else from `config.input_path`. `on_item(item, file)` sees
-    each finished item with the file its row went to. Before anything is written: raises
+    each finished item with the file its row went to. `pool` replaces the run's own sandbox pool
+    (an executor's: it is then started and closed by its owner, not here); `shard` (k, n) runs
+    only shard k of the items (`read_items`). Before anything is written: raises
     SandboxUnavailable when isolation cannot be set up, RunDirMismatch when the directory belongs
     to another configuration. Later, SandboxUnavailable and BackendDead arrive inside an
     ExceptionGroup when the run cannot go on at all. Items whose LLM request failed for good are
@@ -366,18 +389,19 @@ async def execute(config: RunConfig, backend: Backend, *, sft_backend: Backend |
             from kodcode_async.stages.decontam import load_benchmarks
 
             load_benchmarks(synth.benchmarks)
-    pool = SandboxPool(config.sandbox)
+    own_pool = pool is None
+    pool = SandboxPool(config.sandbox) if pool is None else pool
     needs_sandbox = any(n in ("solutions", "style", "sft") for n in names)
     if needs_sandbox:
         pool.check_isolation()  # no isolation, no run: refused before anything is created
     run_dir = RunDir(config.out_dir)
     run_dir.claim(fingerprint(config), config.new_run)
-    run = _Run(config, run_dir, backend, sft_backend, pool, on_progress, on_item)
+    run = _Run(config, run_dir, backend, sft_backend, pool, on_progress, on_item, shard)
     run.report.rejected_rows.extend(seed_rejects)
     try:
         async with asyncio.TaskGroup() as tg:
             # The workers warm up while the first LLM requests are out; jobs wait for them.
-            starting = tg.create_task(pool.start() if needs_sandbox else asyncio.sleep(0))
+            starting = tg.create_task(pool.start() if needs_sandbox and own_pool else asyncio.sleep(0))
             try:
                 source = (prompt_rows(synth, seeds) if synth is not None and items is None
                           else items if items is not None else config.input_path)
@@ -388,7 +412,8 @@ async def execute(config: RunConfig, backend: Backend, *, sft_backend: Backend |
             finally:
                 if not starting.done():
                     starting.cancel()
-                await pool.close()
+                if own_pool:
+                    await pool.close()
                 if run.embedder is not None:
                     await run.embedder.close()
     finally:
@@ -406,8 +431,10 @@ class _Run:
 
     def __init__(self, config: RunConfig, run_dir: RunDir, backend: Backend, sft_backend: Backend | None,
                  pool: SandboxPool, on_progress: Progress | None,
-                 on_item: Callable[[Item, str], Awaitable[None]] | None) -> None:
+                 on_item: Callable[[Item, str], Awaitable[None]] | None,
+                 shard: tuple[int, int] | None = None) -> None:
         self.started = time.monotonic()
+        self.shard = shard
         self.config, self.run_dir, self.pool = config, run_dir, pool
         self.on_progress, self.on_item = on_progress, on_item
         self.report = RunReport(RunStats(config.solve.max_attempts), model=config.solve.model_name)
@@ -445,7 +472,7 @@ class _Run:
             for stage in self.stages:
                 if hasattr(stage, "start"):  # decontam embeds its benchmarks, dedup reloads its decisions
                     await stage.start()
-        if isinstance(source, str):
+        if isinstance(source, str) and self.shard is None:  # a shard's share is known only once read
             rows = count_rows(source)
             self.total = max(0, min(rows, self.config.limit if self.config.limit is not None else rows) - len(done))
         self.timeline = Timeline(self.chain, self.limiter, self.sandbox)
@@ -456,7 +483,7 @@ class _Run:
         # A synthesis run reads its prompts again (answers come from the journal) and skips the
         # finished questions after dedup (SkipFinished); other runs skip finished items at once.
         items = read_items(source, self.stages[0].read_item, set() if synth_first else done,
-                           self.report.rejected_rows, self.config.limit)
+                           self.report.rejected_rows, self.config.limit, self.shard)
         await self.chain.run(items, self.sink, on_drop=self.on_drop, on_unfinished=self.on_unfinished,
                              on_tick=self.on_tick, tick_s=0.5)
         self.timeline.sample()
@@ -483,6 +510,7 @@ class _Run:
             for row in run_dir.rows(name):
                 report.dataset.add(row)  # rows without a pass sequence are not counted
         report.resumed_items = len(done)
+        report.item_files = sorted({self.final_file, *self.drop_files.values()})
         return done
 
     async def write_item(self, item: Item, name: str) -> None:

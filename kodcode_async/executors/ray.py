@@ -1,0 +1,686 @@
+"""The Ray executor: the same run (run.execute) on a Ray cluster, sharded, with a sandbox pool per node.
+
+    driver (run_on_ray)
+      │ one PoolActor per node ◄──────────────── jobs (msgpack) from every shard, least-loaded first
+      │ ShardRunner × shards: run.execute(config, shard=(k, n)) into OUT/shards/k/ (own journal)
+      │     LLM: its own HTTP client, or GenerationActors (in-process vLLM, one per GPU group)
+      │ polls the runners' progress ──► one live view, one timeline
+      └ merge: OUT/shards/*/<file> ──► OUT/<file>, each row once; stats.json, manifest.json
+
+Why this shape:
+* A shard is an ordinary run directory on storage every node reaches (OUT must be a shared
+  filesystem path). Its journal makes it resumable per item: a runner that dies (node lost, actor
+  killed) is started again elsewhere on the same directory and asks nothing twice; so does a rerun
+  of the whole command after the driver stopped.
+* Items go to shards by a stable hash of their id (run.shard_of), so duplicate ids meet in one shard
+  and the shards are disjoint: every item's rows are written by one shard, once. The merge copies
+  the shards' files into OUT in shard order and drops byte-identical repeats, so running it again
+  (a resumed run) rewrites the same files: idempotent.
+* Verification is the cluster's shared resource: each node has one pool of warm sandbox workers
+  (a PoolActor); each runner sends a job to the pool with the lowest load relative to its size and
+  keeps at most as many jobs in flight as the cluster has workers (backpressure); the pool actors
+  queue what exceeds their workers. A job whose pool actor died is sent again (Ray restarts the
+  actor; its verdict is journaled only once it arrives).
+* Question synthesis with semantic dedup is one ordered pass over every question (dedup keeps the
+  first of near-duplicates in arrival order), so the "questions" stages run as a first phase in
+  one runner, and the stages after them run sharded on its questions.jsonl.
+
+Messages between processes are explicit: jobs and verdicts cross as msgpack bytes of the sandbox's
+own typed structs; the run's frozen config dataclass is sent once per runner (STYLE rule 10).
+Ray is imported only here, and this module only when `--executor ray` is chosen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import msgspec
+import orjson
+
+from kodcode_async.backends import Backend, BackendDead, Completion, LLMRequestError, Request, make_backend
+from kodcode_async.jsonl import count_rows, iter_lines
+from kodcode_async.run import STAGES, TIMELINE_S, RunConfig, RunReport, RunStats, execute, fingerprint
+from kodcode_async.rundir import RunDir
+from sandbox import Job, Verdict
+from sandbox.pool import SandboxConfig, SandboxPool, SandboxUnavailable
+
+log = logging.getLogger("kodcode_async.ray")
+
+SHARDS_DIR = "shards"
+QUESTIONS_PHASE_DIR = "questions-phase"
+ACTOR_RETRIES = 6  # sends of one job before it gets a sandbox_error verdict (pool actors restart in ~2-5 s)
+PROGRESS_S = 1.0  # how often the driver asks the runners for their progress
+
+_job_encoder = msgspec.msgpack.Encoder()
+_job_decoder = msgspec.msgpack.Decoder(Job)
+_verdict_decoder = msgspec.msgpack.Decoder(Verdict)
+
+
+class RayUnavailable(RuntimeError):
+    """Ray is not installed, or the cluster cannot be reached."""
+
+
+@dataclass(frozen=True, slots=True)
+class RayOptions:
+    address: str | None = None  # None: start a local Ray instance; "auto" or "ray://host:10001": join a cluster
+    shards: int = 0  # 0: two per node (each runner is one event loop: one core's worth of dispatch)
+    pool_workers: int | None = None  # sandbox workers per node; None: the node's CPUs
+    shard_retries: int = 3  # times a shard's runner is started again after it died
+    num_cpus: int | None = None  # for a local instance only
+    generation_actors: int = 0  # in-process vLLM actors (backend "vllm"); 0: one per GPU group found
+    gpus_per_actor: int = 1  # vLLM tensor-parallel size: GPUs in each actor's placement group
+
+
+def _ray():  # noqa: ANN202 - the optional module
+    try:
+        import ray
+    except ImportError as e:
+        raise RayUnavailable("--executor ray needs Ray: pip install 'kodcode-async[ray]'") from e
+    return ray
+
+
+# ---------------------------------------------------------------------------------------------
+# Actors (plain classes; made Ray actors with ray.remote when the executor starts)
+
+
+class PoolActor:
+    """One node's sandbox pool. Starts its workers on first use, so a restarted actor (Ray's
+    max_restarts) comes back by itself."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.pool = SandboxPool(config)
+        self._lock = asyncio.Lock()
+        self._up = False
+
+    async def _ready(self) -> None:
+        async with self._lock:
+            if not self._up:
+                await self.pool.start()  # SandboxUnavailable reaches the caller
+                self._up = True
+
+    async def start(self) -> dict:
+        await self._ready()
+        import ray
+
+        return {"node": ray.get_runtime_context().get_node_id(), "host": os.uname().nodename,
+                "isolation": self.pool.isolation, "workers": self.pool.size, "pid": os.getpid()}
+
+    async def verify(self, job: bytes) -> bytes:
+        await self._ready()
+        return _job_encoder.encode(await self.pool.verify(_job_decoder.decode(job)))
+
+    async def stats(self) -> dict:
+        return {"busy": self.pool.busy, "workers": self.pool.size, "restarts": self.pool.restarts,
+                "flaky": self.pool.flaky}
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+class ClusterPool:
+    """What a shard's run sees as its sandbox pool (SandboxPool's interface): the cluster's pool
+    actors, each job sent to the least loaded; at most `size` jobs in flight from this runner."""
+
+    def __init__(self, config: SandboxConfig, actors: list, sizes: list[int], isolation: str) -> None:
+        self.config = replace(config, workers=max(1, sum(sizes)))
+        self.actors, self.sizes, self.isolation = actors, sizes, isolation
+        self.load = [0] * len(actors)
+        self._slots = asyncio.Semaphore(self.size)
+        self.busy = self.restarts = self.flaky = 0
+        self.actor_failures = 0  # sends that met a dead or restarting pool actor
+
+    @property
+    def size(self) -> int:
+        return self.config.workers
+
+    def check_isolation(self) -> None:
+        """Checked by the driver on every pool actor before any runner started."""
+
+    async def start(self) -> None:
+        """The pool actors are started (and closed) by the driver."""
+
+    async def close(self) -> None:
+        """See start."""
+
+    async def verify(self, job: Job) -> Verdict:
+        from ray.exceptions import ActorUnavailableError, RayActorError
+
+        async with self._slots:
+            self.busy += 1
+            try:
+                problem = ""
+                for attempt in range(ACTOR_RETRIES):
+                    i = min(range(len(self.actors)), key=lambda j: (self.load[j] + 1) / self.sizes[j])
+                    self.load[i] += 1
+                    try:
+                        verdict = _verdict_decoder.decode(await self.actors[i].verify.remote(_job_encoder.encode(job)))
+                        self.flaky += verdict.status == "flaky"
+                        return verdict
+                    except (RayActorError, ActorUnavailableError) as e:
+                        self.actor_failures += 1
+                        problem = f"{type(e).__name__}: {str(e)[:300]}"
+                        log.warning("sandbox pool actor %d unreachable for job %r (try %d): %s", i, job.id,
+                                    attempt + 1, problem)
+                        await asyncio.sleep(min(8.0, 0.5 * 2 ** attempt))
+                    finally:
+                        self.load[i] -= 1
+                return Verdict(id=job.id, status="sandbox_error", isolation=self.isolation,
+                               reason=f"no sandbox pool actor answered after {ACTOR_RETRIES} tries: {problem}")
+            finally:
+                self.busy -= 1
+
+
+class GenerationActor:
+    """An in-process vLLM engine (backend "vllm") on the GPUs of its placement group."""
+
+    def __init__(self, spec: dict) -> None:
+        self.backend = make_backend(**spec)
+
+    async def generate(self, request: bytes) -> bytes:
+        r = msgspec.msgpack.decode(request, type=_RequestMsg)
+        req = Request(stage=r.stage, item_id=r.item_id, attempt=r.attempt, messages=r.messages, prompt=r.prompt,
+                      sampling=msgspec.convert(r.sampling, _Sampling).to_sampling())
+        try:
+            done = await self.backend.generate(req)
+        except LLMRequestError as e:
+            return msgspec.msgpack.encode({"error": [e.kind, str(e)]})
+        return msgspec.msgpack.encode({"texts": done.texts, "prompt_tokens": done.prompt_tokens,
+                                       "completion_tokens": done.completion_tokens})
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+
+class _Sampling(msgspec.Struct):
+    n: int = 1
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_tokens: int = 4096
+    seed: int | None = None
+    stop: list[str] = []
+
+    def to_sampling(self):  # noqa: ANN201
+        from kodcode_async.backends import Sampling
+
+        return Sampling(n=self.n, temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
+                        seed=self.seed, stop=tuple(self.stop))
+
+
+class _RequestMsg(msgspec.Struct):
+    stage: str
+    item_id: str
+    attempt: int
+    messages: list[dict] | None
+    prompt: str | None
+    sampling: dict
+
+
+class ActorBackend:
+    """A shard's LLM backend: requests go to the generation actors, least loaded first; a request
+    whose actor died goes to another one."""
+
+    name = "vllm-actors"
+
+    def __init__(self, actors: list, max_in_flight: int) -> None:
+        self.actors = actors
+        self.max_in_flight = max_in_flight
+        self.load = [0] * len(actors)
+        self.completion_tokens = 0
+
+    async def generate(self, request: Request) -> Completion:
+        from ray.exceptions import ActorUnavailableError, RayActorError
+
+        body = msgspec.msgpack.encode({"stage": request.stage, "item_id": request.item_id, "attempt": request.attempt,
+                                       "messages": request.messages, "prompt": request.prompt,
+                                       "sampling": msgspec.to_builtins(request.sampling)})
+        problem = ""
+        for attempt in range(ACTOR_RETRIES):
+            i = min(range(len(self.actors)), key=lambda j: self.load[j])
+            self.load[i] += 1
+            try:
+                answer = msgspec.msgpack.decode(await self.actors[i].generate.remote(body))
+            except (RayActorError, ActorUnavailableError) as e:
+                problem = f"{type(e).__name__}: {str(e)[:300]}"
+                await asyncio.sleep(min(8.0, 0.5 * 2 ** attempt))
+                continue
+            finally:
+                self.load[i] -= 1
+            if "error" in answer:
+                raise LLMRequestError(answer["error"][0], answer["error"][1])
+            self.completion_tokens += answer["completion_tokens"]
+            return Completion(texts=answer["texts"], prompt_tokens=answer["prompt_tokens"],
+                              completion_tokens=answer["completion_tokens"])
+        raise LLMRequestError("actor_unreachable", f"no generation actor answered after {ACTOR_RETRIES} tries: {problem}")
+
+    async def close(self) -> None:
+        """The actors belong to the driver."""
+
+
+class ShardRunner:
+    """Runs run.execute for one shard (or the questions phase) and reports its progress."""
+
+    def __init__(self) -> None:
+        self.snapshot: dict = {}
+
+    async def run(self, task: dict) -> dict:
+        config: RunConfig = task["config"]
+        pool = ClusterPool(config.sandbox, task["pools"], task["pool_sizes"], task["isolation"])
+        backend = self._backend(task, task["backend"], task.get("generation_actors"))
+        sft_spec = task.get("sft_backend")
+        sft_backend = self._backend(task, sft_spec, None) if sft_spec else None
+        try:
+            report = await execute(config, backend, sft_backend=sft_backend, pool=pool, shard=task["shard"],
+                                   on_progress=self._progress)
+        finally:
+            await backend.close()
+            if sft_backend is not None:
+                await sft_backend.close()
+        self.snapshot["finished_all"] = True
+        return {"report": report.as_dict(), "actor_failures": pool.actor_failures, "host": os.uname().nodename}
+
+    @staticmethod
+    def _backend(task: dict, spec: dict, actors: list | None) -> Backend:
+        if actors:
+            return ActorBackend(actors, max_in_flight=spec.get("workers", 128))
+        return make_backend(**spec)
+
+    def _progress(self, snap: dict) -> None:
+        self.snapshot = snap
+
+    async def progress(self) -> dict:
+        return self.snapshot
+
+
+# ---------------------------------------------------------------------------------------------
+# The driver
+
+
+@dataclass(slots=True)
+class _Shard:
+    index: int
+    count: int
+    config: RunConfig
+    runner: object = None
+    ref: object = None
+    restarts: int = 0
+    result: dict | None = None
+    snapshot: dict = field(default_factory=dict)
+
+
+def run_on_ray(config: RunConfig, backend_spec: dict, options: RayOptions = RayOptions(), *,
+               sft_backend_spec: dict | None = None,
+               on_progress: Callable[[dict], None] | None = None) -> RunReport:
+    """Run (or resume) `config` on Ray into `config.out_dir`; returns the merged report (also in
+    stats.json). `backend_spec` holds make_backend's arguments; each runner builds its own client
+    from it (backend "vllm": generation actors on the cluster's GPUs instead).
+
+    Raises, before anything is written: RayUnavailable; SandboxUnavailable when a node cannot set
+    up isolation; RunDirMismatch. Later: BackendDead / SandboxUnavailable when a shard cannot go on."""
+    ray = _ray()
+    _check_runnable(config)
+    started = time.monotonic()
+    if not ray.is_initialized():
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        try:
+            ray.init(address=options.address, num_cpus=options.num_cpus if options.address is None else None,
+                     include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                     # the workers import this very code, wherever the driver's copy lives
+                     runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(
+                         p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}})
+        except Exception as e:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError ...
+            raise RayUnavailable(f"cannot start or reach Ray ({options.address or 'local'}): {e}") from e
+    pools, infos = _start_pools(ray, config.sandbox, options)  # refuses before anything is written
+    gen_actors = _start_generation(ray, backend_spec, options) if backend_spec.get("kind") == "vllm" else []
+    isolation = ", ".join(sorted({i["isolation"] for i in infos}))
+    shards = options.shards or 2 * len(infos)
+    run_dir = RunDir(config.out_dir)
+    run_dir.claim({**fingerprint(config), "executor": {"kind": "ray", "shards": shards}}, config.new_run)
+    driver = _Driver(ray, config, options, pools, infos, isolation, gen_actors, backend_spec, sft_backend_spec,
+                     on_progress, started)
+    try:
+        phases = _phases(config, shards)
+        results: list[dict] = []
+        for phase_config, count in phases:
+            results += driver.run_phase(phase_config, count)
+    finally:
+        for a in pools + gen_actors:
+            try:
+                ray.get(a.close.remote(), timeout=30)
+            except Exception:  # noqa: BLE001 - a dead actor has nothing to close
+                pass
+            ray.kill(a)
+    report = driver.merge(phases, results, shards)
+    run_dir.write_stats(report.as_dict() | {"executor": driver.executor_stats(shards)})
+    run_dir.write_manifest(report.complete, sum(report.unfinished.values()))
+    return report
+
+
+def _check_runnable(config: RunConfig) -> None:
+    if not config.input_path and config.makes_questions is None:
+        raise ValueError("--executor ray reads its questions from a file (--input) or makes them (--subsets); "
+                         "rows passed in memory are for the local executor")
+
+
+def _phases(config: RunConfig, shards: int) -> list[tuple[RunConfig, int]]:
+    """(config, shard count) per phase: the questions stages as one ordered pass, the rest sharded."""
+    names = config.stage_names()
+    base = os.path.join(config.out_dir, SHARDS_DIR)
+    if names[0] != "questions":
+        return [(replace(config, out_dir=base), shards)]
+    first = replace(config, out_dir=os.path.join(config.out_dir, QUESTIONS_PHASE_DIR), stop_after="questions")
+    if names == ["questions"]:
+        return [(first, 1)]
+    rest = replace(config, input_path=os.path.join(first.out_dir, "questions.jsonl"), out_dir=base,
+                   start_at=names[1], limit=None)
+    return [(first, 1), (rest, shards)]
+
+
+def _start_pools(ray, config: SandboxConfig, options: RayOptions) -> tuple[list, list[dict]]:  # noqa: ANN001
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
+    if not nodes:
+        raise RayUnavailable("the Ray cluster has no live node with CPUs for the sandbox")
+    remote = ray.remote(PoolActor)
+    actors = []
+    for n in nodes:
+        workers = options.pool_workers or max(1, int(n["Resources"]["CPU"]))
+        actors.append(remote.options(
+            num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=max(64, workers * 8),
+            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False),
+        ).remote(replace(config, workers=workers)))
+    infos = []
+    for a in actors:
+        try:
+            infos.append(ray.get(a.start.remote()))
+        except ray.exceptions.RayTaskError as e:
+            for b in actors:
+                ray.kill(b)
+            cause = getattr(e, "cause", None)
+            if isinstance(cause, SandboxUnavailable):
+                raise SandboxUnavailable(str(cause)) from None
+            raise
+    return actors, infos
+
+
+def _start_generation(ray, spec: dict, options: RayOptions) -> list:  # noqa: ANN001
+    """One GenerationActor per GPU group, each in a placement group of `gpus_per_actor` GPUs."""
+    from ray.util.placement_group import placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    count = options.generation_actors or gpus // max(1, options.gpus_per_actor)
+    if count < 1:
+        raise BackendDead(f"--backend vllm on Ray needs GPUs: the cluster has {gpus}, each engine needs "
+                          f"{options.gpus_per_actor}; or use --backend openai against running servers")
+    remote = ray.remote(GenerationActor)
+    actors = []
+    for _ in range(count):
+        pg = placement_group([{"GPU": 1, "CPU": 1}] * options.gpus_per_actor, strategy="STRICT_PACK")
+        ray.get(pg.ready())
+        actors.append(remote.options(
+            num_gpus=1 if options.gpus_per_actor == 1 else 0, max_restarts=-1, max_concurrency=100_000,
+            scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_capture_child_tasks=True),
+        ).remote({**spec, "workers": spec.get("workers", 256)}))
+    return actors
+
+
+class _Driver:
+    def __init__(self, ray, config: RunConfig, options: RayOptions, pools: list, infos: list[dict],  # noqa: ANN001
+                 isolation: str, gen_actors: list, backend_spec: dict, sft_backend_spec: dict | None,
+                 on_progress: Callable[[dict], None] | None, started: float) -> None:
+        self.ray, self.config, self.options = ray, config, options
+        self.pools, self.infos, self.isolation, self.gen_actors = pools, infos, isolation, gen_actors
+        self.backend_spec, self.sft_backend_spec = backend_spec, sft_backend_spec
+        self.on_progress, self.started = on_progress, started
+        self.timeline: list[dict] = []
+        self._last_sample = 0.0
+        self._last_out: dict[str, int] = {}
+        self.shard_restarts = 0
+        self.total = _input_total(config)
+
+    def _task(self, shard: _Shard) -> dict:
+        # --workers is the cluster's LLM requests in flight: each of a phase's runners gets its share
+        # (with generation actors: a share of what all the engines keep in flight).
+        total = self.backend_spec.get("workers", 128)
+        if self.gen_actors:
+            total = len(self.gen_actors) * int(total * 1.25)  # each engine batches --workers; see VLLMConfig
+        share = -(-total // shard.count)
+        return {"config": shard.config, "shard": (shard.index, shard.count) if shard.count > 1 else None,
+                "pools": self.pools, "pool_sizes": [i["workers"] for i in self.infos], "isolation": self.isolation,
+                "backend": {**self.backend_spec, "workers": share},
+                "sft_backend": {**self.sft_backend_spec, "workers": share} if self.sft_backend_spec else None,
+                "generation_actors": self.gen_actors}
+
+    def _launch(self, shard: _Shard) -> None:
+        shard.runner = self.ray.remote(ShardRunner).options(num_cpus=0, max_restarts=0,
+                                                            scheduling_strategy="SPREAD").remote()
+        shard.ref = shard.runner.run.remote(self._task(shard))
+
+    def run_phase(self, config: RunConfig, count: int) -> list[dict]:
+        ray = self.ray
+        shards = [_Shard(k, count, replace(config, out_dir=os.path.join(config.out_dir, f"{k:05d}"))
+                         if count > 1 else config) for k in range(count)]
+        for s in shards:
+            self._launch(s)
+        try:
+            while pending := [s for s in shards if s.result is None]:
+                ready, _ = ray.wait([s.ref for s in pending], num_returns=len(pending), timeout=PROGRESS_S)
+                for s in pending:
+                    if s.ref in ready:
+                        self._collect(s)
+                self._poll(shards)
+        except BaseException:
+            self._stop(shards)
+            raise
+        return [s.result for s in shards]  # type: ignore[misc]
+
+    def _collect(self, s: _Shard) -> None:
+        ray = self.ray
+        try:
+            s.result = ray.get(s.ref)
+        except ray.exceptions.RayTaskError as e:  # the run raised: engine-dead errors stop everything
+            dead = _engine_dead(getattr(e, "cause", None))
+            if dead is not None:
+                raise dead from None
+            raise
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as e:
+            # The runner (or its node) died: its shard directory resumes per item in a new one.
+            if s.restarts >= self.options.shard_retries:
+                raise RuntimeError(f"shard {s.index}: its runner died {s.restarts + 1} times; last: {e}") from None
+            s.restarts += 1
+            self.shard_restarts += 1
+            log.warning("shard %d: runner died (%s); starting it again (%d/%d)", s.index, type(e).__name__,
+                        s.restarts, self.options.shard_retries)
+            self._launch(s)
+
+    def _stop(self, shards: list[_Shard]) -> None:
+        """Interrupted: cancel the runs (each closes its files) and give them a moment, then kill."""
+        ray = self.ray
+        live = [s for s in shards if s.result is None and s.ref is not None]
+        for s in live:
+            ray.cancel(s.ref)
+        ray.wait([s.ref for s in live], num_returns=len(live), timeout=15)
+        for s in live:
+            ray.kill(s.runner)
+
+    def _poll(self, shards: list[_Shard]) -> None:
+        ray = self.ray
+        live = [s for s in shards if s.result is None]
+        refs = [s.runner.progress.remote() for s in live]
+        for s, ref in zip(live, refs):
+            try:
+                s.snapshot = ray.get(ref, timeout=5)
+            except Exception:  # noqa: BLE001 - a dying runner: its last snapshot stands
+                pass
+        snap = merge_snapshots([s.snapshot for s in shards if s.snapshot], time.monotonic() - self.started,
+                               self.isolation)
+        snap["total"] = self.total
+        # The pools are shared: their own counts, not the runners' sum (each runner sees the whole cluster).
+        pools = [self.pools[i].stats.remote() for i in range(len(self.pools))]
+        try:
+            counts = ray.get(pools, timeout=5)
+            snap["sandbox"]["busy"] = sum(c["busy"] for c in counts)
+            snap["sandbox"]["workers"] = sum(c["workers"] for c in counts)
+        except Exception:  # noqa: BLE001 - a restarting pool actor: the sums stand for one tick
+            snap["sandbox"]["workers"] = sum(i["workers"] for i in self.infos)
+        now = time.monotonic()
+        if now - self._last_sample >= TIMELINE_S:
+            self._sample(snap, now)
+        if self.on_progress is not None:
+            self.on_progress(snap)
+
+    def _sample(self, snap: dict, now: float) -> None:
+        import psutil
+
+        span = max(1e-9, now - (self._last_sample or self.started))
+        outs = {s["name"]: s["items_out"] + sum(s["dropped"].values()) for s in snap["stages"]}
+        self.timeline.append({
+            "t": round(now - self.started, 2), "llm_in_flight": snap["llm"]["in_flight"],
+            "llm_limit": snap["llm"]["limit"], "sandbox_busy": snap["sandbox"]["busy"],
+            "sandbox_workers": snap["sandbox"]["workers"], "cpu_pct": psutil.cpu_percent(None),
+            "items_per_s": {k: round((v - self._last_out.get(k, 0)) / span, 2) for k, v in outs.items()}})
+        self._last_out, self._last_sample = outs, now
+
+    def merge(self, phases: list[tuple[RunConfig, int]], results: list[dict], shards: int) -> RunReport:
+        """The shards' files into the run directory (each row once), and one report."""
+        dirs = []
+        for config, count in phases:
+            dirs += [os.path.join(config.out_dir, f"{k:05d}") if count > 1 else config.out_dir for k in range(count)]
+        last_dirs = dirs[-phases[-1][1]:]
+        reports = [r["report"] for r in results]
+        final = reports[-1]["item_files"]  # the last phase's item files
+        internal = {"questions.jsonl"} if len(phases) > 1 else set()  # the first phase's hand-over file
+        names = sorted({n for d in dirs if os.path.isdir(d) for n in os.listdir(d)
+                        if n.endswith(".jsonl") and (d in last_dirs or n not in internal)})
+        report = RunReport(RunStats(self.config.solve.max_attempts), model=self.config.solve.model_name,
+                           item_files=final)
+        for name in names:
+            rows = _merge_file([os.path.join(d, name) for d in dirs], os.path.join(self.config.out_dir, name))
+            report.existing[name] = rows
+            if name in final:
+                for _, line in iter_lines(os.path.join(self.config.out_dir, name)):
+                    report.dataset.add(orjson.loads(line))
+        _sum_reports(report, reports, self)
+        report.complete = not report.unfinished
+        return report
+
+    def executor_stats(self, shards: int) -> dict:
+        return {"kind": "ray", "shards": shards, "nodes": len(self.infos), "pools": self.infos,
+                "shard_restarts": self.shard_restarts, "generation_actors": len(self.gen_actors)}
+
+
+def _input_total(config: RunConfig) -> int | None:
+    if config.makes_questions is not None or not os.path.exists(config.input_path):
+        return None
+    rows = count_rows(config.input_path)
+    return min(rows, config.limit) if config.limit is not None else rows
+
+
+def _engine_dead(error: BaseException | None) -> BaseException | None:
+    kinds = (BackendDead, SandboxUnavailable)
+    if isinstance(error, kinds):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _engine_dead(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def _merge_file(sources: list[str], dest: str) -> int:
+    """Concatenate the shards' copies of one file into `dest` (atomically), each distinct row once.
+    A torn last line (a runner killed mid-write) is left out: that shard's resume rewrites it."""
+    seen: set[bytes] = set()
+    tmp = dest + ".merging"
+    n = 0
+    with open(tmp, "wb") as out:
+        for src in sources:
+            if not os.path.exists(src):
+                continue
+            for _, line in iter_lines(src):
+                if not line.endswith(b"\n"):
+                    continue
+                try:
+                    key = orjson.dumps(orjson.loads(line), option=orjson.OPT_SORT_KEYS)
+                except orjson.JSONDecodeError:
+                    continue
+                if key in seen:
+                    continue
+                seen.add(key)
+                out.write(line)
+                n += 1
+    os.replace(tmp, dest)
+    return n
+
+
+def _add(a: dict, b: dict) -> None:
+    """Numbers add up, nested counters merge, lists concatenate; strings keep the first."""
+    for k, v in b.items():
+        if isinstance(v, bool):
+            a[k] = a.get(k, True) and v
+        elif isinstance(v, (int, float)):
+            a[k] = round(a.get(k, 0) + v, 3)
+        elif isinstance(v, dict):
+            _add(a.setdefault(k, {}), v)
+        elif isinstance(v, list) and k not in a:
+            a[k] = list(v)
+        elif k not in a:
+            a[k] = v
+
+
+def merge_snapshots(snaps: list[dict], elapsed: float, isolation: str) -> dict:
+    """The runners' progress snapshots as one (per-stage lines summed by stage name)."""
+    stages: dict[str, dict] = {}
+    llm: dict = {}
+    box: dict = {}
+    for s in snaps:
+        for st in s.get("stages", []):
+            _add(stages.setdefault(st["name"], {"name": st["name"], "kind": st["kind"]}),
+                 {k: v for k, v in st.items() if k not in ("name", "kind")})
+        _add(llm, s.get("llm", {}))
+        _add(box, s.get("sandbox", {}))
+    order = {name: i for i, name in enumerate(STAGES)}
+    for st in stages.values():
+        st.setdefault("dropped", {})
+        st.setdefault("unfinished", {})
+    return {"elapsed_s": elapsed, "total": None, "finished": sum(s.get("finished", 0) for s in snaps),
+            "stages": sorted(stages.values(), key=lambda st: order.get(st["name"].split(".")[0], 0)),
+            "llm": {"requests": 0, "replayed": 0, "errors": {}, "in_flight": 0, "limit": 0, "completion_tokens": 0,
+                    "parse_errors": 0, "style_checks": {}} | llm,
+            "sandbox": {"jobs": 0, "replayed": 0, "busy": 0, "workers": 0, "statuses": {}} | box,
+            "unfinished": sum(s.get("unfinished", 0) for s in snaps), "isolation": isolation}
+
+
+def _sum_reports(report: RunReport, reports: list[dict], driver: _Driver) -> None:
+    llm: dict = {}
+    box: dict = {}
+    stages: dict[str, dict] = {}
+    for r in reports:
+        _add(llm, r["llm"])
+        _add(box, r["sandbox"])
+        for st in r["stages"]:
+            _add(stages.setdefault(st["name"], {"name": st["name"], "kind": st["kind"]}),
+                 {k: v for k, v in st.items() if k not in ("name", "kind")})
+        report.files.update(r["files_this_run"])
+        report.unfinished.update(r["unfinished"])
+        report.unfinished_examples += r["unfinished_examples"][:20 - len(report.unfinished_examples)]
+        report.rejected_rows += r["rejected_rows"]
+        report.resumed_items += r["resumed_questions"]
+        report.questions = report.questions or r.get("question_synthesis", {})
+    # The pool actors are shared: the cluster's workers once, not once per shard.
+    box["workers"] = sum(i["workers"] for i in driver.infos)
+    box["isolation"] = driver.isolation
+    report.llm, report.sandbox = llm, box
+    report.stages = list(stages.values())
+    report.rejected_rows.sort(key=lambda r: r.get("line", 0))
+    report.timeline = driver.timeline
+    report.wall_s = time.monotonic() - driver.started
+    for name, n in list(report.existing.items()):
+        report.existing[name] = n - report.files[name]  # stats.json counts this run's rows apart
