@@ -699,7 +699,7 @@ def build_parser() -> argparse.ArgumentParser:
     x = r.add_argument_group("executor (see docs/multi-node.md)")
     x.add_argument("--executor", choices=["local", "ray"], help="local (default): one process; ray: the same "
                    "stages sharded over a Ray cluster, a sandbox pool per node (pip install 'kodcode-async[ray]')")
-    x.add_argument("--ray-address", help="the cluster to join: auto, or ray://HOST:10001 (default: start a local "
+    x.add_argument("--ray-address", help="the cluster to join: auto, or ray://HOST:10001 (default: none, start a local "
                    "Ray instance); --out must then be a path every node reaches")
     x.add_argument("--shards", type=int, help="shards of the input, each a resumable run directory under "
                    "OUT/shards/ (default: two per node; keep it the same when resuming)")

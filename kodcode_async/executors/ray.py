@@ -54,7 +54,8 @@ log = logging.getLogger("kodcode_async.ray")
 SHARDS_DIR = "shards"
 QUESTIONS_PHASE_DIR = "questions-phase"
 ACTOR_RETRIES = 6  # sends of one job before it gets a sandbox_error verdict (pool actors restart in ~2-5 s)
-PROGRESS_S = 1.0  # how often the driver asks the runners for their progress
+PROGRESS_S = 1.0
+LOCK_WAIT_S = 120.0  # how long a runner waits for a dead predecessor's lock on its shard directory  # how often the driver asks the runners for their progress
 
 _job_encoder = msgspec.msgpack.Encoder()
 _job_decoder = msgspec.msgpack.Decoder(Job)
@@ -261,6 +262,20 @@ class ActorBackend:
         """The actors belong to the driver."""
 
 
+async def _lock(f, wait_s: float) -> None:  # noqa: ANN001
+    import fcntl
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{f.name}: another runner still writes this shard after {wait_s:.0f} s") from None
+            await asyncio.sleep(0.2)
+
+
 class ShardRunner:
     """Runs run.execute for one shard (or the questions phase) and reports its progress."""
 
@@ -269,6 +284,17 @@ class ShardRunner:
 
     async def run(self, task: dict) -> dict:
         config: RunConfig = task["config"]
+        os.makedirs(config.out_dir, exist_ok=True)
+        # One writer per shard directory: a runner started again while its dead predecessor is
+        # still being reaped (driver gone, node lost) waits for it instead of writing beside it.
+        lock = open(os.path.join(config.out_dir, ".runner.lock"), "a")  # noqa: ASYNC230, SIM115 - tiny; held for the run
+        try:
+            await _lock(lock, LOCK_WAIT_S)
+            return await self._run(task, config)
+        finally:
+            lock.close()  # releases the lock
+
+    async def _run(self, task: dict, config: RunConfig) -> dict:
         pool = ClusterPool(config.sandbox, task["pools"], task["pool_sizes"], task["isolation"])
         backend = self._backend(task, task["backend"], task.get("generation_actors"))
         sft_spec = task.get("sft_backend")
@@ -325,15 +351,7 @@ def run_on_ray(config: RunConfig, backend_spec: dict, options: RayOptions = RayO
     _check_runnable(config)
     started = time.monotonic()
     if not ray.is_initialized():
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        try:
-            ray.init(address=options.address, num_cpus=options.num_cpus if options.address is None else None,
-                     include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-                     # the workers import this very code, wherever the driver's copy lives
-                     runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(
-                         p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}})
-        except Exception as e:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError ...
-            raise RayUnavailable(f"cannot start or reach Ray ({options.address or 'local'}): {e}") from e
+        init_ray(options.address, options.num_cpus)
     pools, infos = _start_pools(ray, config.sandbox, options)  # refuses before anything is written
     gen_actors = _start_generation(ray, backend_spec, options) if backend_spec.get("kind") == "vllm" else []
     isolation = ", ".join(sorted({i["isolation"] for i in infos}))
@@ -358,6 +376,23 @@ def run_on_ray(config: RunConfig, backend_spec: dict, options: RayOptions = RayO
     run_dir.write_stats(report.as_dict() | {"executor": driver.executor_stats(shards)})
     run_dir.write_manifest(report.complete, sum(report.unfinished.values()))
     return report
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Join the cluster at `address`, or start a local Ray instance (address None). The workers get
+    this very code on their PYTHONPATH, wherever the driver's copy lives; on a real cluster every
+    node has kodcode-async installed (docs/multi-node.md) and the same path wins either way."""
+    ray = _ray()
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    local = address is None
+    try:
+        ray.init(address=address, num_cpus=num_cpus if local else None, include_dashboard=False,
+                 log_to_driver=False, logging_level=logging.WARNING,
+                 # messages are small (configs, jobs, verdicts): a modest store, not 30% of the RAM
+                 **({"object_store_memory": 256 * 1024 * 1024} if local else {}),
+                 runtime_env={"env_vars": {"PYTHONPATH": root}})
+    except Exception as e:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError ...
+        raise RayUnavailable(f"cannot start or reach Ray ({address or 'a local instance'}): {e}") from e
 
 
 def _check_runnable(config: RunConfig) -> None:
@@ -388,10 +423,10 @@ def _start_pools(ray, config: SandboxConfig, options: RayOptions) -> tuple[list,
         raise RayUnavailable("the Ray cluster has no live node with CPUs for the sandbox")
     remote = ray.remote(PoolActor)
     actors = []
-    for n in nodes:
+    for i, n in enumerate(nodes):
         workers = options.pool_workers or max(1, int(n["Resources"]["CPU"]))
         actors.append(remote.options(
-            num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=max(64, workers * 8),
+            name=f"kodcode-pool-{i}", num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=max(64, workers * 8),
             scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False),
         ).remote(replace(config, workers=workers)))
     infos = []
@@ -442,6 +477,8 @@ class _Driver:
         self._last_sample = 0.0
         self._last_out: dict[str, int] = {}
         self.shard_restarts = 0
+        self.actor_failures = 0
+        self.phase = "main"
         self.total = _input_total(config)
 
     def _task(self, shard: _Shard) -> dict:
@@ -458,12 +495,14 @@ class _Driver:
                 "generation_actors": self.gen_actors}
 
     def _launch(self, shard: _Shard) -> None:
-        shard.runner = self.ray.remote(ShardRunner).options(num_cpus=0, max_restarts=0,
+        name = f"kodcode-shard-{shard.index}-{self.phase}" + (f"-r{shard.restarts}" if shard.restarts else "")
+        shard.runner = self.ray.remote(ShardRunner).options(name=name, num_cpus=0, max_restarts=0,
                                                             scheduling_strategy="SPREAD").remote()
         shard.ref = shard.runner.run.remote(self._task(shard))
 
     def run_phase(self, config: RunConfig, count: int) -> list[dict]:
         ray = self.ray
+        self.phase = "questions" if config.stop_after == "questions" and count == 1 else "main"
         shards = [_Shard(k, count, replace(config, out_dir=os.path.join(config.out_dir, f"{k:05d}"))
                          if count > 1 else config) for k in range(count)]
         for s in shards:
@@ -484,6 +523,7 @@ class _Driver:
         ray = self.ray
         try:
             s.result = ray.get(s.ref)
+            self.actor_failures += s.result["actor_failures"]
         except ray.exceptions.RayTaskError as e:  # the run raised: engine-dead errors stop everything
             dead = _engine_dead(getattr(e, "cause", None))
             if dead is not None:
@@ -554,8 +594,8 @@ class _Driver:
             dirs += [os.path.join(config.out_dir, f"{k:05d}") if count > 1 else config.out_dir for k in range(count)]
         last_dirs = dirs[-phases[-1][1]:]
         reports = [r["report"] for r in results]
-        final = reports[-1]["item_files"]  # the last phase's item files
         internal = {"questions.jsonl"} if len(phases) > 1 else set()  # the first phase's hand-over file
+        final = sorted({n for r in reports for n in r["item_files"]} - internal)
         names = sorted({n for d in dirs if os.path.isdir(d) for n in os.listdir(d)
                         if n.endswith(".jsonl") and (d in last_dirs or n not in internal)})
         report = RunReport(RunStats(self.config.solve.max_attempts), model=self.config.solve.model_name,
@@ -567,12 +607,15 @@ class _Driver:
                 for _, line in iter_lines(os.path.join(self.config.out_dir, name)):
                     report.dataset.add(orjson.loads(line))
         _sum_reports(report, reports, self)
+        for name in internal:
+            report.files.pop(name, None)
         report.complete = not report.unfinished
         return report
 
     def executor_stats(self, shards: int) -> dict:
         return {"kind": "ray", "shards": shards, "nodes": len(self.infos), "pools": self.infos,
-                "shard_restarts": self.shard_restarts, "generation_actors": len(self.gen_actors)}
+                "shard_restarts": self.shard_restarts, "sandbox_actor_failures": self.actor_failures,
+                "generation_actors": len(self.gen_actors)}
 
 
 def _input_total(config: RunConfig) -> int | None:

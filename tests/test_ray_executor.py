@@ -1,0 +1,192 @@
+"""The Ray executor on a local Ray instance (ray.init(num_cpus=2)): the same rows as the local executor,
+no loss and no duplicates when actors die, resume after the driver stops.
+
+The instance is started once for the module; CLI runs join it with --ray-address, as a driver joins a
+cluster. Ray is part of the test extra: these tests never skip.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from kodcode_async.executors.ray import init_ray, merge_snapshots, run_on_ray
+from kodcode_async.run import RunConfig, shard_of
+from kodcode_async.stages.solutions import SolveOptions
+from sandbox import Limits
+from sandbox.pool import SandboxConfig
+from tests.conftest import ROOT, is_bwrap_label, read_jsonl, run_cli, server_stats, start_test_server
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import ray
+
+    init_ray(num_cpus=2)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def rows_by_file(out):
+    """Every output file's rows, sorted: the executors write in completion order."""
+    return {name: sorted(read_jsonl(out / name), key=lambda r: json.dumps(r, sort_keys=True))
+            for name in os.listdir(out) if name.endswith(".jsonl")}
+
+
+def test_demo_under_ray_writes_what_the_local_executor_writes(demo_run, cluster, tmp_path):
+    out = tmp_path / "ray"
+    cmd = ("run", "--config", "examples/demo.toml", "--out", str(out), "--executor", "ray", "--ray-address", cluster,
+           "--shards", "3", "--quiet")
+    r = run_cli(*cmd)
+    assert r.returncode == 0, r.stderr
+    ours, local = rows_by_file(out), rows_by_file(demo_run)
+    assert sorted(ours) == sorted(local) == sorted(["verified.jsonl", "failed.jsonl", "verified_complete.jsonl",
+                                                   "style_rejected.jsonl", "sft.jsonl"])
+    assert ours == local
+    stats, local_stats = (json.loads((d / "stats.json").read_text()) for d in (out, demo_run))
+    for key in ("questions", "verified", "pass_at_k", "difficulty", "failure_reasons", "style_converted",
+                "style_rejected", "sft_conversations", "llm_requests_this_run", "sandbox_jobs_this_run",
+                "rejected_rows", "complete", "files_this_run"):
+        assert stats[key] == local_stats[key], key
+    assert is_bwrap_label(stats["sandbox_isolation"])
+    assert stats["executor"]["shards"] == 3 and stats["executor"]["shard_restarts"] == 0
+    assert {s["name"] for s in stats["stages"]} == {"solutions", "style", "sft"}
+    assert json.loads((out / "manifest.json").read_text())["complete"] is True
+    # Each item lives in one shard.
+    for k in range(3):
+        for row in read_jsonl(out / "shards" / f"{k:05d}" / "verified.jsonl"):
+            assert shard_of(row["question_id"], 3) == k
+
+    # Run again: answered from the shards' journals, and the merge rewrites the same files.
+    again = run_cli(*cmd)
+    assert again.returncode == 0, again.stderr
+    stats2 = json.loads((out / "stats.json").read_text())
+    assert stats2["llm_requests_this_run"] == 0 and stats2["sandbox_jobs_this_run"] == 0
+    assert stats2["resumed_questions"] == 5
+    assert rows_by_file(out) == local
+
+    # Another shard count is another layout: refused with the difference, nothing touched.
+    other = run_cli(*cmd[:-3], "--shards", "2", "--quiet")
+    assert other.returncode == 2 and "executor.shards: 3 -> 2" in other.stderr
+
+
+def add_questions(tmp_path, n, sleep_s):
+    """n questions and the test server's passing answers; each test sleeps `sleep_s` in the sandbox."""
+    from kodcode_async.prompts import DEFAULT
+
+    questions, answers = tmp_path / "q.jsonl", tmp_path / "answers.jsonl"
+    with open(questions, "w") as q, open(answers, "w") as a:
+        for i in range(n):
+            text = f"Write add{i}(a, b) returning a + b + {i}."
+            q.write(json.dumps({"question_id": f"k{i:03d}", "question": text}) + "\n")
+            sol = f"def add{i}(a, b):\n    return a + b + {i}\n"
+            test = (f"import time\nfrom solution import add{i}\n\ndef test_add():\n    time.sleep({sleep_s})\n"
+                    f"    assert add{i}(1, 2) == {3 + i}\n")
+            resp = (f"<|Solution Begin|>\n```python\n{sol}```\n<|Solution End|>\n<|Test Begin|>\n```python\n{test}"
+                    "```\n<|Test End|>")
+            a.write(json.dumps({"user": DEFAULT.solutions_user.format(question=text), "seed": 0, "response": resp})
+                    + "\n")
+    return questions, answers
+
+
+def test_killing_a_sandbox_actor_and_a_shard_runner_mid_run_loses_and_repeats_nothing(cluster, tmp_path, isolated):
+    import ray
+
+    n = 24
+    questions, answers = add_questions(tmp_path, n, sleep_s=0.4)
+    server, url = start_test_server(answers)
+    killed: list[str] = []
+
+    def on_progress(snap):
+        # First a shard's runner once it has finished something, then the node's sandbox pool
+        # while jobs are running on it.
+        if not killed and snap["finished"] >= 3:
+            ray.kill(ray.get_actor("kodcode-shard-1-main"))
+            killed.append("runner")
+        elif killed == ["runner"] and snap["finished"] >= 8 and snap["sandbox"]["busy"] > 0:
+            ray.kill(ray.get_actor("kodcode-pool-0"), no_restart=False)
+            killed.append("pool")
+
+    try:
+        config = RunConfig(input_path=str(questions), out_dir=str(tmp_path / "run"), workers=4,
+                           solve=SolveOptions(attempts=1, max_attempts=1, model_name="m", limits=Limits(wall_s=20)),
+                           sandbox=SandboxConfig(workers=2))
+        report = run_on_ray(config, {"kind": "openai", "base_url": url, "model": "m", "workers": 4},
+                            _options(shards=2), on_progress=on_progress)
+        requests = server_stats(url)
+    finally:
+        server.terminate()
+        server.wait()
+    assert killed == ["runner", "pool"]
+    out = tmp_path / "run"
+    rows = read_jsonl(out / "verified.jsonl")
+    assert sorted(r["question_id"] for r in rows) == [f"k{i:03d}" for i in range(n)]  # none lost, none twice
+    assert not (out / "failed.jsonl").exists()
+    for row in rows:  # no verdict came from a dead actor
+        assert [t["status"] for t in row["trials"].values()] == ["pass"], row["trials"]
+    stats = json.loads((out / "stats.json").read_text())
+    assert report.complete and stats["executor"]["shard_restarts"] == 1
+    assert stats["executor"]["sandbox_actor_failures"] >= 1  # the pool died with jobs on it; they went again
+    # The runner died with at most its share of --workers (2) requests in flight: only those are asked twice.
+    assert n <= requests["requests"] <= n + 2
+
+
+def _options(**kw):
+    from kodcode_async.executors.ray import RayOptions
+
+    return RayOptions(**kw)
+
+
+def test_stopping_the_driver_mid_run_then_the_same_command_resumes(cluster, tmp_path, isolated):
+    n = 20
+    questions, answers = add_questions(tmp_path, n, sleep_s=0.3)
+    server, url = start_test_server(answers, delay=0.2)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "kodcode_async.cli", "run", "--input", str(questions), "--out", str(out),
+           "--backend", "openai", "--base-url", url, "--model", "m", "--workers", "4", "--attempts", "1",
+           "--max-attempts", "1", "--timeout", "20", "--executor", "ray", "--ray-address", cluster, "--shards", "2",
+           "--sandbox-workers", "2", "--quiet"]
+    try:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        shard_rows = [out / "shards" / f"{k:05d}" / "verified.jsonl" for k in range(2)]
+        while time.monotonic() < deadline and sum(len(read_jsonl(p)) if p.exists() else 0 for p in shard_rows) < 4:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "run the same command again to resume" in err
+        first = sum(len(read_jsonl(p)) for p in shard_rows if p.exists())
+        assert 4 <= first < n
+        assert not (out / "manifest.json").exists()
+
+        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        requests = server_stats(url)
+    finally:
+        server.terminate()
+        server.wait()
+    ids = [row["question_id"] for row in read_jsonl(out / "verified.jsonl")]
+    assert sorted(ids) == [f"k{i:03d}" for i in range(n)]
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["resumed_questions"] == first and stats["complete"] is True
+    assert requests["requests"] <= n + 4  # at most the requests in flight when the driver stopped
+
+
+def test_progress_snapshots_add_up_by_stage():
+    a = {"finished": 2, "unfinished": 0, "stages": [{"name": "solutions", "kind": "map", "items_in": 3, "items_out": 2,
+                                                     "dropped": {"failed": 1}, "unfinished": {}, "in_flight": 1}],
+         "llm": {"requests": 5, "errors": {"http_500": 1}}, "sandbox": {"jobs": 4}}
+    b = {"finished": 1, "unfinished": 1, "stages": [{"name": "solutions", "kind": "map", "items_in": 2, "items_out": 1,
+                                                     "dropped": {"failed": 2}, "unfinished": {}, "in_flight": 0}],
+         "llm": {"requests": 1, "errors": {"http_500": 2}}, "sandbox": {"jobs": 1}}
+    snap = merge_snapshots([a, b], 1.0, "bwrap")
+    assert snap["finished"] == 3 and snap["unfinished"] == 1
+    assert snap["stages"] == [{"name": "solutions", "kind": "map", "items_in": 5, "items_out": 3,
+                               "dropped": {"failed": 3}, "unfinished": {}, "in_flight": 1}]
+    assert snap["llm"]["requests"] == 6 and snap["llm"]["errors"] == {"http_500": 3}
+    assert snap["sandbox"]["jobs"] == 5
