@@ -5,12 +5,14 @@ The instance is started once for the module; CLI runs join it with --ray-address
 cluster. Ray is part of the test extra: these tests never skip.
 """
 
+import importlib.util
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -21,12 +23,16 @@ from sandbox import Limits
 from sandbox.pool import SandboxConfig
 from tests.conftest import ROOT, is_bwrap_label, read_jsonl, run_cli, server_stats, start_test_server
 
+SHIM = str(Path(__file__).parent / "vllm_shim")
+REAL_VLLM = importlib.util.find_spec("vllm") is not None
+
 
 @pytest.fixture(scope="module")
 def cluster():
     import ray
 
-    init_ray(num_cpus=2)
+    # Without vLLM, its names come from the shim (as in test_backends), for the generation actors.
+    init_ray(num_cpus=2, extra_paths=() if REAL_VLLM else (SHIM,))
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
@@ -135,6 +141,34 @@ def test_killing_a_sandbox_actor_and_a_shard_runner_mid_run_loses_and_repeats_no
     assert n <= requests["requests"] <= n + 2
 
 
+def test_generation_actors_serve_every_shard_and_a_killed_one_is_replaced(cluster, tmp_path, isolated):
+    """Backend vllm on Ray: the real VLLMBackend in two generation actors over a fake engine
+    (tests/fake_vllm.py; no GPU here, so gpus_per_actor=0). One is killed mid-run: the requests
+    it held go to the other, and it comes back."""
+    import ray
+
+    n = 30
+    questions, _ = add_questions(tmp_path, n, sleep_s=0)
+    killed: list[int] = []
+
+    def on_progress(snap):
+        if not killed and snap["finished"] >= 3:
+            ray.kill(ray.get_actor("kodcode-generation-0"), no_restart=False)
+            killed.append(snap["llm"]["in_flight"])
+
+    config = RunConfig(input_path=str(questions), out_dir=str(tmp_path / "run"), workers=4,
+                       solve=SolveOptions(attempts=1, max_attempts=1, model_name="fake", limits=Limits(wall_s=20)),
+                       sandbox=SandboxConfig(workers=2))
+    spec = {"kind": "vllm", "model": "fake", "workers": 4, "engine_factory": "tests.fake_vllm:make_engine"}
+    report = run_on_ray(config, spec, _options(shards=2, generation_actors=2, gpus_per_actor=0),
+                        on_progress=on_progress)
+    assert killed and report.complete
+    rows = read_jsonl(tmp_path / "run" / "verified.jsonl")
+    assert sorted(r["question_id"] for r in rows) == [f"k{i:03d}" for i in range(n)]
+    ex = json.loads((tmp_path / "run" / "stats.json").read_text())["executor"]
+    assert ex["generation_actors"] == 2 and ex["generation_actor_failures"] >= 1
+
+
 def _options(**kw):
     from kodcode_async.executors.ray import RayOptions
 
@@ -190,3 +224,16 @@ def test_progress_snapshots_add_up_by_stage():
                                "dropped": {"failed": 3}, "unfinished": {}, "in_flight": 1}]
     assert snap["llm"]["requests"] == 6 and snap["llm"]["errors"] == {"http_500": 3}
     assert snap["sandbox"]["jobs"] == 5
+
+
+def test_merge_keeps_each_row_once_and_leaves_torn_lines_out(tmp_path):
+    from kodcode_async.executors.ray import _merge_file
+
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text('{"question_id": "x", "v": 1}\n{"question_id": "y", "v": 2}\n{"question_id": "z", "v"')  # torn
+    b.write_text('{"v": 1, "question_id": "x"}\n\n{"question_id": "w", "v": 3}\n')  # x again, keys reordered
+    dest = tmp_path / "out.jsonl"
+    assert _merge_file([str(a), str(b), str(tmp_path / "missing.jsonl")], str(dest)) == 3
+    assert [r["question_id"] for r in read_jsonl(dest)] == ["x", "y", "w"]
+    first = dest.read_bytes()
+    assert _merge_file([str(a), str(b)], str(dest)) == 3 and dest.read_bytes() == first  # idempotent

@@ -177,10 +177,24 @@ class ClusterPool:
 
 
 class GenerationActor:
-    """An in-process vLLM engine (backend "vllm") on the GPUs of its placement group."""
+    """An in-process vLLM engine (backend "vllm") on the GPUs of its placement group.
+
+    `engine_factory` ("module:function") builds another engine with vLLM's async interface
+    instead of vLLM's own (a CPU build, a wrapper, or the tests' fake)."""
 
     def __init__(self, spec: dict) -> None:
-        self.backend = make_backend(**spec)
+        spec = dict(spec)
+        factory = spec.pop("engine_factory", "")
+        engine = None
+        if factory:
+            import importlib
+
+            module, _, name = factory.partition(":")
+            engine = getattr(importlib.import_module(module), name)()
+        self.backend = make_backend(**spec, engine=engine)
+
+    async def ready(self) -> str:
+        return os.uname().nodename
 
     async def generate(self, request: bytes) -> bytes:
         r = msgspec.msgpack.decode(request, type=_RequestMsg)
@@ -232,6 +246,7 @@ class ActorBackend:
         self.max_in_flight = max_in_flight
         self.load = [0] * len(actors)
         self.completion_tokens = 0
+        self.actor_failures = 0  # sends that met a dead or restarting generation actor
 
     async def generate(self, request: Request) -> Completion:
         from ray.exceptions import ActorUnavailableError, RayActorError
@@ -246,6 +261,7 @@ class ActorBackend:
             try:
                 answer = msgspec.msgpack.decode(await self.actors[i].generate.remote(body))
             except (RayActorError, ActorUnavailableError) as e:
+                self.actor_failures += 1
                 problem = f"{type(e).__name__}: {str(e)[:300]}"
                 await asyncio.sleep(min(8.0, 0.5 * 2 ** attempt))
                 continue
@@ -307,7 +323,8 @@ class ShardRunner:
             if sft_backend is not None:
                 await sft_backend.close()
         self.snapshot["finished_all"] = True
-        return {"report": report.as_dict(), "actor_failures": pool.actor_failures, "host": os.uname().nodename}
+        return {"report": report.as_dict(), "actor_failures": pool.actor_failures, "host": os.uname().nodename,
+                "generation_failures": getattr(backend, "actor_failures", 0)}
 
     @staticmethod
     def _backend(task: dict, spec: dict, actors: list | None) -> Backend:
@@ -378,7 +395,7 @@ def run_on_ray(config: RunConfig, backend_spec: dict, options: RayOptions = RayO
     return report
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+def init_ray(address: str | None = None, num_cpus: int | None = None, extra_paths: tuple[str, ...] = ()) -> None:
     """Join the cluster at `address`, or start a local Ray instance (address None). The workers get
     this very code on their PYTHONPATH, wherever the driver's copy lives; on a real cluster every
     node has kodcode-async installed (docs/multi-node.md) and the same path wins either way."""
@@ -390,7 +407,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
                  log_to_driver=False, logging_level=logging.WARNING,
                  # messages are small (configs, jobs, verdicts): a modest store, not 30% of the RAM
                  **({"object_store_memory": 256 * 1024 * 1024} if local else {}),
-                 runtime_env={"env_vars": {"PYTHONPATH": root}})
+                 runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join((root, *extra_paths))}})
     except Exception as e:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError ...
         raise RayUnavailable(f"cannot start or reach Ray ({address or 'a local instance'}): {e}") from e
 
@@ -449,19 +466,35 @@ def _start_generation(ray, spec: dict, options: RayOptions) -> list:  # noqa: AN
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     gpus = int(ray.cluster_resources().get("GPU", 0))
-    count = options.generation_actors or gpus // max(1, options.gpus_per_actor)
+    per = options.gpus_per_actor
+    count = options.generation_actors or (gpus // per if per else 0)
     if count < 1:
         raise BackendDead(f"--backend vllm on Ray needs GPUs: the cluster has {gpus}, each engine needs "
-                          f"{options.gpus_per_actor}; or use --backend openai against running servers")
+                          f"{per}; or use --backend openai against running servers")
     remote = ray.remote(GenerationActor)
     actors = []
-    for _ in range(count):
-        pg = placement_group([{"GPU": 1, "CPU": 1}] * options.gpus_per_actor, strategy="STRICT_PACK")
-        ray.get(pg.ready())
-        actors.append(remote.options(
-            num_gpus=1 if options.gpus_per_actor == 1 else 0, max_restarts=-1, max_concurrency=100_000,
-            scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_capture_child_tasks=True),
-        ).remote({**spec, "workers": spec.get("workers", 256)}))
+    for i in range(count):
+        placement = {}
+        if per:
+            # The engine's GPUs on one node (tensor parallelism needs them together); vLLM's own
+            # workers for tp > 1 land in this group too (capture_child_tasks).
+            pg = placement_group([{"GPU": 1, "CPU": 1}] * per, strategy="STRICT_PACK")
+            try:
+                ray.get(pg.ready(), timeout=600)
+            except ray.exceptions.GetTimeoutError:
+                raise BackendDead(f"no node has {per} free GPUs for generation actor {i}") from None
+            placement = {"scheduling_strategy": PlacementGroupSchedulingStrategy(
+                pg, placement_group_bundle_index=0, placement_group_capture_child_tasks=True),
+                "num_gpus": 1 if per == 1 else 0}
+        # An actor that dies comes back (max_restarts); its in-flight requests go to the others.
+        actors.append(remote.options(name=f"kodcode-generation-{i}", max_restarts=-1, max_concurrency=100_000,
+                                     num_cpus=0 if not per else 1, **placement).remote(spec))
+    try:
+        ray.get([a.ready.remote() for a in actors])  # the engines load (or fail) before any shard starts
+    except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as e:
+        for a in actors:
+            ray.kill(a)
+        raise BackendDead(f"a generation actor could not start its engine: {str(e)[:2000]}") from None
     return actors
 
 
@@ -478,6 +511,7 @@ class _Driver:
         self._last_out: dict[str, int] = {}
         self.shard_restarts = 0
         self.actor_failures = 0
+        self.generation_failures = 0
         self.phase = "main"
         self.total = _input_total(config)
 
@@ -524,6 +558,7 @@ class _Driver:
         try:
             s.result = ray.get(s.ref)
             self.actor_failures += s.result["actor_failures"]
+            self.generation_failures += s.result["generation_failures"]
         except ray.exceptions.RayTaskError as e:  # the run raised: engine-dead errors stop everything
             dead = _engine_dead(getattr(e, "cause", None))
             if dead is not None:
@@ -615,7 +650,7 @@ class _Driver:
     def executor_stats(self, shards: int) -> dict:
         return {"kind": "ray", "shards": shards, "nodes": len(self.infos), "pools": self.infos,
                 "shard_restarts": self.shard_restarts, "sandbox_actor_failures": self.actor_failures,
-                "generation_actors": len(self.gen_actors)}
+                "generation_actors": len(self.gen_actors), "generation_actor_failures": self.generation_failures}
 
 
 def _input_total(config: RunConfig) -> int | None:
