@@ -237,3 +237,39 @@ def test_merge_keeps_each_row_once_and_leaves_torn_lines_out(tmp_path):
     assert [r["question_id"] for r in read_jsonl(dest)] == ["x", "y", "w"]
     first = dest.read_bytes()
     assert _merge_file([str(a), str(b)], str(dest)) == 3 and dest.read_bytes() == first  # idempotent
+
+
+def test_questions_then_solutions_under_ray_match_the_local_executor(cluster, tmp_path, isolated):
+    """Synthesis with dedup and decontamination is one ordered pass (the questions phase, one
+    runner); the solve stage after it runs sharded. Same rows and synthesis counts as a local run."""
+    import asyncio
+
+    from kodcode_async.backends.recorded import RecordedBackend
+    from kodcode_async.run import execute
+    from kodcode_async.seeds import SeedSource
+    from kodcode_async.subsets import SynthOptions
+
+    ex = ROOT / "examples" / "synth"
+    synth = SynthOptions(("leetcode", "codeforces", "filter"),
+                         (SeedSource("leetcode", str(ex / "leetcode.jsonl")),
+                          SeedSource("codeforces", str(ex / "codeforces.jsonl"))),
+                         model_name="recorded-demo", counts={"leetcode": 2, "codeforces": 1}, stdin_format=True,
+                         prefill_requests=1, prefill_n=3)
+
+    def config(out):
+        return RunConfig(input_path="", out_dir=str(out), synth=synth, sandbox=SandboxConfig(workers=2),
+                         solve=SolveOptions(attempts=1, max_attempts=1, model_name="recorded-demo"))
+
+    local = tmp_path / "local"
+    asyncio.run(execute(config(local), RecordedBackend(str(ex / "recorded.jsonl"))))
+    out = tmp_path / "ray"
+    report = run_on_ray(config(out), {"kind": "recorded", "recorded_path": str(ex / "recorded.jsonl")},
+                        _options(shards=2))
+    assert rows_by_file(out) == rows_by_file(local)
+    assert {"verified.jsonl", "filtered_out.jsonl"} <= set(rows_by_file(out))
+    assert not (out / "questions.jsonl").exists()  # the phases' hand-over file stays inside
+    assert (out / "questions-phase" / "questions.jsonl").exists()
+    stats, local_stats = (json.loads((d / "stats.json").read_text()) for d in (out, local))
+    for key in ("questions", "verified", "pass_at_k", "question_synthesis", "files_this_run", "unfinished"):
+        assert stats[key] == local_stats[key], key
+    assert len(read_jsonl(out / "verified.jsonl")) >= 2 and report.unfinished == local_stats["unfinished"]
