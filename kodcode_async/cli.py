@@ -112,7 +112,7 @@ RUN_DEFAULTS = {
     "style": False, "sft_n": 0, "sft_backend": "", "sft_model": "", "sft_base_url": "", "sft_recorded": "",
     "sft_nickname": "r1", "block_imports": "", "flaky_reruns": 0, "seed": 0, "prompts": "", "limit": 0,
     "log_level": "", "log_file": "", "quiet": False,
-    "executor": "local", "ray_address": "", "shards": 0, "ray_cpus": 0,
+    "executor": "local", "ray_address": "", "shards": 0, "ray_cpus": 0, "gpus_per_engine": 1,
     # question synthesis (on with --subsets)
     "subsets": "", "seeds": "", "seed_fields": "", "counts": "", "shots": "", "question_temperature": 0.8,
     "question_max_tokens": 2048, "stdin_format": False, "prefill_template": "qwen2.5",
@@ -226,6 +226,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         ("--question-max-tokens", o.question_max_tokens, "positive"),
         ("--prefill-requests", o.prefill_requests, "positive"), ("--prefill-n", o.prefill_n, "positive"),
         ("--shards", o.shards, "non-negative"), ("--ray-cpus", o.ray_cpus, "non-negative"),
+        ("--gpus-per-engine", o.gpus_per_engine, "positive"),
         ("--dedup-threshold", o.dedup_threshold, "positive"), ("--decontam-threshold", o.decontam_threshold,
                                                                "positive")])
     if problem:
@@ -359,7 +360,7 @@ def _run_on_ray(o: argparse.Namespace, config: object, spec: dict, sft_spec: dic
         progress.update()
 
     options = RayOptions(address=o.ray_address or None, shards=o.shards, num_cpus=o.ray_cpus or None,
-                         pool_workers=o.sandbox_workers or None)
+                         pool_workers=o.sandbox_workers or None, gpus_per_actor=o.gpus_per_engine)
     try:
         report = run_on_ray(config, spec, options, sft_backend_spec=sft_spec, on_progress=on_progress)
     except (RunDirMismatch, SeedError, BenchmarkError, ValueError) as e:
@@ -704,6 +705,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--shards", type=int, help="shards of the input, each a resumable run directory under "
                    "OUT/shards/ (default: two per node; keep it the same when resuming)")
     x.add_argument("--ray-cpus", type=int, help="CPUs of a local Ray instance (default: all)")
+    x.add_argument("--gpus-per-engine", type=int, help="with --backend vllm on Ray: GPUs of each in-process vLLM "
+                   "engine (its tensor-parallel size; one engine per group of that many GPUs; default 1)")
     q = r.add_argument_group("question synthesis (on with --subsets; see the README's 'Questions' section)")
     q.add_argument("--subsets", help="comma-separated subsets to make questions for: " + ", ".join(SUBSET_NAMES))
     q.add_argument("--seeds", help="SUBSET=PATH pairs, comma-separated: each subset's seed file, JSON or JSONL "

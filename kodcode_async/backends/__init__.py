@@ -7,7 +7,7 @@ from kodcode_async.backends.base import Backend, BackendDead, Completion, LLMReq
 
 def make_backend(kind: str, *, model: str = "", base_url: str = "", api_key: str | None = None,
                  recorded_path: str = "", workers: int = 128, timeout_s: float = 600.0, max_retries: int = 5,
-                 engine=None) -> Backend:  # noqa: ANN001
+                 engine=None, tensor_parallel_size: int = 1) -> Backend:  # noqa: ANN001
     """The factory: one place that knows every backend."""
     if kind == "openai":
         from kodcode_async.backends.openai import OpenAIBackend, OpenAIConfig
@@ -24,7 +24,8 @@ def make_backend(kind: str, *, model: str = "", base_url: str = "", api_key: str
         if not model:
             raise ValueError("--backend vllm needs --model")
         # --workers is the engine's batch (max_num_seqs); the backend keeps a little more in flight.
-        return VLLMBackend(VLLMConfig(model=model, max_num_seqs=workers), engine=engine)
+        return VLLMBackend(VLLMConfig(model=model, max_num_seqs=workers, tensor_parallel_size=tensor_parallel_size),
+                           engine=engine)
     if kind == "recorded":
         from kodcode_async.backends.recorded import RecordedBackend
 

@@ -488,7 +488,8 @@ def _start_generation(ray, spec: dict, options: RayOptions) -> list:  # noqa: AN
                 "num_gpus": 1 if per == 1 else 0}
         # An actor that dies comes back (max_restarts); its in-flight requests go to the others.
         actors.append(remote.options(name=f"kodcode-generation-{i}", max_restarts=-1, max_concurrency=100_000,
-                                     num_cpus=0 if not per else 1, **placement).remote(spec))
+                                     num_cpus=0 if not per else 1, **placement).remote(
+            {**spec, "tensor_parallel_size": max(1, per)}))
     try:
         ray.get([a.ready.remote() for a in actors])  # the engines load (or fail) before any shard starts
     except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as e:

@@ -1,0 +1,111 @@
+"""What the Ray executor costs against the local executor, verification-bound, at the same total workers.
+
+Workload: the real KodCode responses in tests/data (kodcode_algorithm_completions.jsonl: 99
+questions x 3 model responses, recorded backend, so generation costs nothing), the questions whose
+trials spin to the CPU limit left out (--keep-slow to keep them): every attempt is parsed and its
+(solution, tests) pair runs in the sandbox, ~270 realistic pytest trials.
+
+Side by side in the same run, each on a fresh run directory, the same --workers sandbox workers in total:
+* local: `run.execute`, one process, one pool;
+* ray, one node (the local Ray instance), its pool actor with the same workers, with 1 and with 2
+  shards (runners), Ray already started (its start-up is timed apart, once).
+Prints each wall time and ray / local. The rows of every run are checked equal to the local run's.
+
+Usage: python benchmarks/ray_scaling.py [--workers 2] [--repeats 2] [--keep-slow]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from kodcode_async.backends.recorded import RecordedBackend  # noqa: E402
+from kodcode_async.executors.ray import RayOptions, init_ray, run_on_ray  # noqa: E402
+from kodcode_async.run import RunConfig, execute  # noqa: E402
+from kodcode_async.stages.solutions import SolveOptions  # noqa: E402
+from sandbox import Limits  # noqa: E402
+from sandbox.pool import SandboxConfig  # noqa: E402
+
+DATA = ROOT / "tests" / "data"
+
+
+def workload(tmp: str, keep_slow: bool) -> tuple[str, str]:
+    trials = [json.loads(line) for line in open(DATA / "kodcode_algorithm_trials.jsonl")]
+    slow = set() if keep_slow else {t["id"].split("/")[1] for t in trials
+                                    if t["verdict_reference"] == "Fail - Timed Out"}
+    questions, recorded = os.path.join(tmp, "q.jsonl"), os.path.join(tmp, "rec.jsonl")
+    seen = set()
+    with open(questions, "w") as q, open(recorded, "w") as rec, \
+            open(DATA / "kodcode_algorithm_completions.jsonl") as src:
+        for line in src:
+            c = json.loads(line)
+            if c["prompt_id"] in slow:
+                continue
+            if c["prompt_id"] not in seen:
+                seen.add(c["prompt_id"])
+                q.write(json.dumps({"question_id": c["prompt_id"], "question": c["question"],
+                                    "subset": c["subset"]}) + "\n")
+            rec.write(json.dumps({"stage": "solutions", "item_id": c["prompt_id"], "attempt": c["attempt"],
+                                  "response": c["response"]}) + "\n")
+    return questions, recorded
+
+
+def config(questions: str, out: str, workers: int) -> RunConfig:
+    return RunConfig(input_path=questions, out_dir=out, workers=64, sandbox=SandboxConfig(
+        workers=workers, blocked_imports=("scipy", "sympy")), solve=SolveOptions(
+        attempts=3, max_attempts=3, model_name="recorded", limits=Limits(wall_s=20)))
+
+
+def rows(out: str) -> dict:
+    return {n: sorted(open(os.path.join(out, n)).read().splitlines()) for n in ("verified.jsonl", "failed.jsonl")
+            if os.path.exists(os.path.join(out, n))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workers", type=int, default=2, help="sandbox workers in total (default 2)")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--keep-slow", action="store_true")
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="kodcode-ray-bench-")
+    questions, recorded = workload(tmp, a.keep_slow)
+    n = sum(1 for _ in open(questions))
+    t = time.perf_counter()
+    init_ray(num_cpus=os.cpu_count())
+    ray_start = time.perf_counter() - t
+    print(f"{platform.node()}: {os.cpu_count()} cores, {n} questions x 3 responses, {a.workers} sandbox workers; "
+          f"Ray start-up {ray_start:.1f} s (not in the times below)")
+    results: dict[str, list[float]] = {"local": [], "ray, 1 shard": [], "ray, 2 shards": []}
+    reference = None
+    for r in range(a.repeats):
+        for name in results:
+            out = os.path.join(tmp, f"{name.replace(' ', '').replace(',', '-')}-{r}")
+            t = time.perf_counter()
+            if name == "local":
+                asyncio.run(execute(config(questions, out, a.workers), RecordedBackend(recorded)))
+            else:
+                run_on_ray(config(questions, out, a.workers), {"kind": "recorded", "recorded_path": recorded},
+                           RayOptions(shards=1 if "1 shard" in name else 2, pool_workers=a.workers))
+            results[name].append(time.perf_counter() - t)
+            got = rows(out)
+            reference = reference or got
+            assert got == reference, f"{name}: rows differ from the local run's"
+            print(f"  {name:<14} run {r + 1}: {results[name][-1]:6.2f} s", flush=True)
+    best = {k: min(v) for k, v in results.items()}
+    print("best of each:")
+    for k, v in best.items():
+        print(f"  {k:<14} {v:6.2f} s   {v / best['local']:.2f}x the local executor's time")
+
+
+if __name__ == "__main__":
+    main()
