@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
 import os
 import platform
@@ -39,16 +40,18 @@ from sandbox.pool import SandboxConfig  # noqa: E402
 DATA = ROOT / "tests" / "data"
 
 
+def read_gz(path: Path) -> list[dict]:
+    return [json.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines() if line.strip()]
+
+
 def workload(tmp: str, keep_slow: bool) -> tuple[str, str]:
-    trials = [json.loads(line) for line in open(DATA / "kodcode_algorithm_trials.jsonl")]
+    trials = read_gz(DATA / "kodcode_algorithm_trials.jsonl.gz")
     slow = set() if keep_slow else {t["id"].split("/")[1] for t in trials
                                     if t["verdict_reference"] == "Fail - Timed Out"}
     questions, recorded = os.path.join(tmp, "q.jsonl"), os.path.join(tmp, "rec.jsonl")
     seen = set()
-    with open(questions, "w") as q, open(recorded, "w") as rec, \
-            open(DATA / "kodcode_algorithm_completions.jsonl") as src:
-        for line in src:
-            c = json.loads(line)
+    with open(questions, "w") as q, open(recorded, "w") as rec:
+        for c in read_gz(DATA / "kodcode_algorithm_completions.jsonl.gz"):
             if c["prompt_id"] in slow:
                 continue
             if c["prompt_id"] not in seen:

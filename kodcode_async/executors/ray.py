@@ -104,12 +104,16 @@ class PoolActor:
                 await self.pool.start()  # SandboxUnavailable reaches the caller
                 self._up = True
 
-    async def start(self) -> dict:
-        await self._ready()
+    async def check(self) -> dict:
+        """Isolation on this node (the fast probe; SandboxUnavailable reaches the caller) and who we are."""
+        self.pool.check_isolation()
         import ray
 
         return {"node": ray.get_runtime_context().get_node_id(), "host": os.uname().nodename,
                 "isolation": self.pool.isolation, "workers": self.pool.size, "pid": os.getpid()}
+
+    async def start(self) -> None:
+        await self._ready()
 
     async def verify(self, job: bytes) -> bytes:
         await self._ready()
@@ -377,12 +381,16 @@ def run_on_ray(config: RunConfig, backend_spec: dict, options: RayOptions = RayO
     run_dir.claim({**fingerprint(config), "executor": {"kind": "ray", "shards": shards}}, config.new_run)
     driver = _Driver(ray, config, options, pools, infos, isolation, gen_actors, backend_spec, sft_backend_spec,
                      on_progress, started)
+    # The workers warm up while the runners start and ask their first questions; jobs wait for them
+    # (a failed start reaches the jobs, and through them the run, as SandboxUnavailable).
+    warming = [a.start.remote() for a in pools]
     try:
         phases = _phases(config, shards)
         results: list[dict] = []
         for phase_config, count in phases:
             results += driver.run_phase(phase_config, count)
     finally:
+        ray.wait(warming, num_returns=len(warming), timeout=60)
         for a in pools + gen_actors:
             try:
                 ray.get(a.close.remote(), timeout=30)
@@ -446,17 +454,15 @@ def _start_pools(ray, config: SandboxConfig, options: RayOptions) -> tuple[list,
             name=f"kodcode-pool-{i}", num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=max(64, workers * 8),
             scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False),
         ).remote(replace(config, workers=workers)))
-    infos = []
-    for a in actors:
-        try:
-            infos.append(ray.get(a.start.remote()))
-        except ray.exceptions.RayTaskError as e:
-            for b in actors:
-                ray.kill(b)
-            cause = getattr(e, "cause", None)
-            if isinstance(cause, SandboxUnavailable):
-                raise SandboxUnavailable(str(cause)) from None
-            raise
+    try:
+        infos = ray.get([a.check.remote() for a in actors])
+    except ray.exceptions.RayTaskError as e:
+        for b in actors:
+            ray.kill(b)
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, SandboxUnavailable):
+            raise SandboxUnavailable(str(cause)) from None
+        raise
     return actors, infos
 
 
