@@ -410,6 +410,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, extra_path
     ray = _ray()
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     local = address is None
+    if address not in (None, "auto", "local"):
+        _reachable(address)  # Ray itself retries an unreachable address for minutes
     try:
         ray.init(address=address, num_cpus=num_cpus if local else None, include_dashboard=False,
                  log_to_driver=False, logging_level=logging.WARNING,
@@ -418,6 +420,20 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, extra_path
                  runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join((root, *extra_paths))}})
     except Exception as e:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError ...
         raise RayUnavailable(f"cannot start or reach Ray ({address or 'a local instance'}): {e}") from e
+
+
+def _reachable(address: str, timeout_s: float = 10.0) -> None:
+    import socket
+
+    hostport = address.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise RayUnavailable(f"--ray-address {address}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise RayUnavailable(f"cannot reach the Ray cluster at {address}: {e.strerror or e}; is `ray start "
+                             f"--head` running there, and is the port open from this machine?") from None
 
 
 def _check_runnable(config: RunConfig) -> None:
