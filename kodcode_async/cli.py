@@ -267,6 +267,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if o.executor == "ray":
             if o.backend != "vllm":
                 make_backend(**spec)  # bad backend options are refused here, before Ray starts
+            elif not o.model:
+                raise ValueError("--backend vllm needs --model")
+            if sft_spec is not None and sft_spec["kind"] == "vllm":
+                raise ValueError("--sft-backend vllm with --executor ray: the reasoning model's engines are not "
+                                 "placed on the cluster; serve it (vllm serve) and use --sft-backend openai")
             return _run_on_ray(o, config, spec, sft_spec)
         backend = make_backend(**spec)
         sft_backend = make_backend(**sft_spec) if sft_spec is not None else None

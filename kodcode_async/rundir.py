@@ -59,12 +59,25 @@ class RunDir:
     def claim(self, fingerprint: dict, new_run: bool = False) -> None:
         """Make this directory this configuration's: create it, or check it is already, or (new_run)
         move the old run aside. Raises RunDirMismatch with the differences."""
+        problem = self.check(fingerprint, new_run)
+        existing = self._run_files()
+        if existing and (problem or new_run):
+            self._move_aside(existing)
+        os.makedirs(self.path, exist_ok=True)
+        if self.fingerprint() is None:
+            write_json_atomic(self.file(RUN_JSON), {"fingerprint": fingerprint, "created": time.time()})
+        if os.path.exists(self.file(MANIFEST)):
+            os.remove(self.file(MANIFEST))  # the directory is being written again
+
+    def check(self, fingerprint: dict, new_run: bool = False) -> str:
+        """Raise RunDirMismatch if this directory belongs to another configuration (unless new_run);
+        writes nothing. Returns the mismatch that new_run overrides ("" when none)."""
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise RunDirMismatch(f"the run directory {self.path} exists and is a file")
         existing = self._run_files()
+        problem = ""
         if existing:
             old = self.fingerprint()
-            problem = ""
             if old is None:
                 problem = f"{self.path} holds files ({', '.join(existing[:4])}) but no {RUN_JSON}"
             elif old != fingerprint:
@@ -73,13 +86,7 @@ class RunDir:
             if problem and not new_run:
                 raise RunDirMismatch(f"{problem}. Resume it with the same options, choose another --out, or pass "
                                      "--new-run to start a new run there (the old files move to a replaced-* folder).")
-            if problem or new_run:
-                self._move_aside(existing)
-        os.makedirs(self.path, exist_ok=True)
-        if self.fingerprint() is None:
-            write_json_atomic(self.file(RUN_JSON), {"fingerprint": fingerprint, "created": time.time()})
-        if os.path.exists(self.file(MANIFEST)):
-            os.remove(self.file(MANIFEST))  # the directory is being written again
+        return problem
 
     def _move_aside(self, names: list[str]) -> None:
         aside = self.file(time.strftime("replaced-%Y%m%d-%H%M%S"))

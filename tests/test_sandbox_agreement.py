@@ -4,8 +4,8 @@ The reference ran `timeout 30 pytest --cov=solution` in a fresh process per tria
 with numpy and pandas but without scipy or sympy. We block those two imports in the jobs, so that
 the two trials that import them (00000068/attempt2, 00000084/attempt1) fail with ImportError as
 they did there, and run with a 20 s CPU limit (60 s wall) to keep CI short: none of the corpus's
-non-timeout trials needs more than ~9 CPU-seconds here, and every trial that timed out there is
-CPU-bound.
+non-timeout trials needs more than ~11 CPU-seconds here (00000017/attempt1, measured), and every
+trial that timed out there is CPU-bound.
 
 The reference had no memory limit, so this comparison runs without one too. One explained
 disagreement remains, timing-dependent: algorithm/00000049/attempt1 fills an 8 GB array with

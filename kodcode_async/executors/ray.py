@@ -370,6 +370,8 @@ def run_on_ray(config: RunConfig, backend_spec: dict, options: RayOptions = RayO
     up isolation; RunDirMismatch. Later: BackendDead / SandboxUnavailable when a shard cannot go on."""
     ray = _ray()
     _check_runnable(config)
+    if options.shards:  # a directory of another configuration is refused before Ray starts
+        RunDir(config.out_dir).check(_fingerprint(config, options.shards), config.new_run)
     started = time.monotonic()
     if not ray.is_initialized():
         init_ray(options.address, options.num_cpus)
@@ -378,7 +380,7 @@ def run_on_ray(config: RunConfig, backend_spec: dict, options: RayOptions = RayO
     isolation = ", ".join(sorted({i["isolation"] for i in infos}))
     shards = options.shards or 2 * len(infos)
     run_dir = RunDir(config.out_dir)
-    run_dir.claim({**fingerprint(config), "executor": {"kind": "ray", "shards": shards}}, config.new_run)
+    run_dir.claim(_fingerprint(config, shards), config.new_run)
     driver = _Driver(ray, config, options, pools, infos, isolation, gen_actors, backend_spec, sft_backend_spec,
                      on_progress, started)
     # The workers warm up while the runners start and ask their first questions; jobs wait for them
@@ -434,6 +436,11 @@ def _reachable(address: str, timeout_s: float = 10.0) -> None:
     except OSError as e:
         raise RayUnavailable(f"cannot reach the Ray cluster at {address}: {e.strerror or e}; is `ray start "
                              f"--head` running there, and is the port open from this machine?") from None
+
+
+def _fingerprint(config: RunConfig, shards: int) -> dict:
+    # The shard count is part of it: another count would move items between shard directories.
+    return {**fingerprint(config), "executor": {"kind": "ray", "shards": shards}}
 
 
 def _check_runnable(config: RunConfig) -> None:
