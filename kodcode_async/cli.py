@@ -232,13 +232,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 2
-    if o.input and not synthesis:
+    if o.input and not synthesis and not (o.executor == "ray" and "://" in o.input):  # URLs: the runners read them
         if os.path.isdir(o.input):
             print(f"error: the input {o.input} is a directory; give a JSONL file", file=sys.stderr)
             return 2
         if not os.path.exists(o.input):
             print(f"error: input file not found: {o.input}", file=sys.stderr)
             return 2
+    if "://" in (o.input + o.out) and o.executor != "ray":
+        print("error: --input and --out at URLs are for --executor ray; the local executor takes paths",
+              file=sys.stderr)
+        return 2
     if os.path.exists(o.out) and not os.path.isdir(o.out):
         print(f"error: the run directory {o.out} exists and is a file", file=sys.stderr)
         return 2

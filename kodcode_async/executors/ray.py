@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -43,6 +44,7 @@ import msgspec
 import orjson
 
 from kodcode_async.backends import Backend, BackendDead, Completion, LLMRequestError, Request, make_backend
+from kodcode_async.executors.storage import MIRROR_S, Mirror, fetch, is_url
 from kodcode_async.jsonl import count_rows, iter_lines
 from kodcode_async.run import STAGES, TIMELINE_S, RunConfig, RunReport, RunStats, execute, fingerprint
 from kodcode_async.rundir import RunDir
@@ -304,6 +306,8 @@ class ShardRunner:
 
     async def run(self, task: dict) -> dict:
         config: RunConfig = task["config"]
+        if is_url(config.out_dir):
+            return await self._run_mirrored(task, config)
         os.makedirs(config.out_dir, exist_ok=True)
         # One writer per shard directory: a runner started again while its dead predecessor is
         # still being reaped (driver gone, node lost) waits for it instead of writing beside it.
@@ -313,6 +317,33 @@ class ShardRunner:
             return await self._run(task, config)
         finally:
             lock.close()  # releases the lock
+
+    async def _run_mirrored(self, task: dict, config: RunConfig) -> dict:
+        """The shard's run directory at a URL: run in a local mirror, pushed as it goes (storage.py)."""
+        with tempfile.TemporaryDirectory(prefix="kodcode-shard-") as scratch:
+            mirror = Mirror(config.out_dir, os.path.join(scratch, "run"))
+            await asyncio.to_thread(mirror.pull)
+            local = replace(config, out_dir=mirror.local)
+            if is_url(config.input_path):
+                local = replace(local, input_path=await asyncio.to_thread(fetch, config.input_path, scratch))
+            stop = asyncio.Event()
+
+            async def push_every() -> None:
+                while not stop.is_set():
+                    try:
+                        await asyncio.wait_for(stop.wait(), MIRROR_S)
+                    except TimeoutError:
+                        await asyncio.to_thread(mirror.push)
+
+            async with asyncio.TaskGroup() as tg:
+                pusher = tg.create_task(push_every())
+                try:
+                    result = await self._run(task, local)
+                finally:
+                    stop.set()
+                    await pusher  # a push under way ends before the last one starts
+                    await asyncio.to_thread(mirror.push)  # also after an error: what was done is kept
+            return result
 
     async def _run(self, task: dict, config: RunConfig) -> dict:
         pool = ClusterPool(config.sandbox, task["pools"], task["pool_sizes"], task["isolation"])
@@ -370,8 +401,23 @@ def run_on_ray(config: RunConfig, backend_spec: dict, options: RayOptions = RayO
     up isolation; RunDirMismatch. Later: BackendDead / SandboxUnavailable when a shard cannot go on."""
     ray = _ray()
     _check_runnable(config)
+    with tempfile.TemporaryDirectory(prefix="kodcode-ray-driver-") as scratch:
+        main = None
+        if is_url(config.out_dir):  # the driver's files live in a local mirror, pushed at the end
+            main = Mirror(config.out_dir, os.path.join(scratch, "main"))
+            main.pull(only_top=True)
+        local_out = main.local if main is not None else config.out_dir
+        report = _run_on_ray(ray, config, backend_spec, options, sft_backend_spec, on_progress, local_out, scratch)
+        if main is not None:
+            main.push()
+        return report
+
+
+def _run_on_ray(ray, config: RunConfig, backend_spec: dict, options: RayOptions,  # noqa: ANN001
+                sft_backend_spec: dict | None, on_progress: Callable[[dict], None] | None, local_out: str,
+                scratch: str) -> RunReport:
     if options.shards:  # a directory of another configuration is refused before Ray starts
-        RunDir(config.out_dir).check(_fingerprint(config, options.shards), config.new_run)
+        RunDir(local_out).check(_fingerprint(config, options.shards), config.new_run)
     started = time.monotonic()
     if not ray.is_initialized():
         init_ray(options.address, options.num_cpus)
@@ -379,7 +425,7 @@ def run_on_ray(config: RunConfig, backend_spec: dict, options: RayOptions = RayO
     gen_actors = _start_generation(ray, backend_spec, options) if backend_spec.get("kind") == "vllm" else []
     isolation = ", ".join(sorted({i["isolation"] for i in infos}))
     shards = options.shards or 2 * len(infos)
-    run_dir = RunDir(config.out_dir)
+    run_dir = RunDir(local_out)
     run_dir.claim(_fingerprint(config, shards), config.new_run)
     driver = _Driver(ray, config, options, pools, infos, isolation, gen_actors, backend_spec, sft_backend_spec,
                      on_progress, started)
@@ -399,7 +445,7 @@ def run_on_ray(config: RunConfig, backend_spec: dict, options: RayOptions = RayO
             except Exception:  # noqa: BLE001 - a dead actor has nothing to close
                 pass
             ray.kill(a)
-    report = driver.merge(phases, results, shards)
+    report = driver.merge(phases, results, local_out, scratch)
     run_dir.write_stats(report.as_dict() | {"executor": driver.executor_stats(shards)})
     run_dir.write_manifest(report.complete, sum(report.unfinished.values()))
     return report
@@ -447,6 +493,12 @@ def _check_runnable(config: RunConfig) -> None:
     if not config.input_path and config.makes_questions is None:
         raise ValueError("--executor ray reads its questions from a file (--input) or makes them (--subsets); "
                          "rows passed in memory are for the local executor")
+    if is_url(config.out_dir) and config.new_run:
+        raise ValueError(f"--new-run with a run directory at a URL ({config.out_dir}): choose a new --out instead "
+                         "(objects are not moved aside)")
+    if config.synth is not None and any(is_url(s.path) for s in config.synth.seeds):
+        raise ValueError("seed files at URLs are not read by the Ray executor: put them on a path every node "
+                         "reaches, or copy them to each node")
 
 
 def _phases(config: RunConfig, shards: int) -> list[tuple[RunConfig, int]]:
@@ -652,11 +704,17 @@ class _Driver:
             "items_per_s": {k: round((v - self._last_out.get(k, 0)) / span, 2) for k, v in outs.items()}})
         self._last_out, self._last_sample = outs, now
 
-    def merge(self, phases: list[tuple[RunConfig, int]], results: list[dict], shards: int) -> RunReport:
-        """The shards' files into the run directory (each row once), and one report."""
+    def merge(self, phases: list[tuple[RunConfig, int]], results: list[dict], out: str, scratch: str) -> RunReport:
+        """The shards' files into the run directory `out` (each row once), and one report."""
         dirs = []
         for config, count in phases:
-            dirs += [os.path.join(config.out_dir, f"{k:05d}") if count > 1 else config.out_dir for k in range(count)]
+            for k in range(count):
+                d = os.path.join(config.out_dir, f"{k:05d}") if count > 1 else config.out_dir
+                if is_url(d):  # the shard's rows, copied down (not its journal)
+                    local = os.path.join(scratch, "shards", str(len(dirs)))
+                    Mirror(d, local).pull(suffixes=(".jsonl",))
+                    d = local
+                dirs.append(d)
         last_dirs = dirs[-phases[-1][1]:]
         reports = [r["report"] for r in results]
         internal = {"questions.jsonl"} if len(phases) > 1 else set()  # the first phase's hand-over file
@@ -666,10 +724,10 @@ class _Driver:
         report = RunReport(RunStats(self.config.solve.max_attempts), model=self.config.solve.model_name,
                            item_files=final)
         for name in names:
-            rows = _merge_file([os.path.join(d, name) for d in dirs], os.path.join(self.config.out_dir, name))
+            rows = _merge_file([os.path.join(d, name) for d in dirs], os.path.join(out, name))
             report.existing[name] = rows
             if name in final:
-                for _, line in iter_lines(os.path.join(self.config.out_dir, name)):
+                for _, line in iter_lines(os.path.join(out, name)):
                     report.dataset.add(orjson.loads(line))
         _sum_reports(report, reports, self)
         for name in internal:
