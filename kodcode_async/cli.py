@@ -710,7 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--executor", choices=["local", "ray"], help="local (default): one process; ray: the same "
                    "stages sharded over a Ray cluster, a sandbox pool per node (pip install 'kodcode-async[ray]')")
     x.add_argument("--ray-address", help="the cluster to join: auto, or ray://HOST:10001 (default: none, start a local "
-                   "Ray instance); --out must then be a path every node reaches")
+                   "Ray instance); --out must then be a path every node reaches, or an fsspec URL (s3://...)")
     x.add_argument("--shards", type=int, help="shards of the input, each a resumable run directory under "
                    "OUT/shards/ (default: two per node; keep it the same when resuming)")
     x.add_argument("--ray-cpus", type=int, help="CPUs of a local Ray instance (default: all)")
