@@ -47,6 +47,7 @@ from sandbox.protocol import (
 from sandbox.verdict import combine_reruns
 
 log = logging.getLogger("kodcode_async.sandbox")
+KILL_WAIT_S = 10.0  # how long a SIGKILLed worker may take to be reported dead before we go on without it
 
 # Imported once per worker, so jobs that use them do not pay for the import. numpy is in ~12%
 # of real KodCode trials (33 of the 286 in tests/data) and costs ~45 ms to import; pandas is in
@@ -208,12 +209,21 @@ class Worker:
         """Kill the worker's whole process group and wait for it; safe to call twice, and when cancelled."""
         proc = self.proc
         if proc is not None and proc.returncode is None:
+            # The group (bwrap and whatever shares it), then the process itself: should the group be
+            # gone or out of reach, the process we wait for is still killed.
+            for send in (lambda: os.killpg(proc.pid, signal.SIGKILL), lambda: proc.send_signal(signal.SIGKILL)):
+                try:
+                    send()
+                except (ProcessLookupError, PermissionError):
+                    pass
+            # Shielded: a second cancellation must not leave the killed process unreaped. Bounded:
+            # a kill that is never reported must not hang the pool (or a cancelled run) for good.
             try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            # Shielded: a second cancellation must not leave the killed process unreaped.
-            await asyncio.shield(proc.wait())
+                async with asyncio.timeout(KILL_WAIT_S):
+                    await asyncio.shield(proc.wait())
+            except TimeoutError:
+                log.error("sandbox worker %d (pid %d) not reaped %g s after SIGKILL", self.index, proc.pid,
+                          KILL_WAIT_S)
         if proc is not None and proc.stdin is not None:
             proc.stdin.close()
         if self.root is not None:
