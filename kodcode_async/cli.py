@@ -184,7 +184,6 @@ def load_config(path: str | None) -> dict:
 def cmd_run(args: argparse.Namespace) -> int:
     from kodcode_async.backends import BackendDead, make_backend
     from kodcode_async.embedder import EmbedderUnavailable
-    from kodcode_async.progress import Progress
     from kodcode_async.prompts import load_prompts
     from kodcode_async.run import RunConfig, execute
     from kodcode_async.rundir import RunDirMismatch
@@ -289,13 +288,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     if o.isolation == "none":
         print(NO_ISOLATION_WARNING, file=sys.stderr)
-    progress = Progress("items", interval=10.0, enabled=not o.quiet)
-
-    def on_progress(snap: dict) -> None:
-        progress.done = snap["finished"]
-        progress.total = snap["total"] or None
-        progress.render = lambda: render_progress(snap)
-        progress.update()
+    progress, on_progress = _progress_view(o)
 
     async def main() -> object:
         loop = asyncio.get_running_loop()
@@ -329,15 +322,36 @@ def cmd_run(args: argparse.Namespace) -> int:
                  f"finished items are in {o.out}; fix the cause and run the same command to resume.")
         print(f"error: {dead}\n{where}", file=sys.stderr)
         return 1
-    progress.close()
-    stats = report.as_dict()
+    return _finish_run(o, report, progress)
+
+
+def _progress_view(o: argparse.Namespace) -> tuple:
+    """The live view (one line per stage) and the callback that feeds it a run's snapshots."""
+    from kodcode_async.progress import Progress
+
+    progress = Progress("items", interval=10.0, enabled=not o.quiet)
+
+    def on_progress(snap: dict) -> None:
+        progress.done = snap["finished"]
+        progress.total = snap["total"] or None
+        progress.render = lambda: render_progress(snap)
+        progress.update()
+
+    return progress, on_progress
+
+
+def _finish_run(o: argparse.Namespace, report: object, progress: object) -> int:
+    """The summary, the isolation warning again, and the exit code of a run that ended."""
+    progress.close()  # type: ignore[attr-defined]
+    stats = report.as_dict()  # type: ignore[attr-defined]
     if not o.quiet:
         print_summary(o.out, stats)
     if o.isolation == "none":
         print(NO_ISOLATION_WARNING, file=sys.stderr)
-    if report.unfinished:
-        reasons = ", ".join(f"{why} ({n})" for why, n in report.unfinished.items())
-        print(f"error: {sum(report.unfinished.values())} items unfinished: {reasons}; "
+    unfinished = report.unfinished  # type: ignore[attr-defined]
+    if unfinished:
+        reasons = ", ".join(f"{why} ({n})" for why, n in unfinished.items())
+        print(f"error: {sum(unfinished.values())} items unfinished: {reasons}; "
               "run the same command again to resume.", file=sys.stderr)
         return EXIT_UNFINISHED
     return 0
@@ -347,7 +361,6 @@ def _run_on_ray(o: argparse.Namespace, config: object, spec: dict, sft_spec: dic
     """`run --executor ray`: the same run, sharded over a Ray cluster (kodcode_async/executors/ray.py)."""
     from kodcode_async.backends import BackendDead
     from kodcode_async.executors.ray import RayOptions, RayUnavailable, run_on_ray
-    from kodcode_async.progress import Progress
     from kodcode_async.rundir import RunDirMismatch
     from kodcode_async.seeds import SeedError
     from kodcode_async.stages.decontam import BenchmarkError
@@ -360,13 +373,7 @@ def _run_on_ray(o: argparse.Namespace, config: object, spec: dict, sft_spec: dic
         return 2
     if o.isolation == "none":
         print(NO_ISOLATION_WARNING, file=sys.stderr)
-    progress = Progress("items", interval=10.0, enabled=not o.quiet)
-
-    def on_progress(snap: dict) -> None:
-        progress.done = snap["finished"]
-        progress.total = snap["total"] or None
-        progress.render = lambda: render_progress(snap)
-        progress.update()
+    progress, on_progress = _progress_view(o)
 
     options = RayOptions(address=o.ray_address or None, shards=o.shards, num_cpus=o.ray_cpus or None,
                          pool_workers=o.sandbox_workers or None, gpus_per_actor=o.gpus_per_engine)
@@ -386,18 +393,7 @@ def _run_on_ray(o: argparse.Namespace, config: object, spec: dict, sft_spec: dic
                  f"finished items are in {o.out}/shards; fix the cause and run the same command to resume.")
         print(f"error: {e}\n{where}", file=sys.stderr)
         return 1
-    progress.close()
-    stats = report.as_dict()
-    if not o.quiet:
-        print_summary(o.out, stats)
-    if o.isolation == "none":
-        print(NO_ISOLATION_WARNING, file=sys.stderr)
-    if report.unfinished:
-        reasons = ", ".join(f"{why} ({n})" for why, n in report.unfinished.items())
-        print(f"error: {sum(report.unfinished.values())} items unfinished: {reasons}; "
-              "run the same command again to resume.", file=sys.stderr)
-        return EXIT_UNFINISHED
-    return 0
+    return _finish_run(o, report, progress)
 
 
 def _pairs(text: str, flag: str) -> list[tuple[str, str]]:

@@ -335,3 +335,15 @@ def test_a_run_directory_at_an_fsspec_url_gives_the_same_rows_and_resumes(demo_r
     report = run_on_ray(config, spec, _options(shards=2))  # resumed from what was pushed
     assert report.llm.get("requests") == 0 and report.sandbox.get("jobs") == 0 and report.resumed_items == 5
     assert rows_by_file(out) == rows_by_file(demo_run)
+
+
+def test_a_job_goes_to_the_least_loaded_pool_and_not_to_one_that_just_failed():
+    import time as clock
+
+    from kodcode_async.executors.ray import AVOID_S, _pick
+
+    never = -AVOID_S * 2
+    assert _pick([3, 1], [4, 2], [never, never]) == 0  # (3+1)/4 < (1+1)/2? equal -> the first
+    assert _pick([3, 0], [4, 2], [never, never]) == 1  # lower load for its size
+    assert _pick([0, 5], [2, 2], [clock.monotonic(), never]) == 1  # node 0 just failed: avoided
+    assert _pick([0, 5], [2, 2], [clock.monotonic(), clock.monotonic()]) == 0  # all failed: by load again

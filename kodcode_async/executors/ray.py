@@ -57,6 +57,7 @@ SHARDS_DIR = "shards"
 QUESTIONS_PHASE_DIR = "questions-phase"
 ACTOR_RETRIES = 6  # sends of one job before it gets a sandbox_error verdict (pool actors restart in ~2-5 s)
 PROGRESS_S = 1.0
+AVOID_S = 10.0  # an actor that just failed gets no new work for this long while another can take it
 LOCK_WAIT_S = 120.0  # how long a runner waits for a dead predecessor's lock on its shard directory  # how often the driver asks the runners for their progress
 
 _job_encoder = msgspec.msgpack.Encoder()
@@ -129,6 +130,13 @@ class PoolActor:
         await self.pool.close()
 
 
+def _pick(load: list[int], sizes: list[int], failed_at: list[float]) -> int:
+    """The actor with the lowest load for its size; one that failed in the last AVOID_S seconds only
+    when all did (its node may be gone: the job goes to a live one)."""
+    now = time.monotonic()
+    return min(range(len(load)), key=lambda j: (now - failed_at[j] < AVOID_S, (load[j] + 1) / sizes[j]))
+
+
 class ClusterPool:
     """What a shard's run sees as its sandbox pool (SandboxPool's interface): the cluster's pool
     actors, each job sent to the least loaded; at most `size` jobs in flight from this runner."""
@@ -137,6 +145,7 @@ class ClusterPool:
         self.config = replace(config, workers=max(1, sum(sizes)))
         self.actors, self.sizes, self.isolation = actors, sizes, isolation
         self.load = [0] * len(actors)
+        self.failed_at = [-AVOID_S] * len(actors)
         self._slots = asyncio.Semaphore(self.size)
         self.busy = self.restarts = self.flaky = 0
         self.actor_failures = 0  # sends that met a dead or restarting pool actor
@@ -162,7 +171,7 @@ class ClusterPool:
             try:
                 problem = ""
                 for attempt in range(ACTOR_RETRIES):
-                    i = min(range(len(self.actors)), key=lambda j: (self.load[j] + 1) / self.sizes[j])
+                    i = _pick(self.load, self.sizes, self.failed_at)
                     self.load[i] += 1
                     try:
                         verdict = _verdict_decoder.decode(await self.actors[i].verify.remote(_job_encoder.encode(job)))
@@ -170,6 +179,7 @@ class ClusterPool:
                         return verdict
                     except (RayActorError, ActorUnavailableError) as e:
                         self.actor_failures += 1
+                        self.failed_at[i] = time.monotonic()
                         problem = f"{type(e).__name__}: {str(e)[:300]}"
                         log.warning("sandbox pool actor %d unreachable for job %r (try %d): %s", i, job.id,
                                     attempt + 1, problem)
@@ -251,6 +261,7 @@ class ActorBackend:
         self.actors = actors
         self.max_in_flight = max_in_flight
         self.load = [0] * len(actors)
+        self.failed_at = [-AVOID_S] * len(actors)
         self.completion_tokens = 0
         self.actor_failures = 0  # sends that met a dead or restarting generation actor
 
@@ -262,12 +273,13 @@ class ActorBackend:
                                        "sampling": msgspec.to_builtins(request.sampling)})
         problem = ""
         for attempt in range(ACTOR_RETRIES):
-            i = min(range(len(self.actors)), key=lambda j: self.load[j])
+            i = _pick(self.load, [1] * len(self.actors), self.failed_at)
             self.load[i] += 1
             try:
                 answer = msgspec.msgpack.decode(await self.actors[i].generate.remote(body))
             except (RayActorError, ActorUnavailableError) as e:
                 self.actor_failures += 1
+                self.failed_at[i] = time.monotonic()
                 problem = f"{type(e).__name__}: {str(e)[:300]}"
                 await asyncio.sleep(min(8.0, 0.5 * 2 ** attempt))
                 continue
