@@ -23,6 +23,10 @@ from sandbox import Limits
 from sandbox.pool import SandboxConfig
 from tests.conftest import ROOT, is_bwrap_label, read_jsonl, run_cli, server_stats, start_test_server
 
+# Generous: on a machine under 2x CPU load (scripts/test_under_load.py) every actor is a new process
+# that starts and imports slowly; the tests here take ~10-30 s each on an idle machine.
+pytestmark = pytest.mark.timeout(900)
+
 SHIM = str(Path(__file__).parent / "vllm_shim")
 REAL_VLLM = importlib.util.find_spec("vllm") is not None
 
@@ -111,10 +115,10 @@ def test_killing_a_sandbox_actor_and_a_shard_runner_mid_run_loses_and_repeats_no
         # First a shard's runner once it has finished something, then the node's sandbox pool
         # while jobs are running on it.
         if not killed and snap["finished"] >= 3:
-            ray.kill(ray.get_actor("kodcode-shard-1-main"))
+            ray.kill(ray.get_actor("kodcode-shard-1-main", namespace=snap["ray_namespace"]))
             killed.append("runner")
         elif killed == ["runner"] and snap["finished"] >= 8 and snap["sandbox"]["busy"] > 0:
-            ray.kill(ray.get_actor("kodcode-pool-0"), no_restart=False)
+            ray.kill(ray.get_actor("kodcode-pool-0", namespace=snap["ray_namespace"]), no_restart=False)
             killed.append("pool")
 
     try:
@@ -153,7 +157,7 @@ def test_generation_actors_serve_every_shard_and_a_killed_one_is_replaced(cluste
 
     def on_progress(snap):
         if not killed and snap["finished"] >= 3:
-            ray.kill(ray.get_actor("kodcode-generation-0"), no_restart=False)
+            ray.kill(ray.get_actor("kodcode-generation-0", namespace=snap["ray_namespace"]), no_restart=False)
             killed.append(snap["llm"]["in_flight"])
 
     config = RunConfig(input_path=str(questions), out_dir=str(tmp_path / "run"), workers=4,
@@ -270,8 +274,12 @@ def test_questions_then_solutions_under_ray_match_the_local_executor(cluster, tm
     assert not (out / "questions.jsonl").exists()  # the phases' hand-over file stays inside
     assert (out / "questions-phase" / "questions.jsonl").exists()
     stats, local_stats = (json.loads((d / "stats.json").read_text()) for d in (out, local))
-    for key in ("questions", "verified", "pass_at_k", "question_synthesis", "files_this_run", "unfinished"):
+    for key in ("questions", "verified", "pass_at_k", "files_this_run", "unfinished"):
         assert stats[key] == local_stats[key], key
+    # How the embedder grouped its batches depends on timing; what was made, dropped and kept does not.
+    timing = ("embedder", "dedup_batches")
+    assert ({k: v for k, v in stats["question_synthesis"].items() if k not in timing}
+            == {k: v for k, v in local_stats["question_synthesis"].items() if k not in timing})
     assert len(read_jsonl(out / "verified.jsonl")) >= 2 and report.unfinished == local_stats["unfinished"]
 
 

@@ -37,6 +37,7 @@ import logging
 import os
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -55,7 +56,10 @@ log = logging.getLogger("kodcode_async.ray")
 
 SHARDS_DIR = "shards"
 QUESTIONS_PHASE_DIR = "questions-phase"
-ACTOR_RETRIES = 6  # sends of one job before it gets a sandbox_error verdict (pool actors restart in ~2-5 s)
+# How long one job or request keeps being sent again while its actors are dead or restarting: a
+# pool actor comes back in ~2-5 s on an idle node, but a busy one takes much longer to start a
+# process, import the engine and warm its workers.
+ACTOR_RETRY_S = 180.0
 PROGRESS_S = 1.0
 AVOID_S = 10.0  # an actor that just failed gets no new work for this long while another can take it
 LOCK_WAIT_S = 120.0  # how long a runner waits for a dead predecessor's lock on its shard directory  # how often the driver asks the runners for their progress
@@ -170,7 +174,10 @@ class ClusterPool:
             self.busy += 1
             try:
                 problem = ""
-                for attempt in range(ACTOR_RETRIES):
+                deadline = time.monotonic() + ACTOR_RETRY_S
+                attempt = 0
+                while attempt == 0 or time.monotonic() < deadline:
+                    attempt += 1
                     i = _pick(self.load, self.sizes, self.failed_at)
                     self.load[i] += 1
                     try:
@@ -182,12 +189,13 @@ class ClusterPool:
                         self.failed_at[i] = time.monotonic()
                         problem = f"{type(e).__name__}: {str(e)[:300]}"
                         log.warning("sandbox pool actor %d unreachable for job %r (try %d): %s", i, job.id,
-                                    attempt + 1, problem)
-                        await asyncio.sleep(min(8.0, 0.5 * 2 ** attempt))
+                                    attempt, problem)
+                        await asyncio.sleep(min(5.0, 0.25 * 2 ** attempt))
                     finally:
                         self.load[i] -= 1
                 return Verdict(id=job.id, status="sandbox_error", isolation=self.isolation,
-                               reason=f"no sandbox pool actor answered after {ACTOR_RETRIES} tries: {problem}")
+                               reason=f"no sandbox pool actor answered in {ACTOR_RETRY_S:g} s ({attempt} tries): "
+                                      f"{problem}")
             finally:
                 self.busy -= 1
 
@@ -272,7 +280,10 @@ class ActorBackend:
                                        "messages": request.messages, "prompt": request.prompt,
                                        "sampling": msgspec.to_builtins(request.sampling)})
         problem = ""
-        for attempt in range(ACTOR_RETRIES):
+        deadline = time.monotonic() + ACTOR_RETRY_S
+        attempt = 0
+        while attempt == 0 or time.monotonic() < deadline:
+            attempt += 1
             i = _pick(self.load, [1] * len(self.actors), self.failed_at)
             self.load[i] += 1
             try:
@@ -281,7 +292,7 @@ class ActorBackend:
                 self.actor_failures += 1
                 self.failed_at[i] = time.monotonic()
                 problem = f"{type(e).__name__}: {str(e)[:300]}"
-                await asyncio.sleep(min(8.0, 0.5 * 2 ** attempt))
+                await asyncio.sleep(min(5.0, 0.25 * 2 ** attempt))
                 continue
             finally:
                 self.load[i] -= 1
@@ -290,7 +301,8 @@ class ActorBackend:
             self.completion_tokens += answer["completion_tokens"]
             return Completion(texts=answer["texts"], prompt_tokens=answer["prompt_tokens"],
                               completion_tokens=answer["completion_tokens"])
-        raise LLMRequestError("actor_unreachable", f"no generation actor answered after {ACTOR_RETRIES} tries: {problem}")
+        raise LLMRequestError("actor_unreachable", f"no generation actor answered in {ACTOR_RETRY_S:g} s "
+                              f"({attempt} tries): {problem}")
 
     async def close(self) -> None:
         """The actors belong to the driver."""
@@ -433,14 +445,19 @@ def _run_on_ray(ray, config: RunConfig, backend_spec: dict, options: RayOptions,
     started = time.monotonic()
     if not ray.is_initialized():
         init_ray(options.address, options.num_cpus)
-    pools, infos = _start_pools(ray, config.sandbox, options)  # refuses before anything is written
-    gen_actors = _start_generation(ray, backend_spec, options) if backend_spec.get("kind") == "vllm" else []
+    # This run's actors are named (kodcode-pool-0, kodcode-shard-3-main, ...) in a namespace of
+    # their own, so runs in one Ray job never meet each other's names; progress snapshots carry it.
+    namespace = f"kodcode-{uuid.uuid4().hex[:12]}"
+    pools, infos = _start_pools(ray, config.sandbox, options, namespace)  # refuses before anything is written
+    gen_actors = (_start_generation(ray, backend_spec, options, namespace) if backend_spec.get("kind") == "vllm"
+                  else [])
     isolation = ", ".join(sorted({i["isolation"] for i in infos}))
     shards = options.shards or 2 * len(infos)
     run_dir = RunDir(local_out)
     run_dir.claim(_fingerprint(config, shards), config.new_run)
     driver = _Driver(ray, config, options, pools, infos, isolation, gen_actors, backend_spec, sft_backend_spec,
                      on_progress, started)
+    driver.namespace = namespace
     # The workers warm up while the runners start and ask their first questions; jobs wait for them
     # (a failed start reaches the jobs, and through them the run, as SandboxUnavailable).
     warming = [a.start.remote() for a in pools]
@@ -527,7 +544,8 @@ def _phases(config: RunConfig, shards: int) -> list[tuple[RunConfig, int]]:
     return [(first, 1), (rest, shards)]
 
 
-def _start_pools(ray, config: SandboxConfig, options: RayOptions) -> tuple[list, list[dict]]:  # noqa: ANN001
+def _start_pools(ray, config: SandboxConfig, options: RayOptions,  # noqa: ANN001
+                 namespace: str) -> tuple[list, list[dict]]:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
@@ -538,7 +556,7 @@ def _start_pools(ray, config: SandboxConfig, options: RayOptions) -> tuple[list,
     for i, n in enumerate(nodes):
         workers = options.pool_workers or max(1, int(n["Resources"]["CPU"]))
         actors.append(remote.options(
-            name=f"kodcode-pool-{i}", num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=max(64, workers * 8),
+            name=f"kodcode-pool-{i}", namespace=namespace, num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=max(64, workers * 8),
             scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False),
         ).remote(replace(config, workers=workers)))
     try:
@@ -553,7 +571,7 @@ def _start_pools(ray, config: SandboxConfig, options: RayOptions) -> tuple[list,
     return actors, infos
 
 
-def _start_generation(ray, spec: dict, options: RayOptions) -> list:  # noqa: ANN001
+def _start_generation(ray, spec: dict, options: RayOptions, namespace: str) -> list:  # noqa: ANN001
     """One GenerationActor per GPU group, each in a placement group of `gpus_per_actor` GPUs."""
     from ray.util.placement_group import placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -580,7 +598,7 @@ def _start_generation(ray, spec: dict, options: RayOptions) -> list:  # noqa: AN
                 pg, placement_group_bundle_index=0, placement_group_capture_child_tasks=True),
                 "num_gpus": 1 if per == 1 else 0}
         # An actor that dies comes back (max_restarts); its in-flight requests go to the others.
-        actors.append(remote.options(name=f"kodcode-generation-{i}", max_restarts=-1, max_concurrency=100_000,
+        actors.append(remote.options(name=f"kodcode-generation-{i}", namespace=namespace, max_restarts=-1, max_concurrency=100_000,
                                      num_cpus=0 if not per else 1, **placement).remote(
             {**spec, "tensor_parallel_size": max(1, per)}))
     try:
@@ -607,6 +625,7 @@ class _Driver:
         self.actor_failures = 0
         self.generation_failures = 0
         self.phase = "main"
+        self.namespace = ""
         self.total = _input_total(config)
 
     def _task(self, shard: _Shard) -> dict:
@@ -624,7 +643,8 @@ class _Driver:
 
     def _launch(self, shard: _Shard) -> None:
         name = f"kodcode-shard-{shard.index}-{self.phase}" + (f"-r{shard.restarts}" if shard.restarts else "")
-        shard.runner = self.ray.remote(ShardRunner).options(name=name, num_cpus=0, max_restarts=0,
+        shard.runner = self.ray.remote(ShardRunner).options(name=name, namespace=self.namespace, num_cpus=0,
+                                                            max_restarts=0,
                                                             scheduling_strategy="SPREAD").remote()
         shard.ref = shard.runner.run.remote(self._task(shard))
 
@@ -651,6 +671,7 @@ class _Driver:
         ray = self.ray
         try:
             s.result = ray.get(s.ref)
+            ray.kill(s.runner)  # done: its process goes now, not when the Ray job ends
             self.actor_failures += s.result["actor_failures"]
             self.generation_failures += s.result["generation_failures"]
         except ray.exceptions.RayTaskError as e:  # the run raised: engine-dead errors stop everything
@@ -690,6 +711,7 @@ class _Driver:
         snap = merge_snapshots([s.snapshot for s in shards if s.snapshot], time.monotonic() - self.started,
                                self.isolation)
         snap["total"] = self.total
+        snap["ray_namespace"] = self.namespace
         # The pools are shared: their own counts, not the runners' sum (each runner sees the whole cluster).
         pools = [self.pools[i].stats.remote() for i in range(len(self.pools))]
         try:
