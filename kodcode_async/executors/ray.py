@@ -8,8 +8,8 @@
       └ merge: OUT/shards/*/<file> ──► OUT/<file>, each row once; stats.json, manifest.json
 
 Why this shape:
-* A shard is an ordinary run directory on storage every node reaches (OUT must be a shared
-  filesystem path). Its journal makes it resumable per item: a runner that dies (node lost, actor
+* A shard is an ordinary run directory on storage every node reaches (a shared filesystem path,
+  or an fsspec URL through a local mirror: storage.py). Its journal makes it resumable per item: a runner that dies (node lost, actor
   killed) is started again elsewhere on the same directory and asks nothing twice; so does a rerun
   of the whole command after the driver stopped.
 * Items go to shards by a stable hash of their id (run.shard_of), so duplicate ids meet in one shard
