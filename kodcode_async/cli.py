@@ -281,14 +281,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (ValueError, BackendDead) as e:  # PromptError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
-    try:
-        setup_logging(o.log_level, o.log_file, o.quiet)
-    except OSError as e:
-        print(f"error: cannot open the log file {o.log_file}: {e.strerror or e}", file=sys.stderr)
+    started = _start_run(o)
+    if started is None:
         return 2
-    if o.isolation == "none":
-        print(NO_ISOLATION_WARNING, file=sys.stderr)
-    progress, on_progress = _progress_view(o)
+    progress, on_progress = started
 
     async def main() -> object:
         loop = asyncio.get_running_loop()
@@ -325,9 +321,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _finish_run(o, report, progress)
 
 
-def _progress_view(o: argparse.Namespace) -> tuple:
-    """The live view (one line per stage) and the callback that feeds it a run's snapshots."""
+def _start_run(o: argparse.Namespace) -> tuple | None:
+    """Logging, the isolation warning, and the live view (one line per stage) with the callback that
+    feeds it a run's snapshots; None (after one error line) when the log file cannot be opened."""
     from kodcode_async.progress import Progress
+
+    try:
+        setup_logging(o.log_level, o.log_file, o.quiet)
+    except OSError as e:
+        print(f"error: cannot open the log file {o.log_file}: {e.strerror or e}", file=sys.stderr)
+        return None
+    if o.isolation == "none":
+        print(NO_ISOLATION_WARNING, file=sys.stderr)
 
     progress = Progress("items", interval=10.0, enabled=not o.quiet)
 
@@ -366,14 +371,10 @@ def _run_on_ray(o: argparse.Namespace, config: object, spec: dict, sft_spec: dic
     from kodcode_async.stages.decontam import BenchmarkError
     from sandbox.pool import SandboxUnavailable
 
-    try:
-        setup_logging(o.log_level, o.log_file, o.quiet)
-    except OSError as e:
-        print(f"error: cannot open the log file {o.log_file}: {e.strerror or e}", file=sys.stderr)
+    started = _start_run(o)
+    if started is None:
         return 2
-    if o.isolation == "none":
-        print(NO_ISOLATION_WARNING, file=sys.stderr)
-    progress, on_progress = _progress_view(o)
+    progress, on_progress = started
 
     options = RayOptions(address=o.ray_address or None, shards=o.shards, num_cpus=o.ray_cpus or None,
                          pool_workers=o.sandbox_workers or None, gpus_per_actor=o.gpus_per_engine)
