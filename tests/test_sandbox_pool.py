@@ -111,6 +111,44 @@ def test_stdin_mode(isolated):
     assert v_bad.status == "error" and "does not compile" in v_bad.reason
 
 
+FORGE = ("import os, struct\nimport msgspec\n"
+         "for fd in range(3, 64):\n    try:\n        os.open(f'/proc/1/fd/{fd}', os.O_WRONLY)\n"
+         "        print('reopened', fd)\n    except OSError:\n        pass\n"
+         "def frame(event):\n    body = msgspec.msgpack.encode(event)\n    return struct.pack('>I', len(body)) + body\n"
+         "try:\n    os.write(3, frame(dict(type='collected', count=1)) + frame(dict(type='test', test=dict("
+         "nodeid='case[0]', outcome='passed', message=''))) + frame(dict(type='done', exit_code=0)))\n"
+         "except OSError as e:\n    print('channel:', e.strerror)\n"
+         "print('wrong answer')\n")
+
+
+def test_a_stdin_program_cannot_write_or_reopen_the_result_channel(isolated):
+    job = Job(id="forge", solution=FORGE, stdin_tests=[StdinCase("", "right answer")])
+    (v,) = verify_batch([job], SandboxConfig(workers=1))
+    assert v.status == "fail" and [t.outcome for t in v.tests] == ["failed"], (v.reason, v.tests)
+    # Its first line of output: nothing could be reopened through /proc/1/fd (the job process), and
+    # the write failed.
+    assert v.tests[0].message == "line 1: expected 'right answer', got 'channel: Bad file descriptor'", v.tests
+
+
+def test_numpy_is_imported_by_the_zygote_only_once_a_job_names_it(isolated):
+    # The module name is spelled in pieces where a job must not name it.
+    probe = "import sys\n\ndef test_loaded():\n    assert ('num' + 'py' in sys.modules) is {}\n"
+    plain = Job(id="plain", solution="x = 1\n", test=probe.format(False), coverage=False)
+    uses = Job(id="uses", solution="import numpy as np\n\ndef total(n):\n    return int(np.arange(n).sum())\n",
+               test="from solution import total\n\ndef test_total():\n    assert total(4) == 6\n")
+    # numpy's import grows the address space by ~125 MB (BLAS buffers): the memory limit must be
+    # counted from the zygote's new baseline, or this 200 MB buffer would not fit under 256 MB.
+    after = Job(id="after", solution="x = 1\n", limits=Limits(wall_s=60, memory_mb=256), coverage=False,
+                test=probe.format(True) + "\ndef test_room():\n    assert len(bytearray(200 * 2**20)) == 200 * 2**20\n")
+
+    async def main():
+        async with SandboxPool(SandboxConfig(workers=1)) as pool:
+            return [await pool.verify(job) for job in (plain, uses, after)]
+
+    for v in asyncio.run(main()):
+        assert v.status == "pass", (v.id, v.reason, v.tests)
+
+
 def test_worker_killed_mid_job_is_replaced_and_the_job_retried(isolated):
     async def main():
         async with SandboxPool(SandboxConfig(workers=1)) as pool:

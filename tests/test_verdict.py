@@ -4,7 +4,7 @@ import signal
 
 import pytest
 
-from sandbox.protocol import Collected, Done, Job, Limits, Verdict, frame
+from sandbox.protocol import Collected, Done, Job, Limits, Verdict, event_frame, frame
 from sandbox.protocol import TestEvent as Event
 from sandbox.protocol import TestOutcome as Outcome
 from sandbox.verdict import (
@@ -123,6 +123,24 @@ def test_garbage_on_the_result_channel_is_never_trusted():
     assert v.status == "fail" and "truncated event" in v.reason
     v = map_verdict(JOB, end(b"\x00\x00", code=0), "none")
     assert v.status == "error" and "truncated event header" in v.reason
+
+
+def test_events_without_the_jobs_token_are_never_trusted():
+    token = b"0123456789abcdef"
+    real = [event_frame(token, e) for e in (Collected(1), Event(P), Done(exit_code=0, coverage=50.0))]
+    v = map_verdict(JOB, JobEnd(events=b"".join(real), stdout=b"", stderr=b"", exit_code=0, cpu_s=0.1,
+                                peak_rss_mb=1, wall_s=0.1, timed_out=False, flooded=False, token=token), "none")
+    assert v.status == "pass" and v.coverage == 50.0
+    # The same events in the right format without the token (what a solution can write on fd 3),
+    # first or after real ones, and with another job's token: never a pass.
+    for forged in (events(Collected(1), Event(P), Done(exit_code=0)),
+                   real[0] + events(Event(P), Done(exit_code=0)),
+                   b"".join(event_frame(b"fedcba9876543210", e) for e in (Collected(1), Event(P), Done(exit_code=0)))):
+        v = map_verdict(JOB, JobEnd(events=forged, stdout=b"", stderr=b"", exit_code=0, cpu_s=0.1, peak_rss_mb=1,
+                                    wall_s=0.1, timed_out=False, flooded=False, token=token), "none")
+        assert v.status in ("fail", "error") and v.coverage is None
+        assert v.reason == ("the job process exited with code 0; an event on the result channel without the "
+                            "job's token (not written by the sandbox) before reporting a result")
 
 
 def test_a_memory_error_flag_on_a_dead_job():

@@ -21,7 +21,7 @@ from sandbox.worker import namespaces as ns
 from sandbox.worker import startup
 from sandbox.worker.area import JobArea
 from sandbox.worker.supervise import Supervisor
-from sandbox.worker.warmup import warm_up
+from sandbox.worker.warmup import preload_for, warm_up
 
 
 def main() -> None:
@@ -57,6 +57,8 @@ def main() -> None:
         except EOFError:
             return
         request: JobRequest = decode_request(read_exact(proto_in, frame_length(header)))
+        if warm.on_demand:
+            preload_for(warm, [request.job.solution, request.job.test or ""])
         verdict = supervisor.run(request.job)
         write_all(proto_out, frame(Result(v=PROTOCOL_VERSION, verdict=verdict)))
         # A job may leave files the zygote cannot remove; exiting lets the pool replace us.

@@ -20,7 +20,7 @@ from sandbox.worker.warmup import Warm
 
 
 def job_process_unsafe(warm: Warm, options: WorkerOptions, job: Job, result_w: int, out_w: int, err_w: int, *,
-                       own_proc: bool) -> int:
+                       own_proc: bool, token: bytes) -> int:
     """Set the job process up and run the job; returns the process's exit code.
 
     own_proc: mount a /proc of the job's PID namespace (in a mount namespace of its own), where
@@ -44,10 +44,12 @@ def job_process_unsafe(warm: Warm, options: WorkerOptions, job: Job, result_w: i
     os.chdir(area.job_dir)
     apply_limits(job.limits, warm.baseline_vm)
     warm.reporter.fd = RESULT_FD
+    warm.reporter.token = token
     if job.stdin_tests is not None:
-        return run_stdin_cases_unsafe(job, area.job_dir)
+        return run_stdin_cases_unsafe(job, area.job_dir, token)
     if job.rerun_seed is not None:
-        exec_fresh_rerun_unsafe(job.rerun_seed, warm.pytest_args, options.blocked_imports, options.package_parent)
+        exec_fresh_rerun_unsafe(job.rerun_seed, warm.pytest_args, options.blocked_imports, options.package_parent,
+                                token)
     return run_pytest_unsafe(warm, job.coverage, job.solution)
 
 

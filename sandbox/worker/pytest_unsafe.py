@@ -14,7 +14,7 @@ import sys
 import msgspec
 import pytest
 
-from sandbox.protocol import RESULT_FD, Collected, Done, TestEvent, TestOutcome, frame, write_all
+from sandbox.protocol import RESULT_FD, Collected, Done, TestEvent, TestOutcome, event_frame, write_all
 
 # pytest's machinery between a test function and its report. Code that replaces any of these
 # (a known reward hack: "make every report say passed") makes the job's passes untrustworthy.
@@ -52,6 +52,7 @@ class Reporter:
 
     def __init__(self) -> None:
         self.fd = -1
+        self.token = b""  # this job's token, set in the job process; every event frame carries it
         self.memory_error = False
         self.order_seed: int | None = None
         self._outcomes: dict[str, TestOutcome] = {}
@@ -100,7 +101,7 @@ class Reporter:
 
     def _send(self, event: msgspec.Struct) -> None:
         if self.fd >= 0:
-            write_all(self.fd, frame(event))
+            write_all(self.fd, event_frame(self.token, event))
 
     def pytest_collection_modifyitems(self, session, config, items) -> None:  # noqa: ANN001 - pytest hook
         if self.order_seed is not None:  # flakiness reruns: another test order
@@ -271,7 +272,7 @@ def run_pytest_unsafe(warm, coverage_on: bool, solution: str) -> int:  # noqa: A
         code, reason = 1, reporter.tampered  # whatever the reports said, this run proves nothing
     sys.stdout.flush()
     sys.stderr.flush()
-    write_all(RESULT_FD, frame(Done(exit_code=code, coverage=pct, memory_error=reporter.memory_error,
+    write_all(RESULT_FD, event_frame(reporter.token, Done(exit_code=code, coverage=pct, memory_error=reporter.memory_error,
                                     reason=reason)))
     return 0
 
@@ -371,7 +372,7 @@ def line_coverage(cov, path: str, source: str) -> float | None:  # noqa: ANN001
     return 100.0 if not statements else round(100.0 * (len(statements) - len(missing)) / len(statements), 2)
 
 
-def exec_fresh_rerun_unsafe(seed: int, args: list[str], blocked: list[str], package_parent: str) -> None:
+def exec_fresh_rerun_unsafe(seed: int, args: list[str], blocked: list[str], package_parent: str, token: bytes) -> None:
     """Replace the job process with a fresh interpreter for a flakiness rerun.
 
     A fresh interpreter is the only way to get another PYTHONHASHSEED: every job forked from a
@@ -380,5 +381,5 @@ def exec_fresh_rerun_unsafe(seed: int, args: list[str], blocked: list[str], pack
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(PYTHONHASHSEED=str(seed), PYTHONPATH=package_parent, PYTHONDONTWRITEBYTECODE="1",
                PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
-    spec = msgspec.json.encode({"seed": seed, "args": args, "blocked": blocked}).decode()
+    spec = msgspec.json.encode({"seed": seed, "args": args, "blocked": blocked, "token": token.hex()}).decode()
     os.execve(sys.executable, [sys.executable, "-m", "sandbox.worker.rerun_unsafe", spec], env)

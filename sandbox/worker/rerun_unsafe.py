@@ -11,7 +11,7 @@ import sys
 
 import msgspec
 
-from sandbox.protocol import RESULT_FD, Done, frame, write_all
+from sandbox.protocol import RESULT_FD, Done, event_frame, write_all
 from sandbox.worker.pytest_unsafe import Reporter
 from sandbox.worker.warmup import BlockedImports
 
@@ -22,6 +22,7 @@ def main() -> None:
         sys.meta_path.insert(0, BlockedImports(spec["blocked"]))
     reporter = Reporter()
     reporter.fd = RESULT_FD
+    reporter.token = bytes.fromhex(spec["token"])
     reporter.order_seed = spec["seed"]
     code, reason = 3, ""
     try:
@@ -34,7 +35,8 @@ def main() -> None:
         reason = f"pytest session aborted: {type(e).__name__}: {e}"[:500]
     sys.stdout.flush()
     sys.stderr.flush()
-    write_all(RESULT_FD, frame(Done(exit_code=code, memory_error=reporter.memory_error, reason=reason)))
+    write_all(RESULT_FD, event_frame(reporter.token, Done(exit_code=code, memory_error=reporter.memory_error,
+                                                          reason=reason)))
 
 
 if __name__ == "__main__":

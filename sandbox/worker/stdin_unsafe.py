@@ -11,20 +11,21 @@ import os
 import sys
 import traceback
 
-from sandbox.protocol import RESULT_FD, Collected, Done, Job, TestEvent, TestOutcome, frame, write_all
+from sandbox.protocol import RESULT_FD, Collected, Done, Job, TestEvent, TestOutcome, event_frame, write_all
 from sandbox.stdio import outputs_match
 from sandbox.verdict import describe_wait_status
 
 
-def run_stdin_cases_unsafe(job: Job, job_dir: str) -> int:
+def run_stdin_cases_unsafe(job: Job, job_dir: str, token: bytes) -> int:
     path = os.path.join(job_dir, "solution.py")
     try:
         code_obj = compile(job.solution, path, "exec")
     except (SyntaxError, ValueError) as e:
-        write_all(RESULT_FD, frame(Done(exit_code=2, reason=f"solution does not compile: {type(e).__name__}: {e}")))
+        write_all(RESULT_FD, event_frame(token, Done(exit_code=2,
+                                                    reason=f"solution does not compile: {type(e).__name__}: {e}")))
         return 0
     cases = job.stdin_tests or []
-    write_all(RESULT_FD, frame(Collected(count=len(cases))))
+    write_all(RESULT_FD, event_frame(token, Collected(count=len(cases))))
     failed = 0
     memory_error = False
     for i, case in enumerate(cases):
@@ -56,14 +57,20 @@ def run_stdin_cases_unsafe(job: Job, job_dir: str) -> int:
             ok, diff = outputs_match(got, case.output, job.float_tolerance)
             failed += not ok
             outcome = TestOutcome(nodeid, "passed" if ok else "failed", diff)
-        write_all(RESULT_FD, frame(TestEvent(outcome)))
-    write_all(RESULT_FD, frame(Done(exit_code=1 if failed else (0 if cases else 5), memory_error=memory_error)))
+        write_all(RESULT_FD, event_frame(token, TestEvent(outcome)))
+    write_all(RESULT_FD, event_frame(token, Done(exit_code=1 if failed else (0 if cases else 5),
+                                                memory_error=memory_error)))
     return 0
 
 
 def run_program_unsafe(code_obj, path: str, in_path: str, out_path: str, err_path: str) -> int:  # noqa: ANN001
-    """One case: run the solution as __main__ with the case's stdin (its own fork)."""
+    """One case: run the solution as __main__ with the case's stdin (its own fork).
+
+    The result channel is closed first: the program cannot write events, and it cannot reopen
+    the channel through /proc (the job process is not dumpable, and has no capabilities).
+    """
     try:
+        os.close(RESULT_FD)
         fd = os.open(in_path, os.O_RDONLY)
         os.dup2(fd, 0)
         fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

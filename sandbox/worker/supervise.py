@@ -22,7 +22,7 @@ import struct
 import sys
 import time
 
-from sandbox.protocol import Job, Verdict, WorkerOptions, write_all
+from sandbox.protocol import TOKEN_BYTES, Job, Verdict, WorkerOptions, write_all
 from sandbox.verdict import JobEnd, map_verdict
 from sandbox.worker import namespaces as ns
 from sandbox.worker.job_unsafe import job_process_unsafe
@@ -97,6 +97,7 @@ class Supervisor:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         pid_r, pid_w = os.pipe()
+        token = os.urandom(TOKEN_BYTES)  # what proves an event came from the sandbox's own code
         start = time.monotonic()
         if self.direct:  # one fork: the child is the job, PID 1 of a fresh namespace
             os.close(pid_w)
@@ -110,9 +111,9 @@ class Supervisor:
                 for fd in (result_r, out_r, err_r, pid_r, *self.protocol_fds):
                     os.close(fd)
                 if self.direct:
-                    code = self._job(job, result_w, out_w, err_w)
+                    code = self._job(job, result_w, out_w, err_w, token)
                 else:
-                    code = self._reaper(job, result_w, out_w, err_w, pid_w)
+                    code = self._reaper(job, result_w, out_w, err_w, pid_w, token)
             except BaseException:  # noqa: BLE001 - nothing may escape a forked child
                 code = ChildExit.FORKED_CHILD_RAISED
             finally:
@@ -121,7 +122,7 @@ class Supervisor:
             if fd >= 0:
                 os.close(fd)
         try:
-            end = self._watch(job, child, start, result_r, out_r, err_r, pid_r, job_pid=job_pid)
+            end = self._watch(job, child, start, result_r, out_r, err_r, pid_r, job_pid=job_pid, token=token)
         finally:
             for fd in (result_r, out_r, err_r, pid_r):
                 try:
@@ -130,10 +131,11 @@ class Supervisor:
                     pass
         return map_verdict(job, end, self.options.isolation)
 
-    def _job(self, job: Job, result_w: int, out_w: int, err_w: int) -> int:
-        return job_process_unsafe(self.warm, self.options, job, result_w, out_w, err_w, own_proc=self.fresh_proc)
+    def _job(self, job: Job, result_w: int, out_w: int, err_w: int, token: bytes) -> int:
+        return job_process_unsafe(self.warm, self.options, job, result_w, out_w, err_w, own_proc=self.fresh_proc,
+                                  token=token)
 
-    def _reaper(self, job: Job, result_w: int, out_w: int, err_w: int, pid_w: int) -> int:
+    def _reaper(self, job: Job, result_w: int, out_w: int, err_w: int, pid_w: int, token: bytes) -> int:
         """Fork #1: enter fresh namespaces, start the job process, report its end as an exit code."""
         if self.pidns:
             ns.prctl(ns.PR_SET_DUMPABLE, 1)  # this copy only: to write its uid_map
@@ -143,7 +145,7 @@ class Supervisor:
             code = ChildExit.JOB_PROCESS_RAISED
             try:
                 os.close(pid_w)
-                code = self._job(job, result_w, out_w, err_w)
+                code = self._job(job, result_w, out_w, err_w, token)
             except BaseException:  # noqa: BLE001
                 code = ChildExit.JOB_PROCESS_RAISED
             finally:
@@ -158,7 +160,7 @@ class Supervisor:
         return min(os.WEXITSTATUS(st), 127)
 
     def _watch(self, job: Job, reaper: int, start: float, result_r: int, out_r: int, err_r: int,
-               pid_r: int, job_pid: int | None = None) -> JobEnd:
+               pid_r: int, job_pid: int | None = None, token: bytes = b"") -> JobEnd:
         """Collect the job's output until it ends or its wall-clock limit expires.
 
         `reaper` is the child we wait for: the reaper process, or (direct mode) the job itself,
@@ -234,7 +236,7 @@ class Supervisor:
             rss = usage.ru_maxrss / 1024
         return JobEnd(events=bytes(buffers[result_r]), stdout=bytes(buffers[out_r]), stderr=bytes(buffers[err_r]),
                       exit_code=code, cpu_s=cpu, peak_rss_mb=rss, wall_s=time.monotonic() - start,
-                      timed_out=timed_out, flooded=flooded)
+                      timed_out=timed_out, flooded=flooded, token=token)
 
     def _kill(self, job_pid: int | None, reaper: int | None) -> None:
         # Killing the job process (PID 1 of its namespace) takes its whole namespace down;

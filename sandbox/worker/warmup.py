@@ -1,6 +1,6 @@
 """Warm-up: everything a job would otherwise pay for, done once in the zygote before any job.
 
-Imports (pytest, coverage, numpy, pandas), blocked imports, pytest's configuration prepared for
+Imports (pytest, coverage; numpy when the first job that names it arrives), blocked imports, pytest's configuration prepared for
 the fixed job path, coverage's path tables, inspect's module cache, then gc.freeze() so the
 jobs' collections never walk the warm heap.
 """
@@ -11,6 +11,7 @@ import gc
 import importlib
 import inspect
 import os
+import re
 import site
 import sys
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ class Warm:
     coverage_windows: object = None
     baseline_vm: int = 0
     preloaded: list[str] = field(default_factory=list)
+    # module -> pattern of its name as a word: imported before the first job whose code matches
+    on_demand: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -100,7 +103,41 @@ def warm_up(options: WorkerOptions, area: JobArea) -> Warm:
     # calls gc.collect() five times per session, which otherwise walks the whole warm heap.
     gc.freeze()
     warm.baseline_vm = address_space_in_use()
+    warm.on_demand = {name: re.compile(rf"\b{re.escape(name)}\b") for name in options.preload_on_demand
+                      if name not in sys.modules and name.partition(".")[0] not in options.blocked_imports}
     return warm
+
+
+def preload_for(warm: Warm, texts: list[str]) -> None:
+    """Import the on-demand modules these job texts name, once, in the zygote (trusted code only).
+
+    Runs between jobs, with the job area wiped, and imports with the area's directories off
+    sys.path, so nothing a job wrote can stand in for the module. Then the same steps as the
+    warm-up: inspect's module cache, coverage's path tables, the memory baseline, gc.freeze.
+    """
+    wanted = [name for name, pattern in warm.on_demand.items() if any(pattern.search(t) for t in texts if t)]
+    if not wanted:
+        return
+    root = os.path.realpath(warm.area.root)
+    saved = sys.path[:]
+    sys.path[:] = [p for p in saved if p and not os.path.realpath(p).startswith(root)]
+    try:
+        for name in wanted:
+            del warm.on_demand[name]
+            try:
+                importlib.import_module(name)
+                warm.preloaded.append(name)
+            except Exception:  # noqa: BLE001 - then the job imports it (and fails) as it would anyway
+                pass
+    finally:
+        sys.path[:] = saved
+    inspect.getmodule(compile("0", "<warm-up>", "eval"))
+    if warm.coverage is not None:
+        warm.coverage.start()
+        warm.coverage.stop()
+    gc.collect()
+    gc.freeze()
+    warm.baseline_vm = address_space_in_use()
 
 
 def pytest_args(area: JobArea, plugins: list[str]) -> list[str]:
