@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import struct
 
 import msgspec
@@ -56,6 +57,23 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     # A flakiness rerun: run pytest in a fresh interpreter with PYTHONHASHSEED=rerun_seed and
     # the collected tests shuffled by the same seed (coverage off). None: the ordinary warm run.
     rerun_seed: int | None = None
+
+
+# In place, the program is PID 1 of the job's namespace, where the kernel drops the signals a
+# process sends itself with a default action (os.kill(os.getpid(), SIGSEGV) would do nothing).
+# Code that names a way to signal itself runs in a fork of its own instead, as a fresh process would.
+_SELF_SIGNAL = re.compile(r"kill|signal|abort|ctypes|cffi")
+
+
+def runs_in_place(job: Job) -> bool:
+    """A single run-only stdin case (`/run_code`'s python mode): the program runs in the job process.
+
+    No fork per case: the job process closes the result channel and becomes the program; the
+    verdict mapping reads the case's outcome from its exit status and stderr.
+    """
+    cases = job.stdin_tests
+    return (cases is not None and len(cases) == 1 and cases[0].output is None
+            and _SELF_SIGNAL.search(job.solution) is None)
 
 
 class TestOutcome(msgspec.Struct, frozen=True):

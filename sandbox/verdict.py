@@ -20,7 +20,7 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass
 
-from sandbox.protocol import Collected, Done, Job, TestEvent, TestOutcome, Verdict, decode_events
+from sandbox.protocol import Collected, Done, Job, TestEvent, TestOutcome, Verdict, decode_events, runs_in_place
 
 STATUSES = ("pass", "fail", "error", "timeout", "memory", "sandbox_error", "flaky")
 
@@ -80,9 +80,27 @@ class JobEnd:
     token: bytes = b""  # the job's token: every event frame must start with it
 
 
+def in_place_outcome(end: JobEnd) -> list[TestEvent | Done]:
+    """The events of a program that ran in the job process (protocol.runs_in_place), from its exit.
+
+    The same outcome the fork-per-case path reports: passed on exit 0, else failed with the
+    exit code and the last line of stderr (a signal as a negative code).
+    """
+    code = end.exit_code or 0
+    if code == 0:
+        return [TestEvent(TestOutcome("case[0]", "passed", "exit 0")), Done(exit_code=0)]
+    rc = code if code <= 128 else 128 - code
+    last = end.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [describe_wait_status(code)]
+    return [TestEvent(TestOutcome("case[0]", "failed", f"exit {rc}: {last[0][:250]}")),
+            Done(exit_code=1, memory_error=last[0].startswith("MemoryError"))]
+
+
 def map_verdict(job: Job, end: JobEnd, isolation: str) -> Verdict:
     """The verdict for a job, from what its supervisor saw. Never raises for any input."""
     events, problem = decode_events(end.events, end.token)
+    if (runs_in_place(job) and not problem and end.exit_code is not None and not end.timed_out
+            and any(isinstance(e, Collected) for e in events) and not any(isinstance(e, Done) for e in events)):
+        events += in_place_outcome(end)
     tests = [e.test for e in events if isinstance(e, TestEvent)]
     collected = any(isinstance(e, Collected) for e in events)
     done = next((e for e in events if isinstance(e, Done)), None)

@@ -130,6 +130,23 @@ def test_a_stdin_program_cannot_write_or_reopen_the_result_channel(isolated):
     assert v.tests[0].message == "line 1: expected 'right answer', got 'channel: Bad file descriptor'", v.tests
 
 
+def test_a_single_run_only_case_runs_in_the_job_process_and_still_cannot_forge(isolated):
+    # /run_code's python mode: no fork per case, the job process (PID 1 of its namespace) is the
+    # program. Code that names a way to signal itself gets a fork of its own (PID 2).
+    in_place = Job(id="in-place", solution="import os\nprint(os.getpid())\n", stdin_tests=[StdinCase("")])
+    forked = Job(id="forked", solution="import os, signal\nprint(os.getpid())\n", stdin_tests=[StdinCase("")])
+    forge = Job(id="forge", solution=FORGE + "raise SystemExit(1)\n", stdin_tests=[StdinCase("")])
+    memory = Job(id="memory", solution="x = bytearray(2**40)\n", stdin_tests=[StdinCase("")])
+    echo = Job(id="echo", solution="import sys\nprint(sys.stdin.read().upper(), end='')\n",
+               stdin_tests=[StdinCase("abc\n")])
+    a, b, c, d, e = verify_batch([in_place, forked, forge, memory, echo], SandboxConfig(workers=2))
+    assert (a.status, a.stdout, b.status, b.stdout) == ("pass", "1\n", "pass", "2\n"), (a, b)
+    assert c.status == "fail" and c.tests[0].message == "exit 1: exited with code 1", c
+    assert c.stdout.splitlines()[0] == "channel: Bad file descriptor" and "reopened" not in c.stdout, c.stdout
+    assert d.status == "memory" and d.tests[0].message.startswith("exit 1: MemoryError"), d
+    assert e.status == "pass" and e.stdout == "ABC\n" and e.tests[0].message == "exit 0", e
+
+
 def test_numpy_is_imported_by_the_zygote_only_once_a_job_names_it(isolated):
     # The module name is spelled in pieces where a job must not name it.
     probe = "import sys\n\ndef test_loaded():\n    assert ('num' + 'py' in sys.modules) is {}\n"

@@ -4,7 +4,7 @@ import signal
 
 import pytest
 
-from sandbox.protocol import Collected, Done, Job, Limits, Verdict, event_frame, frame
+from sandbox.protocol import Collected, Done, Job, Limits, StdinCase, Verdict, event_frame, frame
 from sandbox.protocol import TestEvent as Event
 from sandbox.protocol import TestOutcome as Outcome
 from sandbox.verdict import (
@@ -141,6 +141,41 @@ def test_events_without_the_jobs_token_are_never_trusted():
         assert v.status in ("fail", "error") and v.coverage is None
         assert v.reason == ("the job process exited with code 0; an event on the result channel without the "
                             "job's token (not written by the sandbox) before reporting a result")
+
+
+RUN_ONLY = Job(id="r", solution="print(1)\n", stdin_tests=[StdinCase("")], limits=Limits(wall_s=10, cpu_s=5))
+
+
+@pytest.mark.parametrize("code,stderr,status,message", [
+    (0, b"", "pass", "exit 0"),
+    (3, b"Traceback\nValueError: bad\n", "fail", "exit 3: ValueError: bad"),
+    (128 + signal.SIGSEGV, b"", "fail", "exit -11: killed by SIGSEGV"),
+    (128, b"", "fail", "exit 128: exited with code 128"),
+    (1, b"x\nMemoryError\n", "memory", "exit 1: MemoryError"),
+])
+def test_a_program_run_in_place_gets_its_outcome_from_its_exit(code, stderr, status, message):
+    v = map_verdict(RUN_ONLY, end(events(Collected(1)), code=code, err=stderr), "none")
+    assert (v.status, [t.message for t in v.tests], v.exit_code) == (status, [message], code)
+    assert [t.nodeid for t in v.tests] == ["case[0]"]
+
+
+def test_an_in_place_outcome_is_built_only_for_an_in_place_job_that_started_and_ended():
+    # A reported Done is kept as it is (a compile error), a job without Collected died in set-up,
+    # a killed job is a timeout, and other stdin jobs never get a built outcome.
+    v = map_verdict(RUN_ONLY, end(events(Collected(1), Done(exit_code=2, reason="solution does not compile")),
+                                  code=0), "none")
+    assert v.status == "error" and v.reason == "solution does not compile" and v.tests == []
+    v = map_verdict(RUN_ONLY, end(b"", code=0), "none")
+    assert v.status == "error" and v.tests == []
+    v = map_verdict(RUN_ONLY, end(events(Collected(1)), code=137, timed_out=True), "none")
+    assert v.status == "timeout" and v.tests == []
+    v = map_verdict(RUN_ONLY, end(events(Collected(1)), code=None), "none")
+    assert v.status == "fail" and v.tests == []
+    signals = Job(id="s", solution="import signal\n", stdin_tests=[StdinCase("")])
+    compare = Job(id="c", solution="print(1)\n", stdin_tests=[StdinCase("", "1")])
+    for job in (signals, compare):
+        v = map_verdict(job, end(events(Collected(1)), code=0), "none")
+        assert v.status == "fail" and v.tests == [] and "before reporting" in v.reason
 
 
 def test_a_memory_error_flag_on_a_dead_job():

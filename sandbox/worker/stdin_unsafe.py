@@ -1,7 +1,10 @@
 """The job side, stdin mode: run the solution as a program once per case and compare output.
 
 Each case is one more fork of the job process, so a case that crashes or pollutes the
-interpreter cannot affect the next; the comparison rules are in sandbox/stdio.py.
+interpreter cannot affect the next; the comparison rules are in sandbox/stdio.py. A single
+run-only case (`/run_code`'s python mode, see protocol.runs_in_place) needs no fork: the job
+process closes the result channel and becomes the program, and the verdict mapping reads the
+outcome from its exit.
 """
 
 from __future__ import annotations
@@ -11,7 +14,17 @@ import os
 import sys
 import traceback
 
-from sandbox.protocol import RESULT_FD, Collected, Done, Job, TestEvent, TestOutcome, event_frame, write_all
+from sandbox.protocol import (
+    RESULT_FD,
+    Collected,
+    Done,
+    Job,
+    TestEvent,
+    TestOutcome,
+    event_frame,
+    runs_in_place,
+    write_all,
+)
 from sandbox.stdio import outputs_match
 from sandbox.verdict import describe_wait_status
 
@@ -26,6 +39,12 @@ def run_stdin_cases_unsafe(job: Job, job_dir: str, token: bytes) -> int:
         return 0
     cases = job.stdin_tests or []
     write_all(RESULT_FD, event_frame(token, Collected(count=len(cases))))
+    if runs_in_place(job):
+        in_path = os.path.join(job_dir, ".case0.in")
+        with open(in_path, "w", encoding="utf-8") as f:
+            f.write(cases[0].input)
+        sys.stdout.flush()
+        return run_program_unsafe(code_obj, path, in_path)  # closes the channel first
     failed = 0
     memory_error = False
     for i, case in enumerate(cases):
@@ -63,8 +82,11 @@ def run_stdin_cases_unsafe(job: Job, job_dir: str, token: bytes) -> int:
     return 0
 
 
-def run_program_unsafe(code_obj, path: str, in_path: str, out_path: str, err_path: str) -> int:  # noqa: ANN001
-    """One case: run the solution as __main__ with the case's stdin (its own fork).
+def run_program_unsafe(code_obj, path: str, in_path: str, out_path: str | None = None,  # noqa: ANN001
+                       err_path: str | None = None) -> int:
+    """One case: run the solution as __main__ with the case's stdin (its own fork, or in place).
+
+    Output goes to out_path and err_path, or (None) to the job's own stdout and stderr.
 
     The result channel is closed first: the program cannot write events, and it cannot reopen
     the channel through /proc (the job process is not dumpable, and has no capabilities).
@@ -73,10 +95,12 @@ def run_program_unsafe(code_obj, path: str, in_path: str, out_path: str, err_pat
         os.close(RESULT_FD)
         fd = os.open(in_path, os.O_RDONLY)
         os.dup2(fd, 0)
-        fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.dup2(fd, 1)
-        fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.dup2(fd, 2)
+        os.close(fd)
+        for target, out in ((1, out_path), (2, err_path)):
+            if out is not None:
+                fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                os.dup2(fd, target)
+                os.close(fd)
         sys.stdin = io.TextIOWrapper(io.FileIO(0, closefd=False), encoding="utf-8")
         sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", write_through=False)
         sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8", write_through=True)

@@ -105,6 +105,7 @@ class Supervisor:
             child = job_pid = self.fork_into_new_pidns()
         else:  # two forks: the child is a reaper that creates the job's namespaces
             child, job_pid = os.fork(), None
+        exit_now = os._exit  # bound before any job code runs: patching os._exit cannot keep the child here
         if child == 0:
             code = ChildExit.FORKED_CHILD_RAISED
             try:
@@ -117,7 +118,7 @@ class Supervisor:
             except BaseException:  # noqa: BLE001 - nothing may escape a forked child
                 code = ChildExit.FORKED_CHILD_RAISED
             finally:
-                os._exit(code)
+                exit_now(code)
         for fd in (result_w, out_w, err_w, pid_w):
             if fd >= 0:
                 os.close(fd)
@@ -140,6 +141,7 @@ class Supervisor:
         if self.pidns:
             ns.prctl(ns.PR_SET_DUMPABLE, 1)  # this copy only: to write its uid_map
             ns.enter_job_namespaces(self.uid, self.gid)
+        exit_now = os._exit
         pid = os.fork()
         if pid == 0:
             code = ChildExit.JOB_PROCESS_RAISED
@@ -149,7 +151,7 @@ class Supervisor:
             except BaseException:  # noqa: BLE001
                 code = ChildExit.JOB_PROCESS_RAISED
             finally:
-                os._exit(code)
+                exit_now(code)
         write_all(pid_w, _PID.pack(pid))
         os.close(pid_w)
         for fd in (result_w, out_w, err_w):
