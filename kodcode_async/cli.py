@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
@@ -596,8 +597,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"error: --token-env {args.token_env}: that environment variable is empty or not set",
                   file=sys.stderr)
             return 2
-    config = ServeConfig(host=args.host, port=args.port, max_queue=args.max_queue, token=token,
-                         sandbox=_sandbox_config(args, args.workers))
+    # Workers prepare pytest at their first pytest job: /run_code's python mode alone keeps them light.
+    sandbox = dataclasses.replace(_sandbox_config(args, args.workers), warm_pytest_at_start=False)
+    config = ServeConfig(host=args.host, port=args.port, max_queue=args.max_queue, token=token, sandbox=sandbox)
     if args.isolation == "none":
         print(NO_ISOLATION_WARNING, file=sys.stderr)
     if args.host not in ("127.0.0.1", "localhost", "::1") and not token:

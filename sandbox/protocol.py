@@ -112,6 +112,8 @@ class WorkerOptions(msgspec.Struct, frozen=True):
     preload: list[str] = []
     # Imported by the zygote before the first job whose code names them (then kept warm).
     preload_on_demand: list[str] = []
+    # The pytest phase of the warm-up (preloads, pytest's session, coverage) waits for the first pytest job.
+    lazy_pytest: bool = False
     pytest_plugins: list[str] = []
     drop_to_uid: int | None = None
     blocked_imports: list[str] = []

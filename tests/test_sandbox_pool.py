@@ -147,6 +147,21 @@ def test_a_single_run_only_case_runs_in_the_job_process_and_still_cannot_forge(i
     assert e.status == "pass" and e.stdout == "ABC\n" and e.tests[0].message == "exit 0", e
 
 
+def test_a_worker_can_prepare_pytest_at_its_first_pytest_job(isolated):
+    # serve's workers: stdin programs run in a light zygote until the first pytest job arrives,
+    # which then gets the same verdict (coverage included) as from a worker warmed at start-up.
+    probe = Job(id="probe", solution="import sys\nprint('_pytest' in sys.modules)\n", stdin_tests=[StdinCase("")])
+    rich = Job(id="rich", solution=SOL, test=RICH_TEST)
+
+    async def main():
+        async with SandboxPool(SandboxConfig(workers=1, warm_pytest_at_start=False)) as pool:
+            return [await pool.verify(job) for job in (probe, rich, probe)]
+
+    before, v, after = asyncio.run(main())
+    assert (before.status, before.stdout, after.status, after.stdout) == ("pass", "False\n", "pass", "True\n")
+    assert v.status == "pass" and v.coverage == 100.0 and len(v.tests) == 10, (v.reason, v.tests)
+
+
 def test_numpy_is_imported_by_the_zygote_only_once_a_job_names_it(isolated):
     # The module name is spelled in pieces where a job must not name it.
     probe = "import sys\n\ndef test_loaded():\n    assert ('num' + 'py' in sys.modules) is {}\n"

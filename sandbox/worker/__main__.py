@@ -21,7 +21,7 @@ from sandbox.worker import namespaces as ns
 from sandbox.worker import startup
 from sandbox.worker.area import JobArea
 from sandbox.worker.supervise import Supervisor
-from sandbox.worker.warmup import preload_for, warm_up
+from sandbox.worker.warmup import preload_for, warm_pytest, warm_up
 
 
 def main() -> None:
@@ -57,7 +57,9 @@ def main() -> None:
         except EOFError:
             return
         request: JobRequest = decode_request(read_exact(proto_in, frame_length(header)))
-        if warm.on_demand:
+        if not warm.pytest_ready and request.job.stdin_tests is None:
+            warm_pytest(warm, options)
+        if warm.on_demand and warm.pytest_ready:
             preload_for(warm, [request.job.solution, request.job.test or ""])
         verdict = supervisor.run(request.job)
         write_all(proto_out, frame(Result(v=PROTOCOL_VERSION, verdict=verdict)))

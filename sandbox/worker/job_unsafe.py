@@ -43,8 +43,9 @@ def job_process_unsafe(warm: Warm, options: WorkerOptions, job: Job, result_w: i
     os.environ["TMPDIR"] = area.tmp_dir
     os.chdir(area.job_dir)
     apply_limits(job.limits, warm.baseline_vm)
-    warm.reporter.fd = RESULT_FD
-    warm.reporter.token = token
+    if warm.reporter is not None:
+        warm.reporter.fd = RESULT_FD
+        warm.reporter.token = token
     if job.stdin_tests is not None:
         return run_stdin_cases_unsafe(job, area.job_dir, token)
     if job.rerun_seed is not None:

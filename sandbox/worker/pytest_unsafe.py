@@ -12,7 +12,7 @@ import random
 import sys
 
 import msgspec
-import pytest
+from pluggy import HookimplMarker
 
 from sandbox.protocol import RESULT_FD, Collected, Done, TestEvent, TestOutcome, event_frame, write_all
 
@@ -74,7 +74,7 @@ class Reporter:
         if type(item).__name__ == "Function" and type(item).__module__ == "_pytest.python":
             self._plain.add(item.nodeid)
 
-    @pytest.hookimpl(wrapper=True)
+    @HookimplMarker("pytest")(wrapper=True)  # pytest.hookimpl, without importing pytest here
     def pytest_pyfunc_call(self, pyfuncitem):  # noqa: ANN001, ANN201
         self._calls[pyfuncitem.nodeid] = "running"
         try:

@@ -7,6 +7,7 @@ jobs' collections never walk the warm heap.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import inspect
@@ -14,6 +15,7 @@ import os
 import re
 import site
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sandbox.protocol import RESULT_FD, WorkerOptions
@@ -42,7 +44,7 @@ class Warm:
     """What the jobs inherit from the zygote."""
 
     area: JobArea
-    reporter: Reporter = field(default_factory=Reporter)
+    reporter: Reporter | None = None  # built by the pytest phase
     pytest_args: list[str] = field(default_factory=list)
     config: object = None  # a configured pytest Config, or None for the slow path (pytest.main per job)
     session: object = None  # its Session, started (pytest_sessionstart ran) in the zygote
@@ -53,6 +55,7 @@ class Warm:
     coverage: object = None
     coverage_windows: object = None
     baseline_vm: int = 0
+    pytest_ready: bool = False  # the pytest phase ran (at start-up, or before the first pytest job)
     preloaded: list[str] = field(default_factory=list)
     # module -> pattern of its name as a word: imported before the first job whose code matches
     on_demand: dict = field(default_factory=dict)
@@ -60,26 +63,63 @@ class Warm:
 
 
 def warm_up(options: WorkerOptions, area: JobArea) -> Warm:
-    """Import, prepare and freeze. Library failures become warnings, never a dead worker."""
+    """Import, prepare and freeze. Library failures become warnings, never a dead worker.
+
+    With `options.lazy_pytest` only the base is done here; the pytest phase (preloads, pytest's
+    prepared session, coverage) runs before the first pytest job (`warm_pytest`), so a worker
+    that only ever runs stdin programs keeps a small heap and forks faster.
+    """
     warm = Warm(area=area)
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     for d in options.site_dirs:
         site.addsitedir(d)
-    for name in options.preload:
-        try:
-            importlib.import_module(name)
-            warm.preloaded.append(name)
-        except Exception as e:  # noqa: BLE001 - a missing optional library is a warning
-            warm.warnings.append(f"could not preload {name}: {type(e).__name__}: {e}")
-    if options.strict_compare:
-        from sandbox.worker.strict_unsafe import install_strict_compare
+    if options.lazy_pytest:
+        _block_imports(options)
+        area.reset()
+        gc.collect()
+        gc.freeze()
+        warm.baseline_vm = address_space_in_use()
+        return warm
+    return warm_pytest(warm, options)
 
-        install_strict_compare()
-    if options.blocked_imports:
+
+@contextlib.contextmanager
+def _imports_outside(area: JobArea) -> Iterator[None]:
+    """Imports by the zygote itself never look in the job area (jobs write there)."""
+    root = os.path.realpath(area.root)
+    saved = sys.path[:]
+    sys.path[:] = [p for p in saved if p and not os.path.realpath(p).startswith(root)]
+    try:
+        yield
+    finally:
+        sys.path[:] = saved
+
+
+def _block_imports(options: WorkerOptions) -> None:
+    if options.blocked_imports and not any(isinstance(f, BlockedImports) for f in sys.meta_path):
         for name in list(sys.modules):
             if name.partition(".")[0] in options.blocked_imports:
                 del sys.modules[name]
         sys.meta_path.insert(0, BlockedImports(options.blocked_imports))
+
+
+def warm_pytest(warm: Warm, options: WorkerOptions) -> Warm:
+    """The pytest phase: preloads, pytest configured with its session started, coverage warmed."""
+    area = warm.area
+    warm.pytest_ready = True
+    for name in options.preload:
+        try:
+            with _imports_outside(area):
+                importlib.import_module(name)
+            warm.preloaded.append(name)
+        except Exception as e:  # noqa: BLE001 - a missing optional library is a warning
+            warm.warnings.append(f"could not preload {name}: {type(e).__name__}: {e}")
+    warm.reporter = Reporter()  # captures pytest's machinery as it is now (imports it)
+    if options.strict_compare:
+        from sandbox.worker.strict_unsafe import install_strict_compare
+
+        install_strict_compare()
+    _block_imports(options)
     area.reset()
     # Freeze what the imports built, so the collections pytest runs during warm-up (five at
     # every unconfigure) only walk what is new; frozen again, with the rest, below.
@@ -118,10 +158,7 @@ def preload_for(warm: Warm, texts: list[str]) -> None:
     wanted = [name for name, pattern in warm.on_demand.items() if any(pattern.search(t) for t in texts if t)]
     if not wanted:
         return
-    root = os.path.realpath(warm.area.root)
-    saved = sys.path[:]
-    sys.path[:] = [p for p in saved if p and not os.path.realpath(p).startswith(root)]
-    try:
+    with _imports_outside(warm.area):
         for name in wanted:
             del warm.on_demand[name]
             try:
@@ -129,8 +166,6 @@ def preload_for(warm: Warm, texts: list[str]) -> None:
                 warm.preloaded.append(name)
             except Exception:  # noqa: BLE001 - then the job imports it (and fails) as it would anyway
                 pass
-    finally:
-        sys.path[:] = saved
     inspect.getmodule(compile("0", "<warm-up>", "eval"))
     if warm.coverage is not None:
         warm.coverage.start()
