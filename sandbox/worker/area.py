@@ -28,6 +28,7 @@ class JobArea:
         self.solution_path = os.path.join(self.job_dir, "solution.py")
         self.test_path = os.path.join(self.job_dir, "test_solution.py")
         self.ini_path = os.path.join(root, "pytest.ini")
+        self._job_dir_mode: int | None = None  # as first created; a job that changed it gets a new one
 
     def write_job(self, solution: str, test: str | None) -> None:
         write_text(self.solution_path, solution)
@@ -42,6 +43,8 @@ class JobArea:
         for place in places:
             self._wipe_inside(place)
         os.makedirs(self.job_dir, exist_ok=True)
+        if self._job_dir_mode is None:
+            self._job_dir_mode = stat.S_IMODE(os.lstat(self.job_dir).st_mode)
         os.makedirs(self.tmp_dir, exist_ok=True)
         write_text(self.ini_path, "[pytest]\n")
 
@@ -50,12 +53,33 @@ class JobArea:
             return
         for name in os.listdir(place):
             path = os.path.join(place, name)
-            if path in self.keep:
+            if path in self.keep or (path == self.job_dir and self._empty_job_dir()):
                 continue
             if any(k.startswith(path + "/") for k in self.keep) and os.path.isdir(path) and not os.path.islink(path):
                 self._wipe_inside(path)  # a parent of a kept mount: wipe around it
                 continue
             remove_tree(path)
+
+
+    def _empty_job_dir(self) -> bool:
+        """The usual case, cheaply: the job directory as created, holding only files. Unlink those, keep it.
+
+        Anything else (a subdirectory, a changed mode, a symlink in its place) returns False, and
+        the directory is removed whole and created again.
+        """
+        try:
+            st = os.lstat(self.job_dir)
+            if not stat.S_ISDIR(st.st_mode) or stat.S_IMODE(st.st_mode) != self._job_dir_mode:
+                return False
+            with os.scandir(self.job_dir) as it:
+                entries = list(it)
+            if any(e.is_dir(follow_symlinks=False) for e in entries):
+                return False
+            for e in entries:
+                os.unlink(e.path)
+            return True
+        except OSError:
+            return False
 
 
 def write_text(path: str, text: str) -> None:

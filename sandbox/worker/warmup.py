@@ -71,6 +71,9 @@ def warm_up(options: WorkerOptions, area: JobArea) -> Warm:
     """
     warm = Warm(area=area)
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    # Every job's files are new and run once: no .pyc for them (nor pytest's rewritten ones) to
+    # write and then wipe.
+    sys.dont_write_bytecode = True
     for d in options.site_dirs:
         site.addsitedir(d)
     if options.lazy_pytest:
