@@ -79,9 +79,7 @@ def warm_up(options: WorkerOptions, area: JobArea) -> Warm:
     if options.lazy_pytest:
         _block_imports(options)
         area.reset()
-        gc.collect()
-        gc.freeze()
-        warm.baseline_vm = address_space_in_use()
+        _freeze(warm)
         return warm
     return warm_pytest(warm, options)
 
@@ -141,11 +139,7 @@ def warm_pytest(warm: Warm, options: WorkerOptions) -> Warm:
             warm_line_coverage(warm.coverage, area.solution_path)
         except Exception as e:  # noqa: BLE001 - then jobs pay for it, with the same results
             warm.warnings.append(f"coverage analysis not warmed: {type(e).__name__}: {e}")
-    gc.collect()
-    # Objects that exist now are never collected or moved by the job's gc runs; pytest
-    # calls gc.collect() five times per session, which otherwise walks the whole warm heap.
-    gc.freeze()
-    warm.baseline_vm = address_space_in_use()
+    _freeze(warm)
     warm.on_demand = {name: re.compile(rf"\b{re.escape(name)}\b") for name in options.preload_on_demand
                       if name not in sys.modules and name.partition(".")[0] not in options.blocked_imports}
     return warm
@@ -173,6 +167,13 @@ def preload_for(warm: Warm, texts: list[str]) -> None:
     if warm.coverage is not None:
         warm.coverage.start()
         warm.coverage.stop()
+    _freeze(warm)
+
+
+def _freeze(warm: Warm) -> None:
+    """End of every warm-up step. Objects that exist now are never collected or moved by the
+    jobs' gc runs (pytest calls gc.collect() five times per session, which would otherwise walk
+    the whole warm heap), and the jobs' memory limits count from the heap as it is now."""
     gc.collect()
     gc.freeze()
     warm.baseline_vm = address_space_in_use()
