@@ -2,13 +2,16 @@
 
 import asyncio
 import os
+import re
 import signal
+import subprocess
+import sys
 import textwrap
 
 import pytest
 
 from sandbox import Job, Limits, SandboxConfig, SandboxPool, StdinCase, verify_batch
-from tests.conftest import is_bwrap_label, zombie_children
+from tests.conftest import ROOT, is_bwrap_label, zombie_children
 
 SOL = textwrap.dedent('''
     class Stack:
@@ -145,6 +148,58 @@ def test_a_single_run_only_case_runs_in_the_job_process_and_still_cannot_forge(i
     assert c.stdout.splitlines()[0] == "channel: Bad file descriptor" and "reopened" not in c.stdout, c.stdout
     assert d.status == "memory" and d.tests[0].message.startswith("exit 1: MemoryError"), d
     assert e.status == "pass" and e.stdout == "ABC\n" and e.tests[0].message == "exit 0", e
+
+
+def test_jobs_forked_without_pythons_after_fork_work_still_get_fresh_random_seeds_and_working_threads(isolated):
+    # The zygote forks jobs with libc's fork (namespaces.light_fork): `random` must still be
+    # reseeded in every job, in every mode, and threads, executors and forks must work in the job.
+    draw = "import random\nprint(random.getrandbits(64))\n"
+    in_place = Job(id="in-place", solution=draw, stdin_tests=[StdinCase("")])
+    per_case = Job(id="per-case", solution=draw, stdin_tests=[StdinCase(""), StdinCase("")])
+    pytest_job = Job(id="pytest", solution="import random\n", coverage=False, test=(
+        "import os, random, threading\nfrom concurrent.futures import ThreadPoolExecutor\n\n"
+        "def test_threads_and_fork():\n"
+        "    assert threading.current_thread() is threading.main_thread()\n"
+        "    with ThreadPoolExecutor(2) as ex:\n        assert list(ex.map(abs, [-1, -2])) == [1, 2]\n"
+        "    pid = os.fork()\n    if pid == 0:\n        os._exit(7)\n"
+        "    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 7\n\n"
+        "def test_draw():\n    assert random.getrandbits(64) < 0\n"))  # fails, showing the number
+    draws = []
+    for v in verify_batch([in_place, in_place, per_case, pytest_job, pytest_job], SandboxConfig(workers=1)):
+        if v.id == "pytest":
+            assert [t.outcome for t in v.tests] == ["passed", "failed"], (v.reason, v.tests)
+            draws += [int(re.search(r"assert (\d+) < 0", v.tests[1].message).group(1))]
+        else:
+            assert v.status == "pass", (v.id, v.reason, v.tests, v.stdout)
+            draws += [int(line) for line in v.stdout.split()]
+    assert len(draws) == 6 and len(set(draws)) == 6, draws
+
+
+def test_light_fork_runs_the_hooks_modules_registered_and_reseeds_random():
+    # In a process of its own, so this test process keeps its os.register_at_fork.
+    code = textwrap.dedent("""
+        import os, random, threading
+        from sandbox.worker import namespaces as ns
+        ns.record_fork_hooks()
+        r, w = os.pipe()
+        os.register_at_fork(after_in_child=lambda: os.write(w, b"hook;"))
+        os.register_at_fork(after_in_child=threading.Lock()._at_fork_reinit)  # a lock's re-init: skipped
+        state = random.getstate()
+        pid = ns.light_fork()
+        if pid == 0:
+            builtin = type(os.register_at_fork).__name__ == "builtin_function_or_method"
+            os.write(w, f"{random.getrandbits(64)};{builtin}".encode())
+            os._exit(0)
+        os.close(w)
+        os.waitpid(pid, 0)
+        random.setstate(state)
+        print(os.read(r, 1000).decode(), random.getrandbits(64), ns.single_threaded())
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    hook, child_draw, builtin_again, parent_draw, single = out.stdout.replace(";", " ").split()
+    assert (hook, builtin_again, single) == ("hook", "True", "True"), out.stdout
+    assert child_draw != parent_draw, "the child kept the parent's random state"
 
 
 def test_a_worker_can_prepare_pytest_at_its_first_pytest_job(isolated):

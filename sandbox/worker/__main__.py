@@ -25,6 +25,7 @@ from sandbox.worker.warmup import preload_for, warm_pytest, warm_up
 
 
 def main() -> None:
+    ns.record_fork_hooks()  # before warm-up imports anything: see namespaces.light_fork
     # The protocol rides on stdin/stdout; move it off fds 0/1 so nothing we import can
     # print into it, and point 0/1 at harmless places.
     proto_in = os.dup(0)

@@ -27,6 +27,7 @@ from sandbox.protocol import (
 )
 from sandbox.stdio import outputs_match
 from sandbox.verdict import describe_wait_status
+from sandbox.worker import namespaces as ns
 
 
 def run_stdin_cases_unsafe(job: Job, job_dir: str, token: bytes) -> int:
@@ -54,7 +55,7 @@ def run_stdin_cases_unsafe(job: Job, job_dir: str, token: bytes) -> int:
         with open(in_path, "w", encoding="utf-8") as f:
             f.write(case.input)
         sys.stdout.flush()
-        pid = os.fork()
+        pid = ns.fork()
         if pid == 0:
             os._exit(run_program_unsafe(code_obj, path, in_path, out_path, err_path))
         _, st = os.waitpid(pid, 0)

@@ -62,9 +62,9 @@ class Supervisor:
 
     def fork_into_new_pidns(self) -> int:
         """fork() whose child is PID 1 of a fresh PID namespace; the zygote's own stays as it was."""
-        ns.unshare(ns.CLONE_NEWPID)
+        ns.unshare(ns.CLONE_NEWPID)  # from here to the fork, nothing may start a process
         try:
-            pid = os.fork()
+            pid = ns.fork()
         except OSError:
             ns.setns(self.own_pidns, ns.CLONE_NEWPID)
             raise
@@ -104,7 +104,7 @@ class Supervisor:
             pid_w = -1
             child = job_pid = self.fork_into_new_pidns()
         else:  # two forks: the child is a reaper that creates the job's namespaces
-            child, job_pid = os.fork(), None
+            child, job_pid = ns.fork(), None
         exit_now = os._exit  # bound before any job code runs: patching os._exit cannot keep the child here
         if child == 0:
             code = ChildExit.FORKED_CHILD_RAISED
@@ -142,7 +142,7 @@ class Supervisor:
             ns.prctl(ns.PR_SET_DUMPABLE, 1)  # this copy only: to write its uid_map
             ns.enter_job_namespaces(self.uid, self.gid)
         exit_now = os._exit
-        pid = os.fork()
+        pid = ns.fork()
         if pid == 0:
             code = ChildExit.JOB_PROCESS_RAISED
             try:
