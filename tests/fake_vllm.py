@@ -8,7 +8,10 @@ not installed), so only the model itself is fake.
 import asyncio
 import re
 
-DELAY_S = 0.3  # one "generation": long enough that killing an actor meets requests in flight
+# One "generation". Long against the driver's 1 s progress cadence: the test kills an actor at the
+# first snapshot with 3 questions finished, and 15 questions per shard at 4 in flight then still
+# have requests out (at 0.3 s, a fast sandbox let a shard's generations all end before that snapshot).
+DELAY_S = 1.0
 
 
 class _Output:

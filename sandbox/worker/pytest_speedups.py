@@ -15,7 +15,8 @@ Installed once in the zygote, so every job inherits them:
   memoised per (AST object, line). The AST is kept referenced next to its results, so its id
   cannot be reused by another tree while the memo holds it.
 
-`tests/test_sandbox_speedups.py` checks both against the originals on real test files.
+`tests/speedups_check.py` (run by `tests/test_sandbox_speedups.py`) checks each against pytest's own on
+the KodCode test files.
 """
 
 from __future__ import annotations
