@@ -97,7 +97,7 @@ def light_fork() -> int:
             if getattr(hook, "__self__", None) is not getattr(rnd, "_inst", False):  # seeded just above
                 try:
                     hook()
-                except Exception:  # noqa: BLE001 - os.fork() reports and ignores a failing hook too
+                except Exception:  # noqa: BLE001 - as after os.fork(), a failing hook does not stop the child
                     pass
     return pid
 
