@@ -80,6 +80,13 @@ class JobEnd:
     token: bytes = b""  # the job's token: every event frame must start with it
 
 
+def failed_case(nodeid: str, rc: int, stderr: str) -> tuple[TestOutcome, bool]:
+    """A stdin case whose program exited with rc != 0 (a signal as -signum): the outcome, with the
+    exit code and the last line of stderr, and whether that line is a MemoryError."""
+    last = stderr.strip().splitlines()[-1:] or [describe_wait_status(rc if rc >= 0 else 128 - rc)]
+    return TestOutcome(nodeid, "failed", f"exit {rc}: {last[0][:250]}"), last[0].startswith("MemoryError")
+
+
 def in_place_outcome(end: JobEnd) -> list[TestEvent | Done]:
     """The events of a program that ran in the job process (protocol.runs_in_place), from its exit.
 
@@ -89,10 +96,9 @@ def in_place_outcome(end: JobEnd) -> list[TestEvent | Done]:
     code = end.exit_code or 0
     if code == 0:
         return [TestEvent(TestOutcome("case[0]", "passed", "exit 0")), Done(exit_code=0)]
-    rc = code if code <= 128 else 128 - code
-    last = end.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [describe_wait_status(code)]
-    return [TestEvent(TestOutcome("case[0]", "failed", f"exit {rc}: {last[0][:250]}")),
-            Done(exit_code=1, memory_error=last[0].startswith("MemoryError"))]
+    outcome, memory_error = failed_case("case[0]", code if code <= 128 else 128 - code,
+                                        end.stderr.decode("utf-8", "replace"))
+    return [TestEvent(outcome), Done(exit_code=1, memory_error=memory_error)]
 
 
 def map_verdict(job: Job, end: JobEnd, isolation: str) -> Verdict:

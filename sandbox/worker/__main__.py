@@ -60,7 +60,7 @@ def main() -> None:
         request: JobRequest = decode_request(read_exact(proto_in, frame_length(header)))
         if not warm.pytest_ready and request.job.stdin_tests is None:
             warm_pytest(warm, options)
-        if warm.on_demand and warm.pytest_ready:
+        if warm.on_demand:  # filled by the pytest phase
             preload_for(warm, [request.job.solution, request.job.test or ""])
         verdict = supervisor.run(request.job)
         write_all(proto_out, frame(Result(v=PROTOCOL_VERSION, verdict=verdict)))

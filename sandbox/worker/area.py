@@ -60,7 +60,6 @@ class JobArea:
                 continue
             remove_tree(path)
 
-
     def _empty_job_dir(self) -> bool:
         """The usual case, cheaply: the job directory as created, holding only files. Unlink those, keep it.
 

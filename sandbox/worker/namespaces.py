@@ -54,10 +54,11 @@ def single_threaded() -> bool:
 _child_hooks: list = []
 
 
-def _only_reinits_locks(hook) -> bool:  # noqa: ANN001
+def _not_needed_by_light_child(hook) -> bool:  # noqa: ANN001
+    """Hooks that only re-create a lock, and random's reseed (light_fork reseeds it in any case)."""
     name = f"{getattr(hook, '__module__', None)}.{getattr(hook, '__qualname__', '')}"
     return (getattr(hook, "__name__", "") == "_at_fork_reinit"  # a lock's own re-init (concurrent.futures)
-            or name in ("threading._after_fork", "logging._after_at_fork_child_reinit_locks"))
+            or name in ("threading._after_fork", "logging._after_at_fork_child_reinit_locks", "random.Random.seed"))
 
 
 def record_fork_hooks() -> None:
@@ -67,7 +68,7 @@ def record_fork_hooks() -> None:
     def register_at_fork(*, before=None, after_in_child=None, after_in_parent=None) -> None:  # noqa: ANN001
         real(**{k: v for k, v in (("before", before), ("after_in_child", after_in_child),
                                   ("after_in_parent", after_in_parent)) if v is not None})
-        if after_in_child is not None and not _only_reinits_locks(after_in_child):
+        if after_in_child is not None and not _not_needed_by_light_child(after_in_child):
             _child_hooks.append(after_in_child)
 
     register_at_fork.real = real
@@ -94,11 +95,10 @@ def light_fork() -> int:
         if rnd is not None:
             rnd.seed()
         for hook in _child_hooks:
-            if getattr(hook, "__self__", None) is not getattr(rnd, "_inst", False):  # seeded just above
-                try:
-                    hook()
-                except Exception:  # noqa: BLE001 - as after os.fork(), a failing hook does not stop the child
-                    pass
+            try:
+                hook()
+            except Exception:  # noqa: BLE001 - as after os.fork(), a failing hook does not stop the child
+                pass
     return pid
 
 

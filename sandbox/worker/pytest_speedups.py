@@ -105,7 +105,8 @@ def install_location_fix(rewrite) -> str | None:  # noqa: ANN001 - the _pytest.a
         return "AssertionRewriter.visit_Assert not found"
     if hasattr(original, "__wrapped__"):
         return None
-    names = set(getattr(original, "__code__", None).co_names if hasattr(original, "__code__") else ())
+    code = getattr(original, "__code__", None)
+    names = set(code.co_names) if code is not None else set()
     if _uses_of(rewrite, "traverse_node") != ["visit_Assert"] or not {"copy_location", "getattr"} <= names:
         return "visit_Assert is not the version the location fix was written for (kept pytest's own)"
     plain_traverse = rewrite.traverse_node

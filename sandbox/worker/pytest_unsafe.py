@@ -272,8 +272,8 @@ def run_pytest_unsafe(warm, coverage_on: bool, solution: str) -> int:  # noqa: A
         code, reason = 1, reporter.tampered  # whatever the reports said, this run proves nothing
     sys.stdout.flush()
     sys.stderr.flush()
-    write_all(RESULT_FD, event_frame(reporter.token, Done(exit_code=code, coverage=pct, memory_error=reporter.memory_error,
-                                    reason=reason)))
+    write_all(RESULT_FD, event_frame(reporter.token, Done(exit_code=code, coverage=pct,
+                                                          memory_error=reporter.memory_error, reason=reason)))
     return 0
 
 

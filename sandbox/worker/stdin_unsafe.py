@@ -26,7 +26,7 @@ from sandbox.protocol import (
     write_all,
 )
 from sandbox.stdio import outputs_match
-from sandbox.verdict import describe_wait_status
+from sandbox.verdict import failed_case
 from sandbox.worker import namespaces as ns
 
 
@@ -68,9 +68,8 @@ def run_stdin_cases_unsafe(job: Job, job_dir: str, token: bytes) -> int:
             write_all(2, err_text.encode("utf-8", "replace"))
         if rc != 0:
             failed += 1
-            last = err_text.strip().splitlines()[-1:] or [describe_wait_status(rc if rc >= 0 else 128 - rc)]
-            memory_error = memory_error or last[0].startswith("MemoryError")
-            outcome = TestOutcome(nodeid, "failed", f"exit {rc}: {last[0][:250]}")
+            outcome, out_of_memory = failed_case(nodeid, rc, err_text)
+            memory_error = memory_error or out_of_memory
         elif case.output is None:
             outcome = TestOutcome(nodeid, "passed", "exit 0")
         else:

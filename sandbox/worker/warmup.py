@@ -1,8 +1,8 @@
 """Warm-up: everything a job would otherwise pay for, done once in the zygote before any job.
 
-Imports (pytest, coverage; numpy when the first job that names it arrives), blocked imports, pytest's configuration prepared for
-the fixed job path, coverage's path tables, inspect's module cache, then gc.freeze() so the
-jobs' collections never walk the warm heap.
+Imports (pytest, coverage; numpy when the first job that names it arrives), blocked imports,
+pytest's configuration prepared for the fixed job path, coverage's path tables, inspect's module
+cache, then gc.freeze() so the jobs' collections never walk the warm heap.
 """
 
 from __future__ import annotations
@@ -55,11 +55,15 @@ class Warm:
     coverage: object = None
     coverage_windows: object = None
     baseline_vm: int = 0
-    pytest_ready: bool = False  # the pytest phase ran (at start-up, or before the first pytest job)
     preloaded: list[str] = field(default_factory=list)
     # module -> pattern of its name as a word: imported before the first job whose code matches
     on_demand: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def pytest_ready(self) -> bool:
+        """The pytest phase ran (at start-up, or before the first pytest job)."""
+        return self.reporter is not None
 
 
 def warm_up(options: WorkerOptions, area: JobArea) -> Warm:
@@ -107,7 +111,6 @@ def _block_imports(options: WorkerOptions) -> None:
 def warm_pytest(warm: Warm, options: WorkerOptions) -> Warm:
     """The pytest phase: preloads, pytest configured with its session started, coverage warmed."""
     area = warm.area
-    warm.pytest_ready = True
     for name in options.preload:
         try:
             with _imports_outside(area):
