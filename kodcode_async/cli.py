@@ -9,8 +9,15 @@ import os
 import signal
 import sys
 import tomllib
+from typing import TYPE_CHECKING
 
 from kodcode_async import __version__
+
+if TYPE_CHECKING:  # imported lazily at run time: --help and bad flags answer without the engine
+    from collections.abc import Callable
+
+    from kodcode_async.progress import Progress
+    from kodcode_async.run import RunReport
 
 STAGES = ("questions", "tags", "solutions", "style", "sft")  # kodcode_async.run.STAGES, without importing the engine for --help
 SUBSET_NAMES = ("leetcode", "codeforces", "apps", "taco", "code_contests", "package", "evol", "algorithm",
@@ -322,7 +329,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _finish_run(o, report, progress)
 
 
-def _start_run(o: argparse.Namespace) -> tuple | None:
+def _start_run(o: argparse.Namespace) -> tuple[Progress, Callable[[dict], None]] | None:
     """Logging, the isolation warning, and the live view (one line per stage) with the callback that
     feeds it a run's snapshots; None (after one error line) when the log file cannot be opened."""
     from kodcode_async.progress import Progress
@@ -346,15 +353,15 @@ def _start_run(o: argparse.Namespace) -> tuple | None:
     return progress, on_progress
 
 
-def _finish_run(o: argparse.Namespace, report: object, progress: object) -> int:
+def _finish_run(o: argparse.Namespace, report: RunReport, progress: Progress) -> int:
     """The summary, the isolation warning again, and the exit code of a run that ended."""
-    progress.close()  # type: ignore[attr-defined]
-    stats = report.as_dict()  # type: ignore[attr-defined]
+    progress.close()
+    stats = report.as_dict()
     if not o.quiet:
         print_summary(o.out, stats)
     if o.isolation == "none":
         print(NO_ISOLATION_WARNING, file=sys.stderr)
-    unfinished = report.unfinished  # type: ignore[attr-defined]
+    unfinished = report.unfinished
     if unfinished:
         reasons = ", ".join(f"{why} ({n})" for why, n in unfinished.items())
         print(f"error: {sum(unfinished.values())} items unfinished: {reasons}; "
