@@ -116,11 +116,13 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.05)
     ap.add_argument("--curator-python", help="an interpreter with bespokelabs-curator installed (e.g. a venv's "
                     "bin/python): also run the peer on the same server")
+    ap.add_argument("--server", choices=("lean", "aiohttp"), default="lean",
+                    help="the capped server (benchmarks/engine_overhead.py): a bare asyncio protocol, or aiohttp.web")
     args = ap.parse_args()
     n = args.questions * args.attempts
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"server cap {args.cap}, latency {args.latency * 1000:.0f} ms, --workers {args.workers}, {n} requests")
-    server = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "engine_overhead.py"), "--serve",
+    server = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "engine_overhead.py"), "--serve", "--server", args.server,
                                "--cap", str(args.cap), "--latency", str(args.latency)], stdout=subprocess.PIPE, text=True)
     try:
         port = int(server.stdout.readline())

@@ -81,3 +81,44 @@ def test_more_rows_than_a_batch_in_one_tick_commit_early(tmp_path):
         j.close()
 
     asyncio.run(main())
+
+
+def test_a_journal_opened_empty_answers_unknown_keys_without_sql_and_still_finds_its_own(tmp_path, monkeypatch):
+    import kodcode_async.journal as journal
+
+    path = str(tmp_path / "j.sqlite")
+    statements: list[str] = []
+
+    async def fresh():
+        j = Journal(path)
+        j.db.set_trace_callback(statements.append)
+        for i in range(500):
+            assert j.get("response", "solutions", f"q{i}", 0, "h") is None
+        assert not any(s.startswith("SELECT") for s in statements)  # a new run's lookups cost no SQL
+        await j.put("response", "solutions", "q1", 0, "h", {"texts": ["a"]})
+        assert j.get("response", "solutions", "q1", 0, "h") == {"texts": ["a"]}  # committed this run: found
+        j.close()
+
+    asyncio.run(fresh())
+
+    async def collide():  # one bit for every key: each lookup after a put goes to SQL, and SQL decides
+        j = Journal(str(tmp_path / "tiny.sqlite"))
+        await j.put("response", "solutions", "q1", 0, "h", {"texts": ["a"]})
+        assert j.get("response", "solutions", "q2", 0, "h") is None
+        assert j.get("response", "solutions", "q1", 0, "h") == {"texts": ["a"]}
+        j.close()
+
+    monkeypatch.setattr(journal, "SEEN_BITS", 8)
+    asyncio.run(collide())
+    monkeypatch.undo()
+
+    async def reopened():  # a journal with records (a resumed run) looks every key up
+        j = Journal(path)
+        statements.clear()
+        j.db.set_trace_callback(statements.append)
+        assert j.get("response", "solutions", "q1", 0, "h") == {"texts": ["a"]}
+        assert j.get("response", "solutions", "q2", 0, "h") is None
+        assert sum(s.startswith("SELECT") for s in statements) == 2
+        j.close()
+
+    asyncio.run(reopened())

@@ -1,4 +1,9 @@
-"""Any OpenAI-compatible server (vLLM, SGLang, llama.cpp, OpenAI, Together, ...) over aiohttp."""
+"""Any OpenAI-compatible server (vLLM, SGLang, llama.cpp, OpenAI, Together, ...) over HTTP/1.1.
+
+Requests go through `http.HTTPClient`, a keep-alive client for one origin that costs about a
+quarter of aiohttp's CPU per request (benchmarks/http_client.py): at thousands of requests a
+second the client's core is the limit of the whole run.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,11 @@ import random
 import time
 from collections import Counter
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 
-import aiohttp
 import orjson
 
 from kodcode_async.backends.base import Completion, LLMRequestError, Request
+from kodcode_async.backends.http import HTTPClient, HTTPConnectionError, check_url
 
 log = logging.getLogger("kodcode_async.backends.openai")
 
@@ -49,6 +53,8 @@ def _retry_after_s(value: str | None) -> float | None:
     except ValueError:
         pass
     try:
+        from email.utils import parsedate_to_datetime  # an HTTP date is rare: not paid for at start-up
+
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
         return None
@@ -58,6 +64,7 @@ class OpenAIBackend:
     name = "openai"
 
     def __init__(self, config: OpenAIConfig) -> None:
+        check_url(config.base_url)  # a typo in --base-url is refused before the run starts
         self.config = config
         self.max_in_flight = config.max_in_flight
         self.errors: Counter[str] = Counter()
@@ -65,18 +72,14 @@ class OpenAIBackend:
         self.completion_tokens = 0
         self.requests_sent = 0
         self._cooldown_until = 0.0  # shared: a 429 slows every request, not just the one that got it
-        self._session: aiohttp.ClientSession | None = None
+        self._session: HTTPClient | None = None
 
-    def _client(self) -> aiohttp.ClientSession:
+    def _client(self) -> HTTPClient:
         if self._session is None:
             headers = {"Content-Type": "application/json"}
             if self.config.api_key:
                 headers["Authorization"] = f"Bearer {self.config.api_key}"
-            self._session = aiohttp.ClientSession(
-                headers=headers,
-                connector=aiohttp.TCPConnector(limit=self.config.max_in_flight, ttl_dns_cache=300),
-                timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
-                json_serialize=lambda o: orjson.dumps(o).decode())
+            self._session = HTTPClient(self.config.base_url, headers, self.config.max_in_flight, self.config.timeout_s)
         return self._session
 
     def _payload(self, request: Request) -> tuple[str, dict]:
@@ -95,7 +98,6 @@ class OpenAIBackend:
 
     async def generate(self, request: Request) -> Completion:
         path, body = self._payload(request)
-        url = self.config.base_url.rstrip("/") + path
         attempt = 0
         waited_429 = 0.0
         while True:
@@ -103,7 +105,7 @@ class OpenAIBackend:
             if pause > 0:
                 await asyncio.sleep(pause)
             try:
-                return await self._send(url, body, request.messages is not None)
+                return await self._send(path, body, request.messages is not None)
             except _Retryable as e:
                 self.errors[e.kind] += 1
                 if e.kind == "rate_limited":
@@ -119,25 +121,25 @@ class OpenAIBackend:
                 delay = min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** (attempt - 1))
                 await asyncio.sleep(delay * (0.5 + random.random() / 2))  # noqa: S311 - jitter, not crypto
 
-    async def _send(self, url: str, body: dict, chat: bool) -> Completion:
+    async def _send(self, path: str, body: dict, chat: bool) -> Completion:
         self.requests_sent += 1
         try:
-            async with self._client().post(url, data=orjson.dumps(body)) as resp:  # Content-Type is a session header
-                raw = await resp.read()
-                if resp.status == 429:
-                    wait = _retry_after_s(resp.headers.get("Retry-After"))
-                    wait = wait if wait is not None else self.config.backoff_base_s * 4
-                    self._cooldown_until = max(self._cooldown_until, time.monotonic() + wait)
-                    raise _Retryable("rate_limited", f"HTTP 429, retry after {wait:.1f} s")
-                if resp.status >= 500:
-                    raise _Retryable("server_error", f"HTTP {resp.status}")
-                if resp.status >= 400:
-                    self.errors["client_error"] += 1
-                    raise LLMRequestError("client_error", f"HTTP {resp.status}: {raw[:300].decode('utf-8', 'replace')}")
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
-            raise _Retryable("connection", f"{type(e).__name__}: {e}") from e
+            resp = await self._client().post(path, orjson.dumps(body))
+        except HTTPConnectionError as e:
+            raise _Retryable("connection", str(e)) from e
         except TimeoutError as e:
             raise _Retryable("timeout", f"no complete response within {self.config.timeout_s:g} s") from e
+        raw = resp.body
+        if resp.status == 429:
+            wait = _retry_after_s(resp.headers.get("retry-after"))
+            wait = wait if wait is not None else self.config.backoff_base_s * 4
+            self._cooldown_until = max(self._cooldown_until, time.monotonic() + wait)
+            raise _Retryable("rate_limited", f"HTTP 429, retry after {wait:.1f} s")
+        if resp.status >= 500:
+            raise _Retryable("server_error", f"HTTP {resp.status}")
+        if resp.status >= 400:
+            self.errors["client_error"] += 1
+            raise LLMRequestError("client_error", f"HTTP {resp.status}: {raw[:300].decode('utf-8', 'replace')}")
         try:
             data = orjson.loads(raw)
             choices = data["choices"]

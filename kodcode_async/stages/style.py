@@ -15,7 +15,6 @@ only when all of these hold, checked in this order (the first that fails is reco
 from __future__ import annotations
 
 import ast
-import doctest
 import re
 
 from kodcode_async.backends import Request, Sampling
@@ -120,6 +119,8 @@ def check_stub(stub: str, solution: str, test: str) -> tuple[Rejection | None, d
         return ("imports", f"the tests import {missing} from solution, which the stub does not declare"), {}
     if not used & set(declared):
         return ("imports", f"the tests use none of what the stub declares ({sorted(declared)})"), {}
+    import doctest  # here, not at the top: runs without --style do not pay for importing it
+
     parser = doctest.DocTestParser()
     with_examples = {name: doc for name, doc in docstrings(tree).items() if parser.get_examples(doc)}
     if not with_examples:

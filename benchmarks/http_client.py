@@ -1,0 +1,109 @@
+"""The OpenAI backend's HTTP client against aiohttp's: client CPU per request, side by side.
+
+Both send the same `--requests` POSTs with `--concurrency` at once, over keep-alive connections,
+to the capped server of benchmarks/engine_overhead.py (its own process, 50 ms per answer). What
+matters for the whole `run` command is the client's CPU per request: the run's one event loop
+pays it on one core. Wall time is printed too, but at this load the server sets it.
+
+Usage: python benchmarks/http_client.py [--requests 30000] [--concurrency 256] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import uvloop
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BODY = b'{"model": "m", "messages": [{"role": "user", "content": "Write f(x) returning x + 1."}], "n": 1}'
+HEADERS = {"Content-Type": "application/json"}
+
+
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+async def ours(url: str, n: int, concurrency: int) -> int:
+    from kodcode_async.backends.http import HTTPClient
+
+    client = HTTPClient(url, HEADERS, concurrency, 600.0)
+    left, ok = n, 0
+
+    async def worker() -> None:
+        nonlocal left, ok
+        while left > 0:
+            left -= 1
+            r = await client.post("/chat/completions", BODY)
+            ok += r.status == 200 and r.body.startswith(b"{")
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await client.close()
+    return ok
+
+
+async def aiohttp_way(url: str, n: int, concurrency: int) -> int:
+    import aiohttp
+
+    session = aiohttp.ClientSession(headers=HEADERS, connector=aiohttp.TCPConnector(limit=concurrency),
+                                    timeout=aiohttp.ClientTimeout(total=600.0))
+    left, ok = n, 0
+
+    async def worker() -> None:
+        nonlocal left, ok
+        while left > 0:
+            left -= 1
+            async with session.post(url + "/chat/completions", data=BODY) as r:
+                body = await r.read()
+            ok += r.status == 200 and body.startswith(b"{")
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await session.close()
+    return ok
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=30000)
+    ap.add_argument("--concurrency", type=int, default=256)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--server", choices=("lean", "aiohttp"), default="lean",
+                    help="the capped server (benchmarks/engine_overhead.py): a bare asyncio protocol, or aiohttp.web")
+    args = ap.parse_args()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+          f"{args.requests} requests, {args.concurrency} at once, uvloop")
+    server = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "engine_overhead.py"), "--serve", "--server", args.server,
+                               "--cap", str(args.concurrency), "--latency", "0.05"], stdout=subprocess.PIPE, text=True)
+    results: dict[str, list[tuple[float, float]]] = {"aiohttp": [], "kodcode-async": []}
+    try:
+        url = f"http://127.0.0.1:{int(server.stdout.readline())}/v1"
+        for _ in range(args.rounds):
+            for name, way in (("aiohttp", aiohttp_way), ("kodcode-async", ours)):
+                t, c = time.perf_counter(), cpu_s()
+                ok = uvloop.run(way(url, args.requests, args.concurrency))
+                wall, cpu = time.perf_counter() - t, cpu_s() - c
+                if ok != args.requests:
+                    raise SystemExit(f"{name}: {args.requests - ok} requests failed")
+                results[name].append((wall, cpu))
+                print(f"  {name:<14} {wall:6.2f} s wall  {args.requests / wall:6.0f} req/s  "
+                      f"{cpu / args.requests * 1e6:5.1f} us client CPU per request")
+    finally:
+        server.terminate()
+        server.wait()
+    per = {k: min(c for _, c in v) / args.requests * 1e6 for k, v in results.items()}
+    print(f"client CPU per request (best round): aiohttp {per['aiohttp']:.1f} us, kodcode-async "
+          f"{per['kodcode-async']:.1f} us: {per['aiohttp'] / per['kodcode-async']:.1f}x less")
+
+
+if __name__ == "__main__":
+    main()
