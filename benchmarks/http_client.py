@@ -3,7 +3,9 @@
 Both send the same `--requests` POSTs with `--concurrency` at once, over keep-alive connections,
 to the capped server of benchmarks/engine_overhead.py (its own process, 50 ms per answer). What
 matters for the whole `run` command is the client's CPU per request: the run's one event loop
-pays it on one core. Wall time is printed too, but at this load the server sets it.
+pays it on one core. Wall time and the server's busy slots are printed too: a client that does
+nothing but HTTP shows how busy this machine can keep the server at all (its round trips, the
+client and the server sharing two cores), the ceiling for benchmarks/run_command.py.
 
 Usage: python benchmarks/http_client.py [--requests 30000] [--concurrency 256] [--rounds 2]
 """
@@ -12,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import resource
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import uvloop
@@ -27,6 +31,13 @@ sys.path.insert(0, str(ROOT))
 
 BODY = b'{"model": "m", "messages": [{"role": "user", "content": "Write f(x) returning x + 1."}], "n": 1}'
 HEADERS = {"Content-Type": "application/json"}
+
+
+def server_stats(url: str, reset: bool = False) -> dict:
+    base = url.rsplit("/v1", 1)[0]
+    req = urllib.request.Request(base + ("/reset" if reset else "/stats"), method="POST" if reset else "GET")
+    with urllib.request.urlopen(req) as r:
+        return json.loads(r.read())
 
 
 def cpu_s() -> float:
@@ -89,13 +100,15 @@ def main() -> None:
         url = f"http://127.0.0.1:{int(server.stdout.readline())}/v1"
         for _ in range(args.rounds):
             for name, way in (("aiohttp", aiohttp_way), ("kodcode-async", ours)):
+                server_stats(url, reset=True)
                 t, c = time.perf_counter(), cpu_s()
                 ok = uvloop.run(way(url, args.requests, args.concurrency))
                 wall, cpu = time.perf_counter() - t, cpu_s() - c
+                busy = server_stats(url)["busy"] / (args.concurrency * wall)
                 if ok != args.requests:
                     raise SystemExit(f"{name}: {args.requests - ok} requests failed")
                 results[name].append((wall, cpu))
-                print(f"  {name:<14} {wall:6.2f} s wall  {args.requests / wall:6.0f} req/s  "
+                print(f"  {name:<14} {wall:6.2f} s wall  {args.requests / wall:6.0f} req/s  {busy:6.1%} slots busy  "
                       f"{cpu / args.requests * 1e6:5.1f} us client CPU per request")
     finally:
         server.terminate()
