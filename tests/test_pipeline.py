@@ -271,3 +271,8 @@ def test_bad_input_rows_and_bad_config_get_clear_errors(tmp_path):
         r = run_cli("run", "--input", str(q), "--out", str(fresh), flag, value)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert not fresh.exists()
+    for url, message in (("localhost:8000/v1", "must start with http:// or https://"), ("http://h:port/v1", "bad base URL")):
+        fresh = tmp_path / "never-url"
+        r = run_cli("run", "--input", str(q), "--out", str(fresh), "--backend", "openai", "--model", "m", "--base-url", url)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert not fresh.exists()
