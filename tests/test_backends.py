@@ -228,3 +228,9 @@ def test_vllm_engine_death_stops_the_run_but_a_request_error_does_not(vllm_names
     one = VLLMBackend(VLLMConfig(model="m"), engine=Failing(EngineGenerateError()))
     with pytest.raises(LLMRequestError):
         asyncio.run(one.generate(REQ))
+
+
+def test_an_api_key_with_a_line_break_is_refused_without_showing_it():
+    with pytest.raises(ValueError, match="API key has a line break") as e:
+        OpenAIBackend(OpenAIConfig(base_url="http://127.0.0.1:1/v1", model="m", api_key="sk-secret\nX-Evil: 1"))
+    assert "sk-secret" not in str(e.value)

@@ -145,6 +145,25 @@ def test_interim_100_continue_is_skipped_and_gzip_is_decoded():
     assert (r.status, r.body) == (200, b'{"choices": []}')
 
 
+def test_a_gzip_body_that_inflates_past_the_limit_is_refused(monkeypatch):
+    import kodcode_async.backends.http as http
+
+    monkeypatch.setattr(http, "MAX_BODY", 1000)
+    packed = gzip.compress(b"0" * 5000)  # 5000 bytes from a few dozen on the wire
+
+    async def respond(w, conn, n):
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(packed) + packed)
+
+    async def main():
+        async with Server(respond) as s:
+            c = client(s)
+            with pytest.raises(HTTPConnectionError, match="inflates to more than 1000 bytes"):
+                await c.post("/x", b"{}")
+            await c.close()
+
+    asyncio.run(main())
+
+
 def test_idle_connection_closed_by_the_server_is_replaced():
     async def respond(w, conn, n):
         w.write(OK)
@@ -348,6 +367,11 @@ def test_bad_base_urls_are_refused_with_the_reason(url, match):
     with pytest.raises(ValueError, match=match):
         check_url(url)
     assert check_url("https://[::1]:8443/v1").port == 8443
+
+
+def test_a_header_value_with_a_line_break_is_refused_not_sent():
+    with pytest.raises(ValueError, match="'Authorization' has a line break"):
+        HTTPClient("http://127.0.0.1:1/v1", {"Authorization": "Bearer k\r\nX-Evil: 1"}, 1, 1.0)
 
 
 def test_a_request_queued_behind_the_limit_times_out_or_is_cancelled_without_being_sent():

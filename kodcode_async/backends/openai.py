@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import orjson
 
 from kodcode_async.backends.base import Completion, LLMRequestError, Request
-from kodcode_async.backends.http import HTTPClient, HTTPConnectionError, check_url
+from kodcode_async.backends.http import HTTPClient, HTTPConnectionError, check_headers, check_url
 
 log = logging.getLogger("kodcode_async.backends.openai")
 
@@ -66,6 +66,14 @@ class OpenAIBackend:
     def __init__(self, config: OpenAIConfig) -> None:
         check_url(config.base_url)  # a typo in --base-url is refused before the run starts
         self.config = config
+        self._headers = {"Content-Type": "application/json"}
+        if config.api_key:
+            self._headers["Authorization"] = f"Bearer {config.api_key}"
+        try:
+            check_headers(self._headers)
+        except ValueError:  # e.g. a key pasted with its newline; the key itself is never shown
+            raise ValueError("the API key has a line break or NUL in it; check the environment variable "
+                             "named by --api-key-env") from None
         self.max_in_flight = config.max_in_flight
         self.errors: Counter[str] = Counter()
         self.prompt_tokens = 0
@@ -76,10 +84,8 @@ class OpenAIBackend:
 
     def _client(self) -> HTTPClient:
         if self._session is None:
-            headers = {"Content-Type": "application/json"}
-            if self.config.api_key:
-                headers["Authorization"] = f"Bearer {self.config.api_key}"
-            self._session = HTTPClient(self.config.base_url, headers, self.config.max_in_flight, self.config.timeout_s)
+            self._session = HTTPClient(self.config.base_url, self._headers, self.config.max_in_flight,
+                                       self.config.timeout_s)
         return self._session
 
     def _payload(self, request: Request) -> tuple[str, dict]:
