@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
+import socket
 import ssl
 
 import pytest
@@ -424,3 +426,96 @@ def test_closing_the_client_fails_waiting_and_running_requests():
                 await c.post("/x", b"{}")
 
     asyncio.run(main())
+
+
+# ---- against uvicorn, the HTTP server vLLM's and SGLang's OpenAI-compatible APIs run on ---------
+
+async def _asgi(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    if scope["path"] == "/v1/streamed":  # no Content-Length: uvicorn sends it chunked
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        for part in (b'{"choices": [{"message": ', b'{"role": "assistant", "content": "hi"}}], ', b'"usage": {}}'):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return
+    answer = json.dumps({"choices": [{"message": {"role": "assistant", "content": f"got {len(body)} bytes"}}],
+                         "usage": {"prompt_tokens": 3, "completion_tokens": 2}}).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]})
+    await send({"type": "http.response.body", "body": answer})
+
+
+class Uvicorn:
+    def __init__(self, keep_alive_s: int = 5) -> None:
+        import uvicorn  # in the [test] extra
+
+        self.server = uvicorn.Server(uvicorn.Config(_asgi, lifespan="off", log_level="warning",
+                                                    timeout_keep_alive=keep_alive_s))
+
+    async def __aenter__(self) -> str:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.task = asyncio.create_task(self.server.serve(sockets=[self.sock]))
+        while not self.server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+            await asyncio.sleep(0.01)
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+def test_uvicorn_many_requests_over_few_connections_and_a_chunked_answer():
+    async def main():
+        async with Uvicorn() as url:
+            c = HTTPClient(url, {"Content-Type": "application/json"}, 4, 10.0)
+            bodies = [b"x" * i for i in range(40)]
+            answers = await asyncio.gather(*(c.post("/chat/completions", b) for b in bodies))
+            opened = len(c._all)
+            streamed = await c.post("/streamed", b"{}")
+            await c.close()
+        return answers, opened, streamed
+
+    answers, opened, streamed = asyncio.run(main())
+    assert [json.loads(a.body)["choices"][0]["message"]["content"] for a in answers] == [
+        f"got {i} bytes" for i in range(40)]
+    assert opened <= 4
+    assert streamed.headers.get("transfer-encoding") == "chunked"
+    assert json.loads(streamed.body)["choices"][0]["message"]["content"] == "hi"
+
+
+def test_uvicorn_closing_idle_connections_loses_no_request():
+    async def main():
+        async with Uvicorn(keep_alive_s=1) as url:
+            c = HTTPClient(url, {}, 4, 10.0)
+            first = await asyncio.gather(*(c.post("/chat/completions", b"{}") for _ in range(4)))
+            await asyncio.sleep(1.5)  # uvicorn closes the idle connections
+            assert not c._all, "uvicorn did not close the idle connections: the test proves nothing"
+            second = await asyncio.gather(*(c.post("/chat/completions", b"{}") for _ in range(4)))
+            await c.close()
+        return first + second
+
+    assert [r.status for r in asyncio.run(main())] == [200] * 8
+
+
+def test_the_openai_backend_against_uvicorn():
+    from kodcode_async.backends import Request
+    from kodcode_async.backends.openai import OpenAIBackend, OpenAIConfig
+
+    async def main():
+        async with Uvicorn() as url:
+            backend = OpenAIBackend(OpenAIConfig(base_url=url, model="m", api_key="k", max_retries=0))
+            done = await backend.generate(Request(stage="solutions", item_id="q1", attempt=0,
+                                                  messages=[{"role": "user", "content": "hi"}]))
+            await backend.close()
+        return done
+
+    done = asyncio.run(main())
+    assert done.texts[0].startswith("got ") and done.completion_tokens == 2
