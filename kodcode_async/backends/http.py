@@ -1,8 +1,8 @@
 """A small HTTP/1.1 client for one origin: POST a body, get (status, headers, body) back.
 
 The OpenAI backend sends thousands of small requests a second to one server; that is all this
-does, over a pool of keep-alive connections (TLS for https). Per request it costs about a
-quarter of aiohttp's client CPU (benchmarks/http_client.py), and it imports in milliseconds:
+does, over a pool of keep-alive connections (TLS for https). Per request it costs a quarter or
+less of aiohttp's client CPU (benchmarks/http_client.py), and it imports in milliseconds:
 a run's one event loop pays both on one core.
 
 What it speaks: HTTP/1.1 requests with Content-Length; responses framed by Content-Length,

@@ -1,7 +1,7 @@
 """Any OpenAI-compatible server (vLLM, SGLang, llama.cpp, OpenAI, Together, ...) over HTTP/1.1.
 
-Requests go through `http.HTTPClient`, a keep-alive client for one origin that costs about a
-quarter of aiohttp's CPU per request (benchmarks/http_client.py): at thousands of requests a
+Requests go through `http.HTTPClient`, a keep-alive client for one origin that costs a quarter or
+less of aiohttp's CPU per request (benchmarks/http_client.py): at thousands of requests a
 second the client's core is the limit of the whole run.
 """
 
