@@ -85,6 +85,11 @@ class _Slots:
             self._start(self.waiting.popleft())
 
 
+CHAT_ANSWER = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": [
+    {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}}).encode()
+
+
 def _response(body: bytes, status: str = "200 OK") -> bytes:
     return (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
             .encode() + body)
@@ -94,9 +99,7 @@ class _Lean(asyncio.Protocol):
     """HTTP/1.1 on a bare protocol: a GPU server's HTTP front end does not share the client's cores,
     so this one costs as little CPU per request as it can (requests with Content-Length, in order)."""
 
-    ANSWER = _response(json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": [
-        {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}}).encode())
+    ANSWER = _response(CHAT_ANSWER)
 
     def __init__(self, slots: _Slots) -> None:
         self.slots, self.buf, self.pending, self.transport = slots, b"", deque(), None
@@ -160,41 +163,20 @@ def serve_aiohttp(cap: int, latency: float) -> None:
     """The same server on aiohttp.web: ~0.08 ms of its own CPU per request, on the client's machine."""
     from aiohttp import web
 
-    state = {"in_flight": 0, "busy": 0.0, "last": time.monotonic(), "requests": 0, "start": time.monotonic()}
-    slots = asyncio.Semaphore(cap)
-    body = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": [
-        {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}}).encode()
-
-    def tick(delta: int) -> None:
-        now = time.monotonic()
-        state["busy"] += state["in_flight"] * (now - state["last"])
-        state["last"] = now
-        state["in_flight"] += delta
+    slots = _Slots(cap, latency)
 
     async def chat(request: web.Request) -> web.Response:
-        state.setdefault("first", time.monotonic())
         await request.read()
-        async with slots:
-            tick(+1)
-            try:
-                await asyncio.sleep(latency)
-            finally:
-                tick(-1)
-        state["requests"] += 1
-        state["last_answer"] = time.monotonic()
-        return web.Response(body=body, content_type="application/json")
+        answered = asyncio.get_running_loop().create_future()
+        slots.submit(lambda: answered.done() or answered.set_result(None))
+        await answered
+        return web.Response(body=CHAT_ANSWER, content_type="application/json")
 
     async def stats(_: web.Request) -> web.Response:
-        tick(0)
-        return web.json_response({"requests": state["requests"], "busy": state["busy"],
-                                  "elapsed": time.monotonic() - state["start"], "first": state.get("first"),
-                                  "last_answer": state.get("last_answer")})
+        return web.json_response(slots.stats())
 
     async def reset(_: web.Request) -> web.Response:
-        tick(0)
-        state.update(busy=0.0, requests=0, start=time.monotonic(), last=time.monotonic())
-        state.pop("first", None)
+        slots.reset()
         return web.json_response({})
 
     async def main() -> None:

@@ -205,32 +205,20 @@ def test_a_reused_connection_closed_before_any_answer_byte_is_sent_again_on_a_ne
     assert len(s.requests) == 3 and s.connections == 2
 
 
-def test_a_fresh_connection_closed_before_any_answer_byte_is_an_error():
+@pytest.mark.parametrize("answer, match", [
+    (b"", "before any byte"),  # a fresh connection closed unanswered: an error, not a resend
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part", "middle of the response"),
+])
+def test_a_connection_closed_before_the_answer_is_whole_is_an_error_and_not_resent(answer, match):
     async def respond(w, conn, n):
-        return "close"
-
-    async def main():
-        async with Server(respond) as s:
-            c = client(s)
-            with pytest.raises(HTTPConnectionError, match="before any byte"):
-                await c.post("/x", b"{}")
-            await c.close()
-            return s
-
-    s = asyncio.run(main())
-    assert len(s.requests) == 1
-
-
-def test_a_response_cut_off_midway_is_an_error_and_not_resent():
-    async def respond(w, conn, n):
-        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
+        w.write(answer)
         await w.drain()
         return "close"
 
     async def main():
         async with Server(respond) as s:
             c = client(s)
-            with pytest.raises(HTTPConnectionError, match="middle of the response"):
+            with pytest.raises(HTTPConnectionError, match=match):
                 await c.post("/x", b"{}")
             await c.close()
             return s

@@ -260,6 +260,13 @@ class _Connection(asyncio.Protocol):
         if req is not None and not req.waiter.done():
             req.waiter.set_exception(e)
 
+    def abandon(self, req: _Request) -> None:
+        """`req` timed out or was cancelled while on this connection: its answer can never be read
+        apart from the next one's, so the connection goes."""
+        if self.req is req:
+            self.req = None
+            self._fail_closed()
+
     def _fail_closed(self) -> None:
         if not self.closed:
             self.closed = True
@@ -309,9 +316,8 @@ class HTTPClient:
         try:
             return await req.waiter
         except BaseException:
-            conn = req.conn
-            if conn is not None and conn.req is req:
-                conn._fail_closed()  # cancelled mid-exchange: the connection is unusable
+            if req.conn is not None:
+                req.conn.abandon(req)
             raise
         finally:
             req.timer.cancel()
@@ -332,7 +338,7 @@ class HTTPClient:
                 return
 
     async def _connect(self) -> None:
-        task = asyncio.current_task()
+        conn, error = None, None
         try:
             async with asyncio.timeout(self.timeout_s):
                 context = self._tls_context() if self.https else None
@@ -340,23 +346,22 @@ class HTTPClient:
                     lambda: _Connection(self), self.host, self.port, ssl=context,
                     server_hostname=self.host if context else None)
         except (OSError, TimeoutError) as e:  # refused, unreachable, unresolvable, TLS (ssl.SSLError)
-            self._connecting.discard(task)
             why = "timed out" if isinstance(e, TimeoutError) else str(e)
             error = HTTPConnectionError(f"cannot connect to {self.host}:{self.port}: {why}")
+        finally:
+            self._connecting.discard(asyncio.current_task())
+        if conn is None:
             while self._queue:  # the oldest waiting request carries the failure
                 req = self._queue.popleft()
                 if not req.waiter.done():
                     req.waiter.set_exception(error)
                     break
-            self._dispatch()
-            return
-        finally:
-            self._connecting.discard(task)
-        if self._closed:
+        elif self._closed:
             conn._fail_closed()
             return
-        self._all.add(conn)
-        self._idle.append(conn)
+        else:
+            self._all.add(conn)
+            self._idle.append(conn)
         self._dispatch()
 
     def _tls_context(self) -> ssl.SSLContext:
@@ -393,7 +398,5 @@ class HTTPClient:
 def _time_out(req: _Request) -> None:
     if not req.waiter.done():
         req.waiter.set_exception(TimeoutError())
-        conn = req.conn
-        if conn is not None and conn.req is req:
-            conn.req = None
-            conn._fail_closed()
+        if req.conn is not None:
+            req.conn.abandon(req)
