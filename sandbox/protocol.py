@@ -14,7 +14,7 @@ import struct
 
 import msgspec
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 
 # A frame larger than this is a broken or hostile worker, not a verdict.
 MAX_FRAME_BYTES = 64 * 1024 * 1024
@@ -59,21 +59,15 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     rerun_seed: int | None = None
 
 
-# In place, the program is PID 1 of the job's namespace, where the kernel drops the signals a
-# process sends itself with a default action (os.kill(os.getpid(), SIGSEGV) would do nothing).
-# Code that names a way to signal itself runs in a fork of its own instead, as a fresh process would.
+# A program runs as PID 1 of its job's namespace, where the kernel drops the signals a process
+# sends itself with a default action (os.kill(os.getpid(), SIGSEGV) would do nothing). Code that
+# names a way to signal itself runs in a child of the job process instead, as in a fresh process.
 _SELF_SIGNAL = re.compile(r"kill|signal|abort|ctypes|cffi")
 
 
-def runs_in_place(job: Job) -> bool:
-    """A single run-only stdin case (`/run_code`'s python mode): the program runs in the job process.
-
-    No fork per case: the job process closes the result channel and becomes the program; the
-    verdict mapping reads the case's outcome from its exit status and stderr.
-    """
-    cases = job.stdin_tests
-    return (cases is not None and len(cases) == 1 and cases[0].output is None
-            and _SELF_SIGNAL.search(job.solution) is None)
+def signals_itself(solution: str) -> bool:
+    """Might this program signal itself? Then it gets a fork of its own (see JobSpec.own_fork)."""
+    return _SELF_SIGNAL.search(solution) is not None
 
 
 class TestOutcome(msgspec.Struct, frozen=True):
@@ -97,6 +91,8 @@ class Verdict(msgspec.Struct, kw_only=True):
     exit_code: int | None = None
     # With flaky reruns: the status of each rerun (a disagreement makes the status "flaky").
     reruns: list[str] = []
+    # stdout or stderr was longer than the limit's max_output_bytes and was cut there.
+    truncated: bool = False
 
     @property
     def passed(self) -> bool:
@@ -125,6 +121,10 @@ class WorkerOptions(msgspec.Struct, frozen=True):
     package_parent: str = ""
     # Opt-in: `assert a == b` fails when a side of another type brings its own __eq__ (strict_unsafe.py).
     strict_compare: bool = False
+    # The job's seccomp filter, a compiled BPF program (sandbox/seccomp.py); empty: none (isolation "none").
+    seccomp_bpf: bytes = b""
+    # Size of the private tmpfs each job gets for the job area, /tmp and /dev/shm together.
+    job_tmpfs_mb: int = 1024
 
 
 class JobRequest(msgspec.Struct, tag="job"):
@@ -142,6 +142,24 @@ class Ready(msgspec.Struct, tag="ready"):
 class Result(msgspec.Struct, tag="result"):
     v: int
     verdict: Verdict
+    # The worker cannot guarantee a clean start for the next job (say, an area it could not wipe):
+    # the pool replaces it before its next job, which is not charged for it.
+    retire: bool = False
+
+
+class JobSpec(msgspec.Struct, frozen=True):
+    """What one job process is told, on a memfd it reads after the fork (the zygote never reads it).
+
+    mode: "pytest" (the warm session), "rerun" (a fresh interpreter), or "program" (run the
+    solution once as __main__ with `stdin` as its input; the comparison is the supervisor's).
+    For a program, `job.stdin_tests` is None: expected outputs never enter the job's process.
+    """
+
+    job: Job
+    mode: str
+    token: bytes = b""
+    stdin: str = ""
+    own_fork: bool = False  # program mode: run in a child of the job process (code that signals itself)
 
 
 WorkerMessage = Ready | Result
@@ -149,6 +167,7 @@ WorkerMessage = Ready | Result
 _job_encoder = msgspec.msgpack.Encoder()
 _request_decoder = msgspec.msgpack.Decoder(JobRequest)
 _options_decoder = msgspec.msgpack.Decoder(WorkerOptions)
+_spec_decoder = msgspec.msgpack.Decoder(JobSpec)
 _worker_decoder = msgspec.msgpack.Decoder(WorkerMessage)
 
 
@@ -181,6 +200,14 @@ def decode_options(body: bytes) -> WorkerOptions:
         return _options_decoder.decode(body)
     except msgspec.DecodeError as e:
         raise ProtocolError(str(e)) from e
+
+
+def encode(message: msgspec.Struct) -> bytes:
+    return _job_encoder.encode(message)
+
+
+def decode_spec(body: bytes) -> JobSpec:
+    return _spec_decoder.decode(body)
 
 
 def decode_worker_message(body: bytes) -> Ready | Result:

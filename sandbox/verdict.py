@@ -2,7 +2,9 @@
 
 status      meaning
 --------    -------------------------------------------------------------
-pass        pytest exited 0, at least one test ran and passed
+pass        pytest exited 0, every collected test passed (none skipped, xfailed or
+            missing), every test the test file declares was collected, and the job
+            process itself exited 0
 fail        a test failed, or the job died while tests were running
 error       syntax/import/collection error, no test collected, or the job
             died before any test ran
@@ -17,10 +19,11 @@ the worker only collects facts (exit status, events, timings) and this module de
 
 from __future__ import annotations
 
+import ast
 import signal
 from dataclasses import dataclass
 
-from sandbox.protocol import Collected, Done, Job, TestEvent, TestOutcome, Verdict, decode_events, runs_in_place
+from sandbox.protocol import Collected, Done, Job, TestEvent, TestOutcome, Verdict, decode_events
 
 STATUSES = ("pass", "fail", "error", "timeout", "memory", "sandbox_error", "flaky")
 
@@ -29,20 +32,82 @@ PYTEST_OK = 0
 PYTEST_TESTS_FAILED = 1
 
 
-def status_from_pytest(exit_code: int, tests: list[TestOutcome], memory_error: bool) -> tuple[str, str]:
-    """Map a finished pytest session onto (status, reason)."""
+def status_from_pytest(exit_code: int, tests: list[TestOutcome], memory_error: bool, collected: int | None = None,
+                       declared: frozenset[str] = frozenset()) -> tuple[str, str]:
+    """Map a finished pytest session onto (status, reason).
+
+    A pass needs evidence, not only pytest's exit status: every collected test reported and
+    passed, and every test the file declares (`declared_tests`) among them. A session that says
+    "all good" while its own outcomes disagree (a skip, xfail or exit raised from the solution,
+    a status rewritten, tests deselected or never reported) is a failure.
+    """
     if memory_error and exit_code != PYTEST_OK:
         return "memory", "MemoryError raised: the job exceeded its memory allowance"
     if exit_code == PYTEST_OK:
-        if any(t.outcome in ("passed", "xpassed") for t in tests):
-            return "pass", ""
-        return "fail", "no test passed (every collected test was skipped or xfailed)"
+        problem = missing_evidence(tests, collected, declared)
+        return ("fail", problem) if problem else ("pass", "")
     if exit_code == PYTEST_TESTS_FAILED:
         bad = [t for t in tests if t.outcome in ("failed", "error")]
         return "fail", f"{len(bad)} of {len(tests)} tests failed" if tests else "tests failed"
     names = {2: "collection error or interrupted", 3: "pytest internal error", 4: "pytest usage error",
              5: "no tests collected"}
     return "error", names.get(exit_code, f"pytest exited with code {exit_code}")
+
+
+def missing_evidence(tests: list[TestOutcome], collected: int | None, declared: frozenset[str]) -> str:
+    """'' when the outcomes prove a pass; else why they do not."""
+    passed = [t for t in tests if t.outcome == "passed"]
+    if not passed:
+        return "no test passed (every collected test was skipped or xfailed)"
+    others = [t for t in tests if t.outcome != "passed"]
+    if others:
+        kinds = sorted({t.outcome for t in others})
+        return (f"{len(others)} of {len(tests)} tests did not pass ({', '.join(kinds)}: {others[0].nodeid}); "
+                "a pass needs every collected test to pass")
+    if collected is not None and len(tests) != collected:
+        return (f"{len(tests)} of {collected} collected tests reported an outcome: the session ended before "
+                "the rest ran")
+    missing = sorted(declared - {test_name(t.nodeid) for t in tests})
+    if missing:
+        return f"tests in the test file were never run: {', '.join(missing)[:300]}"
+    return ""
+
+
+def test_name(nodeid: str) -> str:
+    """'test_solution.py::TestX::test_y[1-2]' -> 'TestX::test_y'."""
+    name = nodeid.split("::", 1)[1] if "::" in nodeid else nodeid
+    return name.split("[", 1)[0]
+
+
+def declared_tests(source: str | None) -> frozenset[str]:
+    """The tests a test file declares at its top level, as pytest collects them by default.
+
+    `def test_*` (and async) functions, and `test_*` methods of `Test*` classes without
+    `__init__` or `__new__` (or of classes deriving from a `...TestCase`). Read from the source
+    outside the job, so nothing the job does can change what is expected of it. Tests made at
+    run time (in loops, under conditions) are not declared, only required to pass if collected.
+    """
+    if not source:
+        return frozenset()
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
+        return frozenset()
+    names = set()
+    functions = (ast.FunctionDef, ast.AsyncFunctionDef)
+    for node in tree.body:
+        if isinstance(node, functions) and node.name.startswith("test"):
+            names.add(node.name)
+        elif isinstance(node, ast.ClassDef):
+            unittest = any((isinstance(b, ast.Attribute) and b.attr.endswith("TestCase"))
+                           or (isinstance(b, ast.Name) and b.id.endswith("TestCase")) for b in node.bases)
+            methods = [m for m in node.body if isinstance(m, functions)]
+            if not (node.name.startswith("Test") or unittest):
+                continue
+            if not unittest and any(m.name in ("__init__", "__new__") for m in methods):
+                continue
+            names.update(f"{node.name}::{m.name}" for m in methods if m.name.startswith("test"))
+    return frozenset(names)
 
 
 def describe_wait_status(code: int) -> str:
@@ -78,6 +143,10 @@ class JobEnd:
     timed_out: bool  # the wall clock ran out and the supervisor killed the job
     flooded: bool  # the job wrote more than the result channel may hold
     token: bytes = b""  # the job's token: every event frame must start with it
+    # Events the supervisor itself produced (stdin mode: it ran each case and compared the
+    # output), used instead of decoding the result channel.
+    trusted: tuple | None = None
+    truncated: bool = False  # stdout or stderr was cut at the output limit
 
 
 def failed_case(nodeid: str, rc: int, stderr: str) -> tuple[TestOutcome, bool]:
@@ -87,28 +156,15 @@ def failed_case(nodeid: str, rc: int, stderr: str) -> tuple[TestOutcome, bool]:
     return TestOutcome(nodeid, "failed", f"exit {rc}: {last[0][:250]}"), last[0].startswith("MemoryError")
 
 
-def in_place_outcome(end: JobEnd) -> list[TestEvent | Done]:
-    """The events of a program that ran in the job process (protocol.runs_in_place), from its exit.
-
-    The same outcome the fork-per-case path reports: passed on exit 0, else failed with the
-    exit code and the last line of stderr (a signal as a negative code).
-    """
-    code = end.exit_code or 0
-    if code == 0:
-        return [TestEvent(TestOutcome("case[0]", "passed", "exit 0")), Done(exit_code=0)]
-    outcome, memory_error = failed_case("case[0]", code if code <= 128 else 128 - code,
-                                        end.stderr.decode("utf-8", "replace"))
-    return [TestEvent(outcome), Done(exit_code=1, memory_error=memory_error)]
-
-
 def map_verdict(job: Job, end: JobEnd, isolation: str) -> Verdict:
     """The verdict for a job, from what its supervisor saw. Never raises for any input."""
-    events, problem = decode_events(end.events, end.token)
-    if (runs_in_place(job) and not problem and end.exit_code is not None and not end.timed_out
-            and any(isinstance(e, Collected) for e in events) and not any(isinstance(e, Done) for e in events)):
-        events += in_place_outcome(end)
+    if end.trusted is not None:
+        events, problem = list(end.trusted), ""
+    else:
+        events, problem = decode_events(end.events, end.token)
     tests = [e.test for e in events if isinstance(e, TestEvent)]
-    collected = any(isinstance(e, Collected) for e in events)
+    collected_event = next((e for e in events if isinstance(e, Collected)), None)
+    collected = collected_event is not None
     done = next((e for e in events if isinstance(e, Done)), None)
     code = end.exit_code
     cpu_limit = job.limits.cpu_limit_s()
@@ -125,7 +181,12 @@ def map_verdict(job: Job, end: JobEnd, isolation: str) -> Verdict:
         if done.reason:
             status, reason = "error", done.reason
         else:
-            status, reason = status_from_pytest(done.exit_code, tests, memory_error)
+            declared = declared_tests(job.test) if job.stdin_tests is None else frozenset()
+            status, reason = status_from_pytest(done.exit_code, tests, memory_error,
+                                                collected_event.count if collected_event else None, declared)
+            if status == "pass" and code != 0:
+                how = describe_wait_status(code) if code is not None else "vanished"
+                status, reason = "fail", f"the job process {how} after a passing session"
     else:
         how = describe_wait_status(code) if code is not None else "vanished"
         if problem:
@@ -143,7 +204,7 @@ def map_verdict(job: Job, end: JobEnd, isolation: str) -> Verdict:
         wall_s=round(end.wall_s, 4), peak_rss_mb=round(end.peak_rss_mb, 1),
         stdout=end.stdout.decode("utf-8", "replace"),  # pragma: no mutate - codec names ignore case
         stderr=end.stderr.decode("utf-8", "replace"),  # pragma: no mutate
-        isolation=isolation, exit_code=code)
+        isolation=isolation, exit_code=code, truncated=end.truncated)
 
 
 def combine_reruns(first: Verdict, reruns: list[Verdict]) -> Verdict:

@@ -1,20 +1,22 @@
-"""The job area: where a job's files are written, and the wipe after every job.
+"""The job area: where a job's files are written, and (without namespaces) the wipe after every job.
 
 Layout (root is /sandbox under bubblewrap, a private temp dir without):
 
     root/pytest.ini          empty ini, so pytest never looks further up
     root/job/solution.py     the untrusted solution
     root/job/test_solution.py
-    /tmp, /dev/shm           private tmpfs under bubblewrap; wiped too
+    /tmp, /dev/shm           under bubblewrap: directories of the same private tmpfs
 
-Interpreter directories mounted inside /tmp (a venv under /tmp) are read-only binds the wipe
-must not touch: they are listed in `keep`, and the wipe walks around them.
+Under bubblewrap every job mounts a fresh tmpfs at root (job_unsafe.private_area), so what it
+writes vanishes with its mount namespace and the next job starts from an empty area: nothing is
+wiped. Without isolation (asked for by name) the area is a shared directory that the supervisor
+wipes after each job; that wipe must not fail on anything a job can make (deep trees, modes that
+deny access, FIFOs, sockets, symlinks), and when it does anyway the worker retires.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 
 
@@ -28,57 +30,50 @@ class JobArea:
         self.solution_path = os.path.join(self.job_dir, "solution.py")
         self.test_path = os.path.join(self.job_dir, "test_solution.py")
         self.ini_path = os.path.join(root, "pytest.ini")
-        self._job_dir_mode: int | None = None  # as first created; a job that changed it gets a new one
+
+    def prepare(self) -> None:
+        """The job directory, the temp directory and the ini file (an empty area becomes a usable one)."""
+        os.makedirs(self.job_dir, exist_ok=True)
+        os.makedirs(self.tmp_dir, exist_ok=True)
+        write_text(self.ini_path, "[pytest]\n")
 
     def write_job(self, solution: str, test: str | None) -> None:
         write_text(self.solution_path, solution)
         if test is not None:
             write_text(self.test_path, test)
 
-    def reset(self) -> None:
-        """Empty everything a job could have written, then recreate the job directory."""
+    def reset(self) -> bool:
+        """Empty everything a job could have written, then make the area usable again.
+
+        Returns False when something could not be removed (the caller retires the worker).
+        """
         places = [self.root]
         if self.private_tmp:
             places += ["/tmp", "/dev/shm"]
+        clean = True
         for place in places:
-            self._wipe_inside(place)
-        os.makedirs(self.job_dir, exist_ok=True)
-        if self._job_dir_mode is None:
-            self._job_dir_mode = stat.S_IMODE(os.lstat(self.job_dir).st_mode)
-        os.makedirs(self.tmp_dir, exist_ok=True)
-        write_text(self.ini_path, "[pytest]\n")
-
-    def _wipe_inside(self, place: str) -> None:
-        if not os.path.isdir(place) or os.path.islink(place):
-            return
-        for name in os.listdir(place):
-            path = os.path.join(place, name)
-            if path in self.keep or (path == self.job_dir and self._empty_job_dir()):
-                continue
-            if any(k.startswith(path + "/") for k in self.keep) and os.path.isdir(path) and not os.path.islink(path):
-                self._wipe_inside(path)  # a parent of a kept mount: wipe around it
-                continue
-            remove_tree(path)
-
-    def _empty_job_dir(self) -> bool:
-        """The usual case, cheaply: the job directory as created, holding only files. Unlink those, keep it.
-
-        Anything else (a subdirectory, a changed mode, a symlink in its place) returns False, and
-        the directory is removed whole and created again.
-        """
+            clean &= self._wipe_inside(place)
         try:
-            st = os.lstat(self.job_dir)
-            if not stat.S_ISDIR(st.st_mode) or stat.S_IMODE(st.st_mode) != self._job_dir_mode:
-                return False
-            with os.scandir(self.job_dir) as it:
-                entries = list(it)
-            if any(e.is_dir(follow_symlinks=False) for e in entries):
-                return False
-            for e in entries:
-                os.unlink(e.path)
-            return True
+            self.prepare()
         except OSError:
             return False
+        return clean
+
+    def _wipe_inside(self, place: str) -> bool:
+        try:
+            names = os.listdir(place)
+        except OSError:
+            return not os.path.lexists(place)
+        clean = True
+        for name in names:
+            path = os.path.join(place, name)
+            if path in self.keep:
+                continue
+            if any(k.startswith(path + "/") for k in self.keep) and os.path.isdir(path) and not os.path.islink(path):
+                clean &= self._wipe_inside(path)  # a parent of a kept mount: wipe around it
+                continue
+            clean &= remove_tree(path)
+        return clean
 
 
 def write_text(path: str, text: str) -> None:
@@ -86,20 +81,84 @@ def write_text(path: str, text: str) -> None:
         f.write(text)
 
 
-def remove_tree(path: str) -> None:
-    def make_writable_and_retry(func, p, _exc) -> None:  # noqa: ANN001
-        parent = os.path.dirname(p)
-        for target in (parent, p):
-            try:
-                os.chmod(target, stat.S_IRWXU)
-            except OSError:
-                pass
-        func(p)
+def remove_tree(path: str) -> bool:
+    """Remove a file or a whole tree; True when nothing is left.
 
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, onerror=make_writable_and_retry)
-    else:
+    Iterative and fd-relative: no recursion (a tree thousands of levels deep is fine), no path
+    longer than one name, symlinks never followed, directories that deny access opened up first.
+    """
+    parent, name = os.path.split(path)
+    try:
+        top = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return not os.path.lexists(path)
+    try:
+        _remove_entry(top, name)
+    finally:
+        os.close(top)
+    return not os.path.lexists(path)
+
+
+def _remove_entry(dir_fd: int, name: str) -> None:
+    try:
+        st = os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        _ignore(os.unlink, name, dir_fd=dir_fd)
+        return
+    # One directory open at a time (a deep tree must not run out of fds): descend into the first
+    # subdirectory left, unlink everything else, and climb back up through ".." once it is empty.
+    cur = _open_dir(dir_fd, name)
+    names = [name]
+    while cur is not None:
+        sub = None
         try:
-            os.unlink(path)
-        except FileNotFoundError:
+            with os.scandir(cur) as it:
+                for entry in it:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            sub = entry.name
+                            break
+                    except OSError:
+                        pass
+                    _ignore(os.unlink, entry.name, dir_fd=cur)
+        except OSError:
             pass
+        if sub is not None:
+            nxt = _open_dir(cur, sub)
+            os.close(cur)
+            cur = nxt  # None: a directory we cannot open; the caller sees what is left
+            names.append(sub)
+            continue
+        done = names.pop()
+        parent = os.open("..", os.O_RDONLY | os.O_DIRECTORY, dir_fd=cur) if names else None
+        os.close(cur)
+        _ignore(os.rmdir, done, dir_fd=parent if parent is not None else dir_fd)
+        cur = parent
+
+
+def _open_dir(parent_fd: int, name: str) -> int | None:
+    """Open a directory for listing and removal, granting ourselves access if its mode denies it."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    for attempt in range(2):
+        try:
+            fd = os.open(name, flags, dir_fd=parent_fd)
+            if attempt == 0:
+                _ignore(os.fchmod, fd, stat.S_IRWXU)  # its entries must be removable
+            return fd
+        except PermissionError:
+            try:
+                os.chmod(name, stat.S_IRWXU, dir_fd=parent_fd, follow_symlinks=False)
+            except (OSError, NotImplementedError):
+                return None
+        except OSError:
+            return None
+    return None
+
+
+def _ignore(func, *args, **kwargs) -> None:  # noqa: ANN001
+    try:
+        func(*args, **kwargs)
+    except OSError:
+        pass

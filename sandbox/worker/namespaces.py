@@ -11,11 +11,17 @@ import os
 import sys
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
 MS_NOEXEC = 0x8
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MNT_DETACH = 0x2
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
@@ -123,6 +129,31 @@ def prctl(option: int, arg: int) -> None:
 def mount_proc(target: str = "/proc") -> None:
     _check(_lib().mount(b"proc", target.encode(), b"proc", ctypes.c_ulong(MS_NOSUID | MS_NODEV | MS_NOEXEC), None),
            "mount proc")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    enc = (lambda v: v.encode() if v is not None else None)  # noqa: E731
+    _check(_lib().mount(enc(source), target.encode(), enc(fstype), ctypes.c_ulong(flags), enc(data)),
+           f"mount {target}")
+
+
+def umount(target: str) -> None:
+    _check(_lib().umount2(target.encode(), ctypes.c_int(MNT_DETACH)), f"umount {target}")
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def load_seccomp(program: bytes) -> None:
+    """Install a compiled seccomp BPF program (8-byte instructions) on the calling process, for good.
+
+    Needs no_new_privs (drop_all_capabilities sets it). Children and exec'd programs inherit it.
+    """
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    _check(_lib().prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER),
+                        ctypes.c_void_p(ctypes.addressof(prog)), ctypes.c_ulong(0), ctypes.c_ulong(0)), "seccomp")
 
 
 class _CapHeader(ctypes.Structure):

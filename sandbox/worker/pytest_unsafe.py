@@ -14,7 +14,8 @@ import sys
 import msgspec
 from pluggy import HookimplMarker
 
-from sandbox.protocol import RESULT_FD, Collected, Done, TestEvent, TestOutcome, event_frame, write_all
+from sandbox.protocol import RESULT_FD, Collected, Done, TestEvent, TestOutcome, encode
+from sandbox.worker.guard_unsafe import EMIT
 
 # pytest's machinery between a test function and its report. Code that replaces any of these
 # (a known reward hack: "make every report say passed") makes the job's passes untrustworthy.
@@ -51,8 +52,8 @@ class Reporter:
     """
 
     def __init__(self) -> None:
-        self.fd = -1
-        self.token = b""  # this job's token, set in the job process; every event frame carries it
+        # Events go out through sys.audit(EMIT, ...): the audit hook that writes them to the result
+        # channel (guard_unsafe.install, in the job process) holds the token and checks the caller.
         self.memory_error = False
         self.order_seed: int | None = None
         self._outcomes: dict[str, TestOutcome] = {}
@@ -100,8 +101,19 @@ class Reporter:
         return ""
 
     def _send(self, event: msgspec.Struct) -> None:
-        if self.fd >= 0:
-            write_all(self.fd, event_frame(self.token, event))
+        sys.audit(EMIT, encode(event))
+
+    def emit_callers(self, extra: tuple = ()) -> dict:
+        """For guard_unsafe.install: who may send events, and from which pytest call path."""
+        from _pytest.main import Session
+        from _pytest.runner import call_and_report
+
+        cls = type(self)
+        callers = {cls.pytest_collection_finish.__code__: frozenset({Session.perform_collect.__code__}),
+                   cls.pytest_runtest_logreport.__code__: frozenset({call_and_report.__code__}),
+                   cls.pytest_collectreport.__code__: None}
+        callers.update((code, None) for code in extra)
+        return callers
 
     def pytest_collection_modifyitems(self, session, config, items) -> None:  # noqa: ANN001 - pytest hook
         if self.order_seed is not None:  # flakiness reruns: another test order
@@ -234,10 +246,17 @@ def _pause_while_rewriting() -> None:
     rewrite._rewrite_test = _rewrite_test
 
 
-def run_pytest_unsafe(warm, coverage_on: bool, solution: str) -> int:  # noqa: ANN001 - a warmup.Warm
-    """Run the prepared pytest session on the job area; send Done on fd 3. Returns 0."""
+def run_pytest_unsafe(warm, coverage_on: bool, solution: str, box: list) -> int:  # noqa: ANN001 - a warmup.Warm
+    """Run the prepared pytest session on the job area; send Done on fd 3. Returns 0.
+
+    `box` holds the job's token; guard_unsafe.install takes it out before any job code runs.
+    """
+    from sandbox.worker import guard_unsafe
+
     cov = warm.coverage if coverage_on else None
     reporter = warm.reporter
+    guard_unsafe.install(RESULT_FD, box, warm.config,
+                         type(reporter)._send.__code__, reporter.emit_callers((run_pytest_unsafe.__code__,)))
     code = 3
     reason = ""
     # With a started session, coverage runs in windows (see coverage_windows_plugin);
@@ -272,8 +291,7 @@ def run_pytest_unsafe(warm, coverage_on: bool, solution: str) -> int:  # noqa: A
         code, reason = 1, reporter.tampered  # whatever the reports said, this run proves nothing
     sys.stdout.flush()
     sys.stderr.flush()
-    write_all(RESULT_FD, event_frame(reporter.token, Done(exit_code=code, coverage=pct,
-                                                          memory_error=reporter.memory_error, reason=reason)))
+    reporter._send(Done(exit_code=code, coverage=pct, memory_error=reporter.memory_error, reason=reason))
     return 0
 
 
@@ -372,7 +390,7 @@ def line_coverage(cov, path: str, source: str) -> float | None:  # noqa: ANN001
     return 100.0 if not statements else round(100.0 * (len(statements) - len(missing)) / len(statements), 2)
 
 
-def exec_fresh_rerun_unsafe(seed: int, args: list[str], blocked: list[str], package_parent: str, token: bytes) -> None:
+def exec_fresh_rerun_unsafe(seed: int, args: list[str], blocked: list[str], package_parent: str, spec_fd: int) -> None:
     """Replace the job process with a fresh interpreter for a flakiness rerun.
 
     A fresh interpreter is the only way to get another PYTHONHASHSEED: every job forked from a
@@ -381,5 +399,6 @@ def exec_fresh_rerun_unsafe(seed: int, args: list[str], blocked: list[str], pack
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(PYTHONHASHSEED=str(seed), PYTHONPATH=package_parent, PYTHONDONTWRITEBYTECODE="1",
                PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
-    spec = msgspec.json.encode({"seed": seed, "args": args, "blocked": blocked, "token": token.hex()}).decode()
+    # The job's spec (with its token) stays on an inherited fd: a command line is readable in /proc.
+    spec = msgspec.json.encode({"seed": seed, "args": args, "blocked": blocked, "spec_fd": spec_fd}).decode()
     os.execve(sys.executable, [sys.executable, "-m", "sandbox.worker.rerun_unsafe", spec], env)

@@ -1,266 +1,271 @@
-"""Supervising one job: fork it, watch its clock and pipes, kill it, reap it, map the verdict.
+"""The supervisor: the worker's trusted process. It holds every job's data; job code cannot reach it.
 
-    zygote ──fork──► job process (PID 1 of a fresh PID namespace: "direct" mode)
-       │     or ───► reaper ──fork──► job process (reaper creates the namespaces: "reaper" mode)
-       │
-       ├── poll: result pipe (fd 3 of the job), stdout, stderr, pidfd of the child
-       ├── wall clock: SIGKILL the job (its namespace dies with it), keep draining briefly
-       └── wait4: exit status, CPU time, peak RSS  ──► verdict.map_verdict (pure)
+    pool ──frames──► supervisor ──"spawn" + fds──► zygote ──fork──► job process
+                        │  ▲                                         │
+                        │  └──── result channel, stdout, stderr ◄────┘ (pipes)
+                        └── wall clock, output caps, stdin comparison, verdict mapping
 
-The supervisor never runs untrusted code; what the job says on its result channel is decoded
-defensively. Output beyond the caps is read and dropped, so a chatty job is never mistaken
-for a hung one.
+The supervisor writes each job's spec into a memfd and hands the zygote only file descriptors,
+so the zygote (and every job forked from it) never holds another job's data. It is not a parent
+of any job process, runs no job code, is not dumpable, holds no capabilities, and sits outside
+the jobs' PID namespaces: a job can neither see, signal, trace nor read it.
+
+pytest mode: one job; its events (on the result channel, each frame carrying the job's token)
+are decoded defensively and mapped by sandbox.verdict.map_verdict. stdin mode: one job per case,
+each a fresh fork of the zygote that is given only the case's input; the expected output stays
+here, where the comparison happens. Output beyond the caps is read and dropped, so a chatty job
+is never mistaken for a hung one.
 """
 
 from __future__ import annotations
 
-import enum
+import dataclasses
 import os
+import re
 import select
-import signal
-import struct
-import sys
+import socket
 import time
 
-from sandbox.protocol import TOKEN_BYTES, Job, Verdict, WorkerOptions, write_all
-from sandbox.verdict import JobEnd, map_verdict
-from sandbox.worker import namespaces as ns
-from sandbox.worker.job_unsafe import job_process_unsafe
-from sandbox.worker.warmup import Warm
+import msgspec
 
-_PID = struct.Struct(">i")
+from sandbox.protocol import (
+    TOKEN_BYTES,
+    Collected,
+    Done,
+    Job,
+    JobSpec,
+    TestEvent,
+    TestOutcome,
+    Verdict,
+    WorkerOptions,
+    encode,
+    signals_itself,
+)
+from sandbox.stdio import outputs_match
+from sandbox.verdict import JobEnd, failed_case, map_verdict
+from sandbox.worker.area import JobArea
+from sandbox.worker.zygote import KILL, PRELOAD, SPAWN, WARM_PYTEST, receive, send  # noqa: F401
+
 MAX_RESULT_BYTES = 16 * 1024 * 1024
+# A stdin case's output is compared whole up to this size; a larger output fails the case.
+MAX_COMPARED_BYTES = 16 * 1024 * 1024
 # After the job process is gone, how long stray writers may keep a pipe open.
 _DRAIN_GRACE_S = 0.5
-# After a kill, how long we wait for the reaper before giving up on it.
+# After a kill, how long the zygote may take to report the job's end before the worker gives up.
 _KILL_GRACE_S = 5.0
 
 
-class ChildExit(enum.IntEnum):
-    """Exit codes the sandbox's own forked processes use when they fail (not the job's code)."""
-
-    FORKED_CHILD_RAISED = 71  # an exception escaped the zygote's child before the job could report
-    JOB_PROCESS_RAISED = 73  # reaper mode: an exception escaped the job process's set-up
+class WorkerBroken(Exception):
+    """The zygote stopped answering or went away: the worker exits and the pool replaces it."""
 
 
 class Supervisor:
-    """Runs one job at a time from the warm zygote; every job is a fresh forked tree."""
-
-    def __init__(self, warm: Warm, options: WorkerOptions, uid: int, gid: int, protocol_fds: tuple[int, ...]) -> None:
-        self.warm = warm
+    def __init__(self, options: WorkerOptions, sock: socket.socket, status: dict) -> None:
         self.options = options
-        self.uid, self.gid = uid, gid
-        self.protocol_fds = protocol_fds  # closed in every forked child
-        # direct: the zygote owns its user namespace, so each job is ONE fork into a fresh PID
-        # namespace (unshare, fork, setns back). Otherwise a reaper process does the unshare.
-        self.direct = False
-        self.pidns = False  # jobs get their own PID namespace (direct or via the reaper)
-        self.fresh_proc = False  # jobs can mount a /proc of their own PID namespace
-        self.own_pidns = -1
+        self.sock = sock
+        self.private = options.namespaces
+        # Without namespaces the job area is a shared directory, wiped here after each job.
+        self.area = JobArea(options.root, private_tmp=False, keep=options.keep)
+        self._status(status)
 
-    # ---- forking --------------------------------------------------------------------
+    def _status(self, status: dict) -> None:
+        self.pytest_ready = bool(status.get("pytest_ready"))
+        self.on_demand = {name: re.compile(rf"\b{re.escape(name)}\b") for name in status.get("pending", [])}
+        self.warnings = list(status.get("warnings", []))
+        self.preloaded = list(status.get("preloaded", []))
 
-    def fork_into_new_pidns(self) -> int:
-        """fork() whose child is PID 1 of a fresh PID namespace; the zygote's own stays as it was."""
-        ns.unshare(ns.CLONE_NEWPID)  # from here to the fork, nothing may start a process
+    def _command(self, message: bytes) -> None:
         try:
-            pid = ns.fork()
-        except OSError:
-            ns.setns(self.own_pidns, ns.CLONE_NEWPID)
-            raise
-        if pid != 0:
-            ns.setns(self.own_pidns, ns.CLONE_NEWPID)
-        return pid
-
-    def probe_direct(self) -> bool:
-        """Can this zygote start a job as PID 1 of a new namespace with a single fork?"""
-        try:
-            self.own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-            for _ in range(2):  # twice: the second unshare only works if setns really reset us
-                pid = self.fork_into_new_pidns()
-                if pid == 0:
-                    os._exit(0 if os.getpid() == 1 else 1)
-                _, st = os.waitpid(pid, 0)
-                if os.waitstatus_to_exitcode(st) != 0:
-                    return False
-            return True
-        except OSError:
-            return False
+            self.sock.send(message)
+            self._status(receive(self.sock))
+        except (OSError, EOFError, msgspec.DecodeError) as e:
+            raise WorkerBroken(f"the zygote did not answer: {e}") from e
 
     # ---- one job --------------------------------------------------------------------
 
-    def run(self, job: Job) -> Verdict:
-        self.warm.area.write_job(job.solution, job.test)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        result_r, result_w = os.pipe()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        pid_r, pid_w = os.pipe()
+    def run(self, job: Job) -> tuple[Verdict, bool]:
+        """The job's verdict, and whether this worker must retire before its next job."""
+        if job.stdin_tests is None and not self.pytest_ready:
+            self._command(WARM_PYTEST)
+        texts = [job.solution, job.test or ""]
+        wanted = [name for name, pattern in self.on_demand.items() if any(pattern.search(t) for t in texts if t)]
+        if wanted:
+            self._command(PRELOAD + ",".join(wanted).encode())
+        verdict = self._program(job) if job.stdin_tests is not None else self._pytest(job)
+        retire = False
+        if not self.private:
+            retire = not self.area.reset()
+        return verdict, retire
+
+    def _pytest(self, job: Job) -> Verdict:
         token = os.urandom(TOKEN_BYTES)  # what proves an event came from the sandbox's own code
         start = time.monotonic()
-        if self.direct:  # one fork: the child is the job, PID 1 of a fresh namespace
-            os.close(pid_w)
-            pid_w = -1
-            child = job_pid = self.fork_into_new_pidns()
-        else:  # two forks: the child is a reaper that creates the job's namespaces
-            child, job_pid = ns.fork(), None
-        exit_now = os._exit  # bound before any job code runs: patching os._exit cannot keep the child here
-        if child == 0:
-            code = ChildExit.FORKED_CHILD_RAISED
-            try:
-                for fd in (result_r, out_r, err_r, pid_r, *self.protocol_fds):
-                    os.close(fd)
-                if self.direct:
-                    code = self._job(job, result_w, out_w, err_w, token)
-                else:
-                    code = self._reaper(job, result_w, out_w, err_w, pid_w, token)
-            except BaseException:  # noqa: BLE001 - nothing may escape a forked child
-                code = ChildExit.FORKED_CHILD_RAISED
-            finally:
-                exit_now(code)
-        for fd in (result_w, out_w, err_w, pid_w):
-            if fd >= 0:
-                os.close(fd)
+        deadline = start + job.limits.wall_s if job.limits.wall_s else float("inf")
+        spec = JobSpec(job=job, mode="rerun" if job.rerun_seed is not None else "pytest", token=token)
+        end = self.spawn_and_watch(spec, start, deadline, job.limits.max_output_bytes, job.limits.max_output_bytes)
+        return map_verdict(job, dataclasses.replace(end, token=token), self.options.isolation)
+
+    def _program(self, job: Job) -> Verdict:
+        """stdin mode: each case a fresh job given only its input; the comparison happens here."""
+        start = time.monotonic()
+        deadline = start + job.limits.wall_s if job.limits.wall_s else float("inf")
+        cases = job.stdin_tests or []
+
+        def verdict(events: list, **end: object) -> Verdict:
+            fields = dict(events=b"", stdout=b"", stderr=b"", exit_code=0, cpu_s=0.0, peak_rss_mb=0.0,
+                          timed_out=False, flooded=False)
+            fields.update(end)
+            return map_verdict(job, JobEnd(wall_s=time.monotonic() - start, trusted=tuple(events), **fields),
+                               self.options.isolation)
+
         try:
-            end = self._watch(job, child, start, result_r, out_r, err_r, pid_r, job_pid=job_pid, token=token)
+            compile(job.solution, self.area.solution_path, "exec")
+        except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError) as e:
+            return verdict([Done(exit_code=2, reason=f"solution does not compile: {type(e).__name__}: {e}"[:500])])
+        bare = msgspec.structs.replace(job, stdin_tests=None, test=None)
+        own_fork = signals_itself(job.solution)
+        events: list = [Collected(count=len(cases))]
+        failed = 0
+        memory_error = False
+        cpu = rss = 0.0
+        out = bytearray()
+        err = bytearray()
+        truncated = False
+        last_code = 0
+        cap = job.limits.max_output_bytes
+        for i, case in enumerate(cases):
+            run_only = case.output is None
+            spec = JobSpec(job=bare, mode="program", stdin=case.input, own_fork=own_fork)
+            end = self.spawn_and_watch(spec, start, deadline, cap if run_only else MAX_COMPARED_BYTES, cap)
+            cpu += end.cpu_s
+            rss = max(rss, end.peak_rss_mb)
+            rc = end.exit_code if end.exit_code is not None else 128 + 9
+            if run_only:
+                room = max(0, cap - len(out))
+                out += end.stdout[:room]
+                err += end.stderr[:max(0, cap - len(err))]
+                truncated = truncated or end.truncated or len(end.stdout) > room
+            cpu_limit = job.limits.cpu_limit_s()
+            if end.timed_out or rc == 128 + 24 or (rc == 128 + 9 and cpu_limit and end.cpu_s >= cpu_limit):
+                return verdict(events, stdout=bytes(out), stderr=bytes(err), exit_code=rc, cpu_s=cpu,
+                               peak_rss_mb=rss, timed_out=end.timed_out, truncated=truncated)
+            nodeid = f"case[{i}]"
+            last_code = rc
+            if rc != 0:
+                failed += 1
+                outcome, out_of_memory = failed_case(nodeid, rc if rc <= 128 else 128 - rc,
+                                                     end.stderr.decode("utf-8", "replace"))
+                memory_error = memory_error or out_of_memory
+            elif run_only:
+                outcome = TestOutcome(nodeid, "passed", "exit 0")
+            elif end.truncated:
+                failed += 1
+                outcome = TestOutcome(nodeid, "failed", f"output larger than {MAX_COMPARED_BYTES} bytes")
+            else:
+                ok, diff = outputs_match(end.stdout.decode("utf-8", "replace"), case.output, job.float_tolerance)
+                failed += not ok
+                outcome = TestOutcome(nodeid, "passed" if ok else "failed", diff)
+            events.append(TestEvent(outcome))
+        events.append(Done(exit_code=1 if failed else (0 if cases else 5), memory_error=memory_error))
+        return verdict(events, stdout=bytes(out), stderr=bytes(err), cpu_s=cpu, peak_rss_mb=rss,
+                       exit_code=last_code if len(cases) == 1 else 0, truncated=truncated)
+
+    # ---- spawning and watching -----------------------------------------------------
+
+    def spawn_and_watch(self, spec: JobSpec, start: float, deadline: float, out_cap: int, err_cap: int) -> JobEnd:
+        """Have the zygote fork a job for `spec`; collect its output until it ends or the deadline passes."""
+        spec_fd = os.memfd_create("kodcode-job", os.MFD_CLOEXEC)
+        pipes = [os.pipe() for _ in range(3)]  # stdout, stderr, result channel
+        try:
+            data = encode(spec)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(spec_fd, view):]
+            os.lseek(spec_fd, 0, os.SEEK_SET)
+            socket.send_fds(self.sock, [SPAWN], [spec_fd, *(w for _, w in pipes)])
+        except OSError as e:
+            for r, w in pipes:
+                os.close(r)
+                os.close(w)
+            raise WorkerBroken(f"cannot hand the job to the zygote: {e}") from e
         finally:
-            for fd in (result_r, out_r, err_r, pid_r):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        return map_verdict(job, end, self.options.isolation)
+            os.close(spec_fd)
+        for _, w in pipes:
+            os.close(w)
+        (out_r, _), (err_r, _), (result_r, _) = pipes
+        try:
+            return self._watch(start, deadline, out_r, err_r, result_r, out_cap, err_cap)
+        finally:
+            for r, _ in pipes:
+                os.close(r)
 
-    def _job(self, job: Job, result_w: int, out_w: int, err_w: int, token: bytes) -> int:
-        return job_process_unsafe(self.warm, self.options, job, result_w, out_w, err_w, own_proc=self.fresh_proc,
-                                  token=token)
-
-    def _reaper(self, job: Job, result_w: int, out_w: int, err_w: int, pid_w: int, token: bytes) -> int:
-        """Fork #1: enter fresh namespaces, start the job process, report its end as an exit code."""
-        if self.pidns:
-            ns.prctl(ns.PR_SET_DUMPABLE, 1)  # this copy only: to write its uid_map
-            ns.enter_job_namespaces(self.uid, self.gid)
-        exit_now = os._exit
-        pid = ns.fork()
-        if pid == 0:
-            code = ChildExit.JOB_PROCESS_RAISED
-            try:
-                os.close(pid_w)
-                code = self._job(job, result_w, out_w, err_w, token)
-            except BaseException:  # noqa: BLE001
-                code = ChildExit.JOB_PROCESS_RAISED
-            finally:
-                exit_now(code)
-        write_all(pid_w, _PID.pack(pid))
-        os.close(pid_w)
-        for fd in (result_w, out_w, err_w):
-            os.close(fd)
-        _, st = os.waitpid(pid, 0)
-        if os.WIFSIGNALED(st):
-            return 128 + os.WTERMSIG(st)
-        return min(os.WEXITSTATUS(st), 127)
-
-    def _watch(self, job: Job, reaper: int, start: float, result_r: int, out_r: int, err_r: int,
-               pid_r: int, job_pid: int | None = None, token: bytes = b"") -> JobEnd:
-        """Collect the job's output until it ends or its wall-clock limit expires.
-
-        `reaper` is the child we wait for: the reaper process, or (direct mode) the job itself,
-        whose pid is then known from the start.
-        """
-        limits = job.limits
-        cap = limits.max_output_bytes
-        buffers = {result_r: bytearray(), out_r: bytearray(), err_r: bytearray(), pid_r: bytearray()}
-        caps = {result_r: MAX_RESULT_BYTES, out_r: cap, err_r: cap, pid_r: 4}
-        pidfd = os.pidfd_open(reaper)
+    def _watch(self, start: float, deadline: float, out_r: int, err_r: int, result_r: int, out_cap: int,
+               err_cap: int) -> JobEnd:
+        buffers = {result_r: bytearray(), out_r: bytearray(), err_r: bytearray()}
+        caps = {result_r: MAX_RESULT_BYTES, out_r: out_cap, err_r: err_cap}
         poller = select.poll()
         for fd in buffers:
             poller.register(fd, select.POLLIN)
-        poller.register(pidfd, select.POLLIN)
+        sock = self.sock.fileno()
+        poller.register(sock, select.POLLIN)
         open_fds = set(buffers)
-        deadline = start + limits.wall_s if limits.wall_s else float("inf")
-        timed_out = False
-        flooded = False
-        reaped = None
+        timed_out = flooded = truncated = False
+        ended: dict | None = None
         drain_until = None
-        try:
-            while open_fds or reaped is None:
-                now = time.monotonic()
-                if reaped is None and not timed_out and now >= deadline:
-                    timed_out = True
-                    # Kill the job, not the reaper: the reaper's wait() is what accounts the
-                    # job's CPU time and memory to us.
-                    self._kill(job_pid, reaper if job_pid is None else None)
-                    deadline = now + _KILL_GRACE_S
-                elif reaped is None and timed_out and now >= deadline:
-                    break  # the reaper did not exit after the kill; the finally block kills it
-                if drain_until is not None and now >= drain_until:
-                    break
-                limit = min(deadline, drain_until or deadline) - now
-                for fd, _ in poller.poll(max(0, int(limit * 1000)) + 1):
-                    if fd == pidfd:
-                        reaped = os.wait4(reaper, 0)
-                        poller.unregister(pidfd)
-                        drain_until = time.monotonic() + _DRAIN_GRACE_S
-                        continue
-                    chunk = os.read(fd, 65536)
-                    if not chunk:
-                        poller.unregister(fd)
-                        open_fds.discard(fd)
-                        continue
-                    buf = buffers[fd]
-                    room = caps[fd] - len(buf)
-                    if room > 0:
-                        buf += chunk[:room]
-                    elif fd == result_r and not flooded:
+        kill_by = None
+        while open_fds or ended is None:
+            now = time.monotonic()
+            if ended is None and not timed_out and now >= deadline:
+                timed_out = True
+                self._kill()
+                kill_by = now + _KILL_GRACE_S
+            if ended is None and kill_by is not None and now >= kill_by:
+                raise WorkerBroken("the zygote did not report the end of a killed job")
+            if drain_until is not None and now >= drain_until:
+                break
+            limit = min(x for x in (deadline if not timed_out else float("inf"), kill_by or float("inf"),
+                                    drain_until or float("inf"))) - now
+            timeout = -1 if limit == float("inf") else max(0, int(limit * 1000)) + 1
+            for fd, _ in poller.poll(timeout):
+                if fd == sock:
+                    try:
+                        ended = receive(self.sock)
+                    except (OSError, EOFError, msgspec.DecodeError) as e:
+                        raise WorkerBroken(f"the zygote went away: {e}") from e
+                    poller.unregister(sock)
+                    drain_until = time.monotonic() + _DRAIN_GRACE_S
+                    continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    poller.unregister(fd)
+                    open_fds.discard(fd)
+                    continue
+                buf = buffers[fd]
+                room = caps[fd] - len(buf)
+                if room > 0:
+                    buf += chunk[:room]
+                if len(chunk) > room:
+                    if fd == result_r and not flooded:
                         flooded = True
-                        self._kill(job_pid, reaper if job_pid is None else None)
-                    if fd == pid_r and len(buf) == 4:
-                        (job_pid,) = _PID.unpack(bytes(buf))
-        finally:
-            if reaped is None:
-                self._kill(job_pid, reaper)
-                try:
-                    reaped = os.wait4(reaper, 0)
-                except ChildProcessError:
-                    reaped = None
-            if job_pid is not None and not self.pidns:
-                _killpg(job_pid)
-            os.close(pidfd)
-        code = None
-        cpu = rss = 0.0
-        if reaped is not None:
-            _, st, usage = reaped
-            code = os.waitstatus_to_exitcode(st)
-            if code < 0:  # direct mode: the job itself died from a signal; same encoding as the reaper's
-                code = 128 - code
-            cpu = usage.ru_utime + usage.ru_stime
-            rss = usage.ru_maxrss / 1024
+                        self._kill()
+                        kill_by = time.monotonic() + _KILL_GRACE_S
+                    elif fd != result_r:
+                        truncated = True
+        if ended is None:  # drained, but the zygote has not reported: wait for it (it must come)
+            self._kill()
+            try:
+                self.sock.settimeout(_KILL_GRACE_S)
+                ended = receive(self.sock)
+            except (OSError, EOFError, msgspec.DecodeError) as e:
+                raise WorkerBroken(f"the zygote did not report the job's end: {e}") from e
+            finally:
+                self.sock.settimeout(None)
         return JobEnd(events=bytes(buffers[result_r]), stdout=bytes(buffers[out_r]), stderr=bytes(buffers[err_r]),
-                      exit_code=code, cpu_s=cpu, peak_rss_mb=rss, wall_s=time.monotonic() - start,
-                      timed_out=timed_out, flooded=flooded, token=token)
+                      exit_code=int(ended["code"]), cpu_s=float(ended["cpu"]), peak_rss_mb=float(ended["rss"]),
+                      wall_s=time.monotonic() - start, timed_out=timed_out, flooded=flooded, truncated=truncated)
 
-    def _kill(self, job_pid: int | None, reaper: int | None) -> None:
-        # Killing the job process (PID 1 of its namespace) takes its whole namespace down;
-        # the reaper then exits on its own. Without a namespace, the process group goes too.
-        if job_pid is not None:
-            if self.pidns:
-                _signal(job_pid, signal.SIGKILL)
-            else:
-                _killpg(job_pid)
-        if reaper is not None:
-            _signal(reaper, signal.SIGKILL)
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _killpg(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    def _kill(self) -> None:
+        try:
+            self.sock.send(KILL)
+        except OSError as e:
+            raise WorkerBroken(f"cannot reach the zygote: {e}") from e

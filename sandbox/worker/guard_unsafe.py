@@ -1,0 +1,173 @@
+"""Defences inside a pytest job: two audit hooks (PEP 578), installed before the solution is imported.
+
+A solution runs in the same interpreter as the tests that judge it, so nothing in that process is
+out of its reach in principle; the verdict's rules live outside, in the supervisor
+(sandbox/verdict.py). These hooks make the in-process ways to forge a result hard to reach:
+
+* The result channel's writer. Its token exists only inside this hook's closure (no attribute, no
+  module global, no frame while job code runs). Events are written only when the sandbox's
+  reporter calls `sys.audit(EMIT, ...)` from pytest's own call path: a collection result only from
+  `Session.perform_collect`, a test result only from `call_and_report` for an item collected by
+  that session whose test function still has its original code. A "passed" result is turned into
+  a failure when pytest's registered hook implementations differ from the ones the job started
+  with (a plugin added by the solution can answer for any test).
+* The guard. Denied for job code: ctypes (raw memory and foreign calls), gc's object walks,
+  opening a process's `mem` file, new audit hooks (which could watch this one), setting a trace or
+  profile function (except coverage's own tracer), replacing a function's `__code__`, and
+  changing classes of pytest, pluggy, coverage or the sandbox.
+
+What remains possible (README, threat model): a solution can still call the reporter's own
+hooks with results it made up from within pytest's call path, or change objects the tests
+compare against; those are outside what an in-process check can prove.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import sys
+
+import msgspec
+
+from sandbox.protocol import Collected, Done, JobEvent, TestEvent, TestOutcome
+
+EMIT = "kodcode.sandbox.event"
+_PROTECTED_MODULES = ("_pytest", "pytest", "pluggy", "coverage", "sandbox")
+_PROC_MEM = re.compile(r"^/proc/(self|thread-self|\d+)(/task/\d+)?/(mem|pagemap)$")
+_DENIED = frozenset({"gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys._current_frames"})
+
+
+def hook_fingerprint(config) -> tuple:  # noqa: ANN001
+    """Every hook's implementations, by identity: a plugin registered by the solution changes it."""
+    from pluggy import HookCaller
+
+    out = []
+    for name, caller in sorted(vars(config.pluginmanager.hook).items()):
+        if isinstance(caller, HookCaller):
+            out.append((name, tuple(id(impl.function) for impl in caller.get_hookimpls())))
+    return tuple(out)
+
+
+def install(fd: int, box: list, config, sender, callers: dict) -> None:  # noqa: ANN001
+    """Install the emitter and the guard. `box` holds the token and is emptied here.
+
+    sender: the code object of the function that calls sys.audit(EMIT, payload) (Reporter._send).
+    callers: code object of a function allowed to call the sender -> code objects one of which
+    must be the first frame outside pluggy above it (None: no such requirement, e.g. the end of
+    the session, or results that can only hurt the job).
+    """
+    import pluggy
+
+    token = box.pop()
+    getframe = sys._getframe
+    write = os.write
+    pack = struct.Struct(">I").pack
+    encode = msgspec.msgpack.Encoder().encode
+    decode = msgspec.msgpack.Decoder(JobEvent).decode
+    pluggy_dir = os.path.dirname(pluggy.__file__) + os.sep
+    start_hooks = hook_fingerprint(config) if config is not None else ()
+    start_plugins = {n for n, _ in config.pluginmanager.list_name_plugin()} if config is not None else set()
+    collected: dict[int, tuple] = {}  # id(item) -> (item, its test function's code)
+    state = {"done": False, "tampered": ""}
+
+    def tampered() -> str:
+        if not state["tampered"] and config is not None and hook_fingerprint(config) != start_hooks:
+            now = dict(hook_fingerprint(config))
+            changed = sorted(n for n, impls in start_hooks if now.get(n) != impls) + sorted(set(now) - {n for n, _ in start_hooks})
+            new = {n for n, _ in config.pluginmanager.list_name_plugin()} - start_plugins
+            state["tampered"] = f"pytest's hook implementations were changed during the run ({', '.join(changed)[:200]}) {new}"
+        return state["tampered"]
+
+    def anchor_frame(method_frame) -> object:  # noqa: ANN001
+        f = method_frame.f_back
+        while f is not None and f.f_code.co_filename.startswith(pluggy_dir):
+            f = f.f_back
+        return f
+
+    def function_code(item) -> object:  # noqa: ANN001
+        obj = getattr(item, "obj", None) if type(item).__name__ == "Function" else None
+        return getattr(obj, "__code__", None)
+
+    def check_test(event: TestEvent, anchor) -> TestEvent:  # noqa: ANN001
+        outcome = event.test
+        if outcome.outcome not in ("passed", "xpassed"):
+            return event
+        problem = tampered()
+        item = anchor.f_locals.get("item") if anchor is not None else None
+        known = collected.get(id(item))
+        if not problem and (known is None or known[0] is not item or getattr(item, "nodeid", None) != outcome.nodeid):
+            problem = "a result was reported for a test this session did not collect"
+        if not problem and function_code(item) is not known[1]:
+            problem = "the test function's code was replaced during the run"
+        if problem:
+            return TestEvent(TestOutcome(outcome.nodeid, "failed", problem))
+        return event
+
+    def emitter(event: str, args: tuple) -> None:
+        if event != EMIT:
+            return
+        f = getframe(1)
+        if f.f_code is not sender or len(args) != 1 or type(args[0]) is not bytes:
+            return
+        method = f.f_back
+        if method is None or method.f_code not in callers:
+            return
+        anchors = callers[method.f_code]
+        anchor = anchor_frame(method)
+        if anchors is not None and (anchor is None or anchor.f_code not in anchors):
+            return
+        try:
+            message = decode(args[0])
+        except msgspec.DecodeError:
+            return
+        if isinstance(message, Collected):
+            session = anchor.f_locals.get("self") if anchor is not None else None
+            items = list(getattr(session, "items", None) or [])
+            collected.clear()
+            collected.update((id(i), (i, function_code(i))) for i in items)
+            message = Collected(count=len(items))
+        elif isinstance(message, TestEvent):
+            message = check_test(message, anchor)
+        elif isinstance(message, Done):
+            if state["done"]:
+                return
+            state["done"] = True
+            problem = tampered()
+            if problem and message.exit_code == 0:
+                message = Done(exit_code=1, coverage=message.coverage, memory_error=message.memory_error,
+                               reason=problem)
+        body = encode(message)
+        write(fd, pack(len(token) + len(body)) + token + body)
+
+    def guard(event: str, args: tuple) -> None:
+        if event.startswith("ctypes.") or event in _DENIED:
+            raise PermissionError(f"the sandbox does not allow {event} in a job")
+        if event == "sys.addaudithook":
+            raise RuntimeError("the sandbox does not allow new audit hooks in a job")
+        if event in ("sys.settrace", "sys.setprofile"):
+            f = getframe(1)
+            if f is None or "/coverage/" not in f.f_code.co_filename:
+                raise PermissionError(f"the sandbox does not allow {event} in a job")
+        elif event in ("object.__setattr__", "object.__delattr__") and len(args) >= 2:
+            obj, name = args[0], args[1]
+            if name == "__code__":
+                raise PermissionError("the sandbox does not allow replacing a function's code in a job")
+            if isinstance(obj, type):
+                module = vars(obj).get("__module__")
+                if isinstance(module, str) and module.partition(".")[0] in _PROTECTED_MODULES:
+                    raise PermissionError(f"the sandbox does not allow changing {module}.{obj.__name__} in a job")
+        elif event == "open" and args:
+            path = args[0]
+            if isinstance(path, int):
+                return
+            try:
+                text = os.fsdecode(path)
+            except Exception:  # noqa: BLE001 - not a path the hook can read; open() will say so
+                return
+            if os.path.basename(text) in ("mem", "pagemap") and (
+                    not text.startswith("/") or _PROC_MEM.match(os.path.realpath(text))):
+                raise PermissionError("the sandbox does not allow opening process memory in a job")
+
+    sys.addaudithook(emitter)
+    sys.addaudithook(guard)
