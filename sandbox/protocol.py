@@ -74,6 +74,8 @@ class TestOutcome(msgspec.Struct, frozen=True):
     nodeid: str
     outcome: str  # passed, failed, error, skipped, xfailed, xpassed
     message: str = ""
+    # For a skip: where it was raised ("test": the test file itself; "" elsewhere or unknown).
+    origin: str = ""
 
 
 class Verdict(msgspec.Struct, kw_only=True):

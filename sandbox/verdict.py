@@ -33,13 +33,14 @@ PYTEST_TESTS_FAILED = 1
 
 
 def status_from_pytest(exit_code: int, tests: list[TestOutcome], memory_error: bool, collected: int | None = None,
-                       declared: frozenset[str] = frozenset()) -> tuple[str, str]:
+                       declared: Declared | None = None) -> tuple[str, str]:
     """Map a finished pytest session onto (status, reason).
 
-    A pass needs evidence, not only pytest's exit status: every collected test reported and
-    passed, and every test the file declares (`declared_tests`) among them. A session that says
-    "all good" while its own outcomes disagree (a skip, xfail or exit raised from the solution,
-    a status rewritten, tests deselected or never reported) is a failure.
+    A pass needs evidence, not only pytest's exit status: every collected test reported, at least
+    one passed and every other one was skipped or xfailed by the test file itself (a marker in its
+    source, or a skip raised in it), and every test the file declares (`declared_tests`) among
+    them. A session that says "all good" while its own outcomes disagree (a skip, xfail or exit
+    raised from the solution, a status rewritten, tests deselected or never reported) is a failure.
     """
     if memory_error and exit_code != PYTEST_OK:
         return "memory", "MemoryError raised: the job exceeded its memory allowance"
@@ -54,12 +55,13 @@ def status_from_pytest(exit_code: int, tests: list[TestOutcome], memory_error: b
     return "error", names.get(exit_code, f"pytest exited with code {exit_code}")
 
 
-def missing_evidence(tests: list[TestOutcome], collected: int | None, declared: frozenset[str]) -> str:
+def missing_evidence(tests: list[TestOutcome], collected: int | None, declared: Declared | None) -> str:
     """'' when the outcomes prove a pass; else why they do not."""
+    declared = declared or Declared()
     passed = [t for t in tests if t.outcome == "passed"]
     if not passed:
         return "no test passed (every collected test was skipped or xfailed)"
-    others = [t for t in tests if t.outcome != "passed"]
+    others = [t for t in tests if t.outcome != "passed" and not declared.excuses(t)]
     if others:
         kinds = sorted({t.outcome for t in others})
         return (f"{len(others)} of {len(tests)} tests did not pass ({', '.join(kinds)}: {others[0].nodeid}); "
@@ -67,7 +69,7 @@ def missing_evidence(tests: list[TestOutcome], collected: int | None, declared: 
     if collected is not None and len(tests) != collected:
         return (f"{len(tests)} of {collected} collected tests reported an outcome: the session ended before "
                 "the rest ran")
-    missing = sorted(declared - {test_name(t.nodeid) for t in tests})
+    missing = sorted(declared.names - {test_name(t.nodeid) for t in tests})
     if missing:
         return f"tests in the test file were never run: {', '.join(missing)[:300]}"
     return ""
@@ -79,7 +81,28 @@ def test_name(nodeid: str) -> str:
     return name.split("[", 1)[0]
 
 
-def declared_tests(source: str | None) -> frozenset[str]:
+@dataclass(frozen=True, slots=True)
+class Declared:
+    """What a test file's source says, read outside the job: its tests, and which carry skip/xfail marks."""
+
+    names: frozenset[str] = frozenset()
+    marked: frozenset[str] = frozenset()  # tests (or "*": the whole module) with a skip/skipif/xfail mark
+
+    def excuses(self, t: TestOutcome) -> bool:
+        """A non-pass the test file asked for: a marked test, or a skip raised in the test file."""
+        if t.outcome not in ("skipped", "xfailed", "xpassed"):
+            return False
+        name = test_name(t.nodeid)
+        if "*" in self.marked or name in self.marked or name.split("::")[0] in self.marked:
+            return True
+        return t.outcome == "skipped" and t.origin == "test"
+
+
+def _has_mark(decorators: list[ast.expr]) -> bool:
+    return any(word in ast.unparse(d) for d in decorators for word in ("skip", "xfail"))
+
+
+def declared_tests(source: str | None) -> Declared:
     """The tests a test file declares at its top level, as pytest collects them by default.
 
     `def test_*` (and async) functions, and `test_*` methods of `Test*` classes without
@@ -88,16 +111,21 @@ def declared_tests(source: str | None) -> frozenset[str]:
     run time (in loops, under conditions) are not declared, only required to pass if collected.
     """
     if not source:
-        return frozenset()
+        return Declared()
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
-        return frozenset()
+        return Declared()
     names = set()
+    marked = set()
     functions = (ast.FunctionDef, ast.AsyncFunctionDef)
     for node in tree.body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and "pytestmark" in ast.unparse(node).split("=")[0]:
+            marked.add("*")
         if isinstance(node, functions) and node.name.startswith("test"):
             names.add(node.name)
+            if _has_mark(node.decorator_list):
+                marked.add(node.name)
         elif isinstance(node, ast.ClassDef):
             unittest = any((isinstance(b, ast.Attribute) and b.attr.endswith("TestCase"))
                            or (isinstance(b, ast.Name) and b.id.endswith("TestCase")) for b in node.bases)
@@ -107,7 +135,11 @@ def declared_tests(source: str | None) -> frozenset[str]:
             if not unittest and any(m.name in ("__init__", "__new__") for m in methods):
                 continue
             names.update(f"{node.name}::{m.name}" for m in methods if m.name.startswith("test"))
-    return frozenset(names)
+            if _has_mark(node.decorator_list) or any(isinstance(b, ast.Assign) and "pytestmark" in ast.unparse(b)
+                                                     for b in node.body):
+                marked.add(node.name)
+            marked.update(f"{node.name}::{m.name}" for m in methods if _has_mark(m.decorator_list))
+    return Declared(frozenset(names), frozenset(marked))
 
 
 def describe_wait_status(code: int) -> str:
@@ -181,7 +213,7 @@ def map_verdict(job: Job, end: JobEnd, isolation: str) -> Verdict:
         if done.reason:
             status, reason = "error", done.reason
         else:
-            declared = declared_tests(job.test) if job.stdin_tests is None else frozenset()
+            declared = declared_tests(job.test) if job.stdin_tests is None else None
             status, reason = status_from_pytest(done.exit_code, tests, memory_error,
                                                 collected_event.count if collected_event else None, declared)
             if status == "pass" and code != 0:

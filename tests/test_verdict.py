@@ -12,11 +12,12 @@ from sandbox.verdict import (
     combine_reruns,
     describe_wait_status,
     map_verdict,
+    declared_tests,
     reference_label,
     status_from_pytest,
 )
 
-JOB = Job(id="j", solution="x = 1\n", test="def test_a():\n    pass\n", limits=Limits(wall_s=10, cpu_s=None))
+JOB = Job(id="j", solution="x = 1\n", test="import solution\n", limits=Limits(wall_s=10, cpu_s=None))
 P, F, E, S = (Outcome(f"t::{o}", o, f"msg {o}") for o in ("passed", "failed", "error", "skipped"))
 
 
@@ -31,7 +32,9 @@ def end(ev: bytes = b"", code: int | None = 0, cpu: float = 0.1, timed_out=False
 
 @pytest.mark.parametrize("code,tests,mem,status,reason", [
     (0, [P], False, "pass", ""),
-    (0, [Outcome("t", "xpassed")], False, "pass", ""),
+    # xpassed with no xfail mark in the test file: the mark came from somewhere else
+    (0, [P, Outcome("t", "xpassed")], False, "fail",
+     "1 of 2 tests did not pass (xpassed: t); a pass needs every collected test to pass"),
     (0, [S], False, "fail", "no test passed (every collected test was skipped or xfailed)"),
     (0, [], False, "fail", "no test passed (every collected test was skipped or xfailed)"),
     (0, [P], True, "pass", ""),  # a MemoryError that a test caught does not spoil a pass
@@ -143,39 +146,55 @@ def test_events_without_the_jobs_token_are_never_trusted():
                             "job's token (not written by the sandbox) before reporting a result")
 
 
-RUN_ONLY = Job(id="r", solution="print(1)\n", stdin_tests=[StdinCase("")], limits=Limits(wall_s=10, cpu_s=5))
+def test_a_pass_needs_every_collected_test_passed():
+    # pytest's exit status 0 is not enough: a skip or xfail the test file did not ask for (raised
+    # from the solution), a test never reported, or a declared test never collected is a failure.
+    assert status_from_pytest(0, [P, S], False, 2) == (
+        "fail", "1 of 2 tests did not pass (skipped: t::skipped); a pass needs every collected test to pass")
+    xfailed = Outcome("test_solution.py::test_b", "xfailed")
+    assert status_from_pytest(0, [P, xfailed], False, 2)[0] == "fail"
+    assert status_from_pytest(0, [P], False, 3) == (
+        "fail", "1 of 3 collected tests reported an outcome: the session ended before the rest ran")
+    declared = declared_tests("def test_passed():\n    pass\ndef test_other():\n    pass\n")
+    ran = Outcome("test_solution.py::test_passed", "passed")
+    assert status_from_pytest(0, [ran], False, 1, declared) == (
+        "fail", "tests in the test file were never run: test_other")
+    assert status_from_pytest(0, [ran], False, 1, declared_tests("def test_passed(): pass\n")) == ("pass", "")
 
 
-@pytest.mark.parametrize("code,stderr,status,message", [
-    (0, b"", "pass", "exit 0"),
-    (3, b"Traceback\nValueError: bad\n", "fail", "exit 3: ValueError: bad"),
-    (128 + signal.SIGSEGV, b"", "fail", "exit -11: killed by SIGSEGV"),
-    (128, b"", "fail", "exit 128: exited with code 128"),
-    (1, b"x\nMemoryError\n", "memory", "exit 1: MemoryError"),
-])
-def test_a_program_run_in_place_gets_its_outcome_from_its_exit(code, stderr, status, message):
-    v = map_verdict(RUN_ONLY, end(events(Collected(1)), code=code, err=stderr), "none")
-    assert (v.status, [t.message for t in v.tests], v.exit_code) == (status, [message], code)
-    assert [t.nodeid for t in v.tests] == ["case[0]"]
+def test_skips_and_xfails_the_test_file_asks_for_are_allowed():
+    source = ("import pytest\n\n@pytest.mark.skip(reason='later')\ndef test_s(): pass\n\n"
+              "@pytest.mark.xfail\ndef test_x(): assert 0\n\ndef test_p(): pass\n\n"
+              "class TestC:\n    @pytest.mark.skipif(True, reason='no')\n    def test_m(self): pass\n"
+              "    def test_n(self): pass\n\nclass TestInit:\n    def __init__(self): pass\n"
+              "    def test_never(self): pass\n")
+    declared = declared_tests(source)
+    assert declared.names == {"test_s", "test_x", "test_p", "TestC::test_m", "TestC::test_n"}
+    assert declared.marked == {"test_s", "test_x", "TestC::test_m"}
+    outcomes = [Outcome("test_solution.py::test_s", "skipped"), Outcome("test_solution.py::test_x", "xfailed"),
+                Outcome("test_solution.py::test_p", "passed"), Outcome("test_solution.py::TestC::test_m", "skipped"),
+                Outcome("test_solution.py::TestC::test_n[1]", "passed")]
+    assert status_from_pytest(0, outcomes, False, 5, declared) == ("pass", "")
+    # An unmarked test skipped from the solution is not excused; one skipped in the test file is.
+    unmarked = [*outcomes[:2], Outcome("test_solution.py::test_p", "skipped"), *outcomes[3:]]
+    assert status_from_pytest(0, unmarked, False, 5, declared)[0] == "fail"
+    in_test = [*outcomes[:2], Outcome("test_solution.py::test_p", "skipped", origin="test"), *outcomes[3:]]
+    assert status_from_pytest(0, in_test, False, 5, declared)[0] == "pass"
+    assert declared_tests("import pytest\npytestmark = pytest.mark.skip\ndef test_a(): pass\n").marked == {"*"}
+    assert declared_tests("def test_(:\n") == declared_tests(None) == declared_tests("")
 
 
-def test_an_in_place_outcome_is_built_only_for_an_in_place_job_that_started_and_ended():
-    # A reported Done is kept as it is (a compile error), a job without Collected died in set-up,
-    # a killed job is a timeout, and other stdin jobs never get a built outcome.
-    v = map_verdict(RUN_ONLY, end(events(Collected(1), Done(exit_code=2, reason="solution does not compile")),
-                                  code=0), "none")
-    assert v.status == "error" and v.reason == "solution does not compile" and v.tests == []
-    v = map_verdict(RUN_ONLY, end(b"", code=0), "none")
-    assert v.status == "error" and v.tests == []
-    v = map_verdict(RUN_ONLY, end(events(Collected(1)), code=137, timed_out=True), "none")
-    assert v.status == "timeout" and v.tests == []
-    v = map_verdict(RUN_ONLY, end(events(Collected(1)), code=None), "none")
-    assert v.status == "fail" and v.tests == []
-    signals = Job(id="s", solution="import signal\n", stdin_tests=[StdinCase("")])
-    compare = Job(id="c", solution="print(1)\n", stdin_tests=[StdinCase("", "1")])
-    for job in (signals, compare):
-        v = map_verdict(job, end(events(Collected(1)), code=0), "none")
-        assert v.status == "fail" and v.tests == [] and "before reporting" in v.reason
+def test_a_passing_session_whose_process_then_fails_is_not_a_pass():
+    v = map_verdict(JOB, end(events(Collected(1), Event(P), Done(exit_code=0)), code=1), "none")
+    assert (v.status, v.reason) == ("fail", "the job process exited with code 1 after a passing session")
+
+
+def test_events_the_supervisor_made_are_used_as_they_are():
+    job = Job(id="r", solution="print(1)\n", stdin_tests=[StdinCase("", "1")])
+    made = (Collected(1), Event(Outcome("case[0]", "passed")), Done(exit_code=0))
+    v = map_verdict(job, JobEnd(events=b"garbage", stdout=b"", stderr=b"", exit_code=0, cpu_s=0, peak_rss_mb=0,
+                                wall_s=0, timed_out=False, flooded=False, trusted=made, truncated=True), "none")
+    assert v.status == "pass" and v.truncated
 
 
 def test_a_memory_error_flag_on_a_dead_job():

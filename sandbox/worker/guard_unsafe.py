@@ -38,17 +38,6 @@ _PROC_MEM = re.compile(r"^/proc/(self|thread-self|\d+)(/task/\d+)?/(mem|pagemap)
 _DENIED = frozenset({"gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys._current_frames"})
 
 
-def hook_fingerprint(config) -> tuple:  # noqa: ANN001
-    """Every hook's implementations, by identity: a plugin registered by the solution changes it."""
-    from pluggy import HookCaller
-
-    out = []
-    for name, caller in sorted(vars(config.pluginmanager.hook).items()):
-        if isinstance(caller, HookCaller):
-            out.append((name, tuple(id(impl.function) for impl in caller.get_hookimpls())))
-    return tuple(out)
-
-
 def install(fd: int, box: list, config, sender, callers: dict) -> None:  # noqa: ANN001
     """Install the emitter and the guard. `box` holds the token and is emptied here.
 
@@ -58,7 +47,13 @@ def install(fd: int, box: list, config, sender, callers: dict) -> None:  # noqa:
     the session, or results that can only hurt the job).
     """
     import pluggy
+    from pluggy import HookCaller
 
+    # Everything the hooks call is bound here, while builtins and modules are as the zygote left
+    # them: a solution that later replaces builtins.len or os.write cannot run code inside them.
+    _len, _type, _id, _isinstance, _getattr, _sorted, _vars, _tuple, _list, _str = (
+        len, type, id, isinstance, getattr, sorted, vars, tuple, list, str)
+    basename, realpath, fsdecode = os.path.basename, os.path.realpath, os.fsdecode
     token = box.pop()
     getframe = sys._getframe
     write = os.write
@@ -66,17 +61,24 @@ def install(fd: int, box: list, config, sender, callers: dict) -> None:  # noqa:
     encode = msgspec.msgpack.Encoder().encode
     decode = msgspec.msgpack.Decoder(JobEvent).decode
     pluggy_dir = os.path.dirname(pluggy.__file__) + os.sep
-    start_hooks = hook_fingerprint(config) if config is not None else ()
-    start_plugins = {n for n, _ in config.pluginmanager.list_name_plugin()} if config is not None else set()
+
+    def hook_fingerprint() -> tuple:
+        """Every hook's implementations, by identity: a plugin registered by the solution changes it."""
+        return _tuple((name, _tuple(_id(impl.function) for impl in caller.get_hookimpls()))
+                      for name, caller in _sorted(_vars(config.pluginmanager.hook).items())
+                      if _isinstance(caller, HookCaller))
+
+    start_hooks = hook_fingerprint() if config is not None else ()
     collected: dict[int, tuple] = {}  # id(item) -> (item, its test function's code)
     state = {"done": False, "tampered": ""}
 
     def tampered() -> str:
-        if not state["tampered"] and config is not None and hook_fingerprint(config) != start_hooks:
-            now = dict(hook_fingerprint(config))
-            changed = sorted(n for n, impls in start_hooks if now.get(n) != impls) + sorted(set(now) - {n for n, _ in start_hooks})
-            new = {n for n, _ in config.pluginmanager.list_name_plugin()} - start_plugins
-            state["tampered"] = f"pytest's hook implementations were changed during the run ({', '.join(changed)[:200]}) {new}"
+        if not state["tampered"] and config is not None:
+            now = hook_fingerprint()
+            if now != start_hooks:
+                changed = [name for (name, impls) in now if (name, impls) not in start_hooks]
+                state["tampered"] = ("pytest's hook implementations were changed during the run (a plugin was added: "
+                                     + ", ".join(changed)[:200] + ")")
         return state["tampered"]
 
     def anchor_frame(method_frame) -> object:  # noqa: ANN001
@@ -86,8 +88,8 @@ def install(fd: int, box: list, config, sender, callers: dict) -> None:  # noqa:
         return f
 
     def function_code(item) -> object:  # noqa: ANN001
-        obj = getattr(item, "obj", None) if type(item).__name__ == "Function" else None
-        return getattr(obj, "__code__", None)
+        obj = _getattr(item, "obj", None) if _type(item).__name__ == "Function" else None
+        return _getattr(obj, "__code__", None)
 
     def check_test(event: TestEvent, anchor) -> TestEvent:  # noqa: ANN001
         outcome = event.test
@@ -95,8 +97,8 @@ def install(fd: int, box: list, config, sender, callers: dict) -> None:  # noqa:
             return event
         problem = tampered()
         item = anchor.f_locals.get("item") if anchor is not None else None
-        known = collected.get(id(item))
-        if not problem and (known is None or known[0] is not item or getattr(item, "nodeid", None) != outcome.nodeid):
+        known = collected.get(_id(item))
+        if not problem and (known is None or known[0] is not item or _getattr(item, "nodeid", None) != outcome.nodeid):
             problem = "a result was reported for a test this session did not collect"
         if not problem and function_code(item) is not known[1]:
             problem = "the test function's code was replaced during the run"
@@ -108,7 +110,7 @@ def install(fd: int, box: list, config, sender, callers: dict) -> None:  # noqa:
         if event != EMIT:
             return
         f = getframe(1)
-        if f.f_code is not sender or len(args) != 1 or type(args[0]) is not bytes:
+        if f.f_code is not sender or _len(args) != 1 or _type(args[0]) is not bytes:
             return
         method = f.f_back
         if method is None or method.f_code not in callers:
@@ -121,15 +123,15 @@ def install(fd: int, box: list, config, sender, callers: dict) -> None:  # noqa:
             message = decode(args[0])
         except msgspec.DecodeError:
             return
-        if isinstance(message, Collected):
+        if _isinstance(message, Collected):
             session = anchor.f_locals.get("self") if anchor is not None else None
-            items = list(getattr(session, "items", None) or [])
+            items = _list(_getattr(session, "items", None) or [])
             collected.clear()
-            collected.update((id(i), (i, function_code(i))) for i in items)
-            message = Collected(count=len(items))
-        elif isinstance(message, TestEvent):
+            collected.update((_id(i), (i, function_code(i))) for i in items)
+            message = Collected(count=_len(items))
+        elif _isinstance(message, TestEvent):
             message = check_test(message, anchor)
-        elif isinstance(message, Done):
+        elif _isinstance(message, Done):
             if state["done"]:
                 return
             state["done"] = True
@@ -138,9 +140,11 @@ def install(fd: int, box: list, config, sender, callers: dict) -> None:  # noqa:
                 message = Done(exit_code=1, coverage=message.coverage, memory_error=message.memory_error,
                                reason=problem)
         body = encode(message)
-        write(fd, pack(len(token) + len(body)) + token + body)
+        write(fd, pack(_len(token) + _len(body)) + token + body)
 
     def guard(event: str, args: tuple) -> None:
+        if _type(event) is not _str:
+            return
         if event.startswith("ctypes.") or event in _DENIED:
             raise PermissionError(f"the sandbox does not allow {event} in a job")
         if event == "sys.addaudithook":
@@ -149,24 +153,24 @@ def install(fd: int, box: list, config, sender, callers: dict) -> None:  # noqa:
             f = getframe(1)
             if f is None or "/coverage/" not in f.f_code.co_filename:
                 raise PermissionError(f"the sandbox does not allow {event} in a job")
-        elif event in ("object.__setattr__", "object.__delattr__") and len(args) >= 2:
+        elif event in ("object.__setattr__", "object.__delattr__") and _len(args) >= 2:
             obj, name = args[0], args[1]
             if name == "__code__":
                 raise PermissionError("the sandbox does not allow replacing a function's code in a job")
-            if isinstance(obj, type):
-                module = vars(obj).get("__module__")
-                if isinstance(module, str) and module.partition(".")[0] in _PROTECTED_MODULES:
+            if _isinstance(obj, _type):
+                module = _vars(obj).get("__module__")
+                if _type(module) is _str and module.partition(".")[0] in _PROTECTED_MODULES:
                     raise PermissionError(f"the sandbox does not allow changing {module}.{obj.__name__} in a job")
         elif event == "open" and args:
             path = args[0]
-            if isinstance(path, int):
+            if _isinstance(path, int):
                 return
             try:
-                text = os.fsdecode(path)
+                text = fsdecode(path)
             except Exception:  # noqa: BLE001 - not a path the hook can read; open() will say so
                 return
-            if os.path.basename(text) in ("mem", "pagemap") and (
-                    not text.startswith("/") or _PROC_MEM.match(os.path.realpath(text))):
+            if basename(text) in ("mem", "pagemap") and (
+                    not text.startswith("/") or _PROC_MEM.match(realpath(text))):
                 raise PermissionError("the sandbox does not allow opening process memory in a job")
 
     sys.addaudithook(emitter)

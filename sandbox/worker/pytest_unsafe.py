@@ -151,9 +151,18 @@ class Reporter:
         if outcome is not None:
             prev = self._outcomes.get(report.nodeid)
             if prev is None or outcome == "error":
-                self._outcomes[report.nodeid] = TestOutcome(report.nodeid, outcome, short_message(report))
+                self._outcomes[report.nodeid] = TestOutcome(report.nodeid, outcome, short_message(report),
+                                                            skip_origin(report) if outcome == "skipped" else "")
         if report.when == "teardown" and report.nodeid in self._outcomes:
             self._send(TestEvent(self._outcomes.pop(report.nodeid)))
+
+
+def skip_origin(report) -> str:  # noqa: ANN001
+    """'test' when a skip was raised in the test file (a skip marker, or pytest.skip() in a test)."""
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3 and os.path.basename(str(longrepr[0])) == "test_solution.py":
+        return "test"
+    return ""
 
 
 def short_message(report) -> str:  # noqa: ANN001

@@ -34,11 +34,14 @@ def main() -> None:
     reporter.order_seed = spec["seed"]
 
     class Guard:
-        def pytest_sessionstart(self, session) -> None:  # noqa: ANN001
+        # At the start of collection (pytest's own plugins are all registered by then), before the
+        # test module and so the solution are imported.
+        def pytest_collectstart(self, collector) -> None:  # noqa: ANN001
             from sandbox.worker import guard_unsafe
 
-            guard_unsafe.install(RESULT_FD, box, session.config, Reporter._send.__code__,
-                                 reporter.emit_callers((main.__code__,)))
+            if box:
+                guard_unsafe.install(RESULT_FD, box, collector.config, Reporter._send.__code__,
+                                     reporter.emit_callers((main.__code__,)))
 
     code, reason = 3, ""
     try:
