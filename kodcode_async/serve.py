@@ -23,6 +23,7 @@ import asyncio
 import base64
 import binascii
 import hmac
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -50,6 +51,7 @@ class ServeConfig:
     max_run_timeout_s: float = 60.0
     default_memory_mb: int = 1024
     max_memory_mb: int = 4096
+    max_rows: int = 10_000  # rows in one /verify body; more get 400 before any is parsed into a job
     retry_after_s: int = 1
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
@@ -87,7 +89,8 @@ class SandboxServer:
         if not self.config.token:
             return True
         got = request.headers.get("Authorization", "")
-        return hmac.compare_digest(got.encode(), f"Bearer {self.config.token}".encode())
+        # surrogateescape: a header with bytes that are not UTF-8 is compared, not a crash.
+        return hmac.compare_digest(got.encode("utf-8", "surrogateescape"), f"Bearer {self.config.token}".encode())
 
     def _reject(self, status: int, message: str, **headers: str) -> web.Response:
         self.metrics.rejected[str(status)] += 1
@@ -137,10 +140,10 @@ class SandboxServer:
             raise ValueError("the body must be a JSON object with a string 'code'")
         language = body.get("language", "python")
         c = self.config
-        timeout = _number(body.get("run_timeout"), c.default_run_timeout_s)
-        memory = _number(body.get("memory_limit_MB"), c.default_memory_mb)
-        limits = Limits(wall_s=min(max(timeout, 0.1), c.max_run_timeout_s),
-                        memory_mb=int(min(memory if memory > 0 else c.max_memory_mb, c.max_memory_mb)))
+        limits = Limits(wall_s=_clamp(body.get("run_timeout"), c.default_run_timeout_s, 0.1, c.max_run_timeout_s,
+                                      "run_timeout"),
+                        memory_mb=int(_clamp(body.get("memory_limit_MB"), c.default_memory_mb, 1, c.max_memory_mb,
+                                             "memory_limit_MB")))
         files = body.get("files") or {}
         if not isinstance(files, dict):
             raise ValueError("'files' must map paths to base64 contents")
@@ -165,23 +168,31 @@ class SandboxServer:
         if not self._authorized(request):
             return self._reject(401, "missing or wrong bearer token")
         started = time.monotonic()
+        q = request.query
+        c = self.config
         try:
-            body = orjson.loads(await request.read())
+            options = VerifyOptions(timeout_s=_clamp(q.get("timeout"), 30.0, 0.1, c.max_run_timeout_s, "timeout"),
+                                    memory_mb=int(_clamp(q.get("memory_mb"), 2048, 1, c.max_memory_mb, "memory_mb")),
+                                    coverage=q.get("coverage", "1") != "0")
+        except ValueError as e:
+            return self._reject(400, f"bad request: {e}")
+        raw = await request.read()
+        try:
+            # A large body is parsed off the event loop: other clients and /health keep their answers.
+            body = orjson.loads(raw) if len(raw) < 1 << 20 else await asyncio.to_thread(orjson.loads, raw)
         except orjson.JSONDecodeError as e:
             return self._reject(400, f"bad request: invalid JSON: {e}")
         rows = body.get("jobs") if isinstance(body, dict) else body
         if not isinstance(rows, list):
             return self._reject(400, "bad request: send a JSON list of verify rows, or {\"jobs\": [...]}")
-        q = request.query
-        options = VerifyOptions(timeout_s=min(_number(q.get("timeout"), 30.0), self.config.max_run_timeout_s),
-                                memory_mb=int(min(_number(q.get("memory_mb"), 2048), self.config.max_memory_mb)),
-                                coverage=q.get("coverage", "1") != "0")
+        if len(rows) > c.max_rows:
+            return self._reject(400, f"bad request: {len(rows)} rows in one body; at most {c.max_rows}, split it")
         jobs, bad = [], []
         for i, row in enumerate(rows, 1):
             try:
                 jobs.append(row_to_job(orjson.dumps(row), i, options))
             except BadRow as e:
-                bad.append({"id": e.row_id, "status": "bad_row", "reason": str(e)})
+                bad.append({"id": e.row_id, "status": "error", "reason": str(e)})
         full = self._full(len(jobs))
         if full is not None:
             return full
@@ -231,8 +242,18 @@ class SandboxServer:
             lines.append(f'kodcode_request_seconds_count{{route="{route}"}} {counts[-1]}')
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
 
+    @web.middleware
+    async def json_errors(self, request: web.Request, handler) -> web.StreamResponse:  # noqa: ANN001
+        """aiohttp's own refusals (413 for a large body, 404, 405) in SandboxFusion's JSON shape."""
+        try:
+            return await handler(request)
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            return self._reject(e.status, f"{e.reason}: {e.text}" if e.text and e.text != e.reason else e.reason)
+
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.config.max_body_bytes)
+        app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[self.json_errors])
         app.router.add_post("/run_code", self.run_code)
         app.router.add_post("/verify", self.verify)
         app.router.add_get("/health", self.health)
@@ -240,12 +261,23 @@ class SandboxServer:
         return app
 
 
-def _number(value: object, default: float) -> float:
+def _clamp(value: object, default: float, low: float, high: float, name: str) -> float:
+    """A request's limit: its default when absent, else a finite number clamped to [low, high].
+
+    Never 0 (which would mean "no limit" to the sandbox); anything that is not a finite number is
+    a ValueError naming the field (a 400 with the reason).
+    """
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError(f"expected a number, got {value!r}")
-    return float(value)
+        raise ValueError(f"{name} must be a number, not {value!r}"[:200])
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {value!r}"[:200]) from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, not {value!r}"[:200])
+    return min(max(number, low), high)
 
 
 def _sandbox_error(message: str) -> dict:
@@ -257,13 +289,20 @@ def run_code_response(v: Verdict, language: str | None) -> dict:
     if v.status == "sandbox_error":
         return _sandbox_error(v.reason)
     timed_out = v.status == "timeout"
+    reason = v.reason
     if language == "pytest":
-        return_code = v.exit_code if not timed_out else None
+        # pytest's own exit status; never 0 for a run the sandbox did not count as a pass (a skip or
+        # exit raised from the solution), since clients read return_code == 0 as success.
+        return_code = None if timed_out else (0 if v.status == "pass" else (v.exit_code or 1))
     else:
         message = v.tests[0].message if v.tests else ""
         return_code = int(message.split()[1].rstrip(":")) if message.startswith("exit ") else (None if timed_out else 1)
+        if message.startswith("exit ") and return_code != 0:
+            reason = f"the program {message}"  # its own exit status and last line of stderr
     ok = not timed_out and return_code == 0 and v.status == "pass"
-    return {"status": "Success" if ok else "Failed", "message": "" if ok else (v.reason or v.status)[:2000],
+    if v.truncated:
+        reason = (reason + "; " if reason and not ok else "") + "output truncated at the output limit"
+    return {"status": "Success" if ok else "Failed", "message": (reason if not ok or v.truncated else "")[:2000],
             "compile_result": None,
             "run_result": {"status": "TimeLimitExceeded" if timed_out else "Finished",
                            "execution_time": round(v.wall_s, 4), "return_code": return_code,

@@ -137,6 +137,9 @@ def python_dirs() -> tuple[str, ...]:
             dirs.add(p)
     dirs.update(site.getsitepackages())
     dirs.update(user_site_dirs())
+    # Site directories a .pth file chained in (a venv made on top of another venv's packages):
+    # only directories named site-packages or dist-packages, never a checkout on sys.path.
+    dirs.update(p for p in sys.path if os.path.basename(p.rstrip("/")) in ("site-packages", "dist-packages"))
     existing = sorted({os.path.realpath(d) for d in dirs if os.path.exists(d)} | {d for d in dirs if os.path.exists(d)})
     # Drop paths already covered by a parent in the list, and anything under /usr etc.
     out: list[str] = []

@@ -231,6 +231,8 @@ def map_verdict(job: Job, end: JobEnd, isolation: str) -> Verdict:
             status = "error"
         reason = f"the job process {how} before reporting a result"
     coverage = done.coverage if done is not None and not problem else None
+    if done is not None and not problem and end.trusted is None and code == 0:
+        code = done.exit_code  # pytest's own exit status, as a fresh `pytest` would have exited
     return Verdict(
         id=job.id, status=status, reason=reason, tests=tests, coverage=coverage, cpu_s=round(end.cpu_s, 4),
         wall_s=round(end.wall_s, 4), peak_rss_mb=round(end.peak_rss_mb, 1),

@@ -51,6 +51,12 @@ def tmp_venv(tmp_path_factory):
     site = Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                capture_output=True, text=True, check=True).stdout.strip())
     (site / "kodcode_venv_marker.py").write_text("VALUE = 42\n")
+    if sys.prefix != sys.base_prefix:
+        # Run from a venv (as the README recommends): --system-site-packages means the *base*
+        # interpreter's packages, so chain this venv's own packages in with a .pth file.
+        import site as site_module
+
+        (site / "outer-venv.pth").write_text("\n".join(site_module.getsitepackages()) + "\n")
     yield venv
     subprocess.run(["rm", "-rf", str(base)], check=False)
 

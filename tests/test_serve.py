@@ -112,9 +112,9 @@ def test_verify_streams_verdicts_with_ids_and_metrics_count_them(server):
     status, headers, out = call(url, "/verify?coverage=0", rows)
     assert status == 200 and headers["Content-Type"].startswith("application/x-ndjson")
     lines = [json.loads(x) for x in out.splitlines()]
-    assert [x["id"] for x in lines][0] == "no-test" and lines[0]["status"] == "bad_row"
+    assert [x["id"] for x in lines][0] == "no-test" and lines[0]["status"] == "error"
     got = {x["id"]: x["status"] for x in lines}
-    assert got == {"no-test": "bad_row", "slow": "pass", "fast": "pass", "broken": "fail"}
+    assert got == {"no-test": "error", "slow": "pass", "fast": "pass", "broken": "fail"}
     assert [x["id"] for x in lines].index("fast") < [x["id"] for x in lines].index("slow")  # completion order
     status, _, text = call(url, "/metrics")
     assert status == 200 and b'kodcode_verdicts_total{status="pass"}' in text

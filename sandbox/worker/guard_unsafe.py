@@ -13,7 +13,7 @@ out of its reach in principle; the verdict's rules live outside, in the supervis
   with (a plugin added by the solution can answer for any test).
 * The guard. Denied for job code: ctypes (raw memory and foreign calls), gc's object walks,
   opening a process's `mem` file, new audit hooks (which could watch this one), setting a trace or
-  profile function (except coverage's own tracer), replacing a function's `__code__`, and
+  profile function (except coverage's, and threading's start of a thread), replacing a function's `__code__`, and
   changing classes of pytest, pluggy, coverage or the sandbox.
 
 What remains possible (README, threat model): a solution can still call the reporter's own
@@ -54,6 +54,9 @@ def install(fd: int, box: list, config, sender, callers: dict) -> None:  # noqa:
     _len, _type, _id, _isinstance, _getattr, _sorted, _vars, _tuple, _list, _str = (
         len, type, id, isinstance, getattr, sorted, vars, tuple, list, str)
     basename, realpath, fsdecode = os.path.basename, os.path.realpath, os.fsdecode
+    import threading
+
+    threading_bootstrap = threading.Thread._bootstrap_inner.__code__
     token = box.pop()
     getframe = sys._getframe
     write = os.write
@@ -150,8 +153,10 @@ def install(fd: int, box: list, config, sender, callers: dict) -> None:  # noqa:
         if event == "sys.addaudithook":
             raise RuntimeError("the sandbox does not allow new audit hooks in a job")
         if event in ("sys.settrace", "sys.setprofile"):
+            # coverage's tracer, and threading handing a new thread the hook coverage registered
+            # (a trace function in another thread never sees the main thread's frames).
             f = getframe(1)
-            if f is None or "/coverage/" not in f.f_code.co_filename:
+            if f is None or not ("/coverage/" in f.f_code.co_filename or f.f_code is threading_bootstrap):
                 raise PermissionError(f"the sandbox does not allow {event} in a job")
         elif event in ("object.__setattr__", "object.__delattr__") and _len(args) >= 2:
             obj, name = args[0], args[1]
