@@ -103,6 +103,53 @@ def test_bad_requests_missing_tokens_and_oversized_bodies_are_refused_clearly(se
     assert call(url, "/run_code", raw=b'{"code": "' + b"x" * (17 * 1024 * 1024) + b'"}')[0] == 413
 
 
+def test_limits_and_inputs_are_validated_before_anything_is_admitted(server):
+    _, url = server
+    # A fraction of a megabyte or 0 must not become "no limit": clamped to at least 1 MB.
+    tiny = run_code(url, "x = bytearray(64 * 1024 ** 2)\nprint('allocated')", memory_limit_MB=0.5)
+    assert tiny["status"] == "Failed" and "allocated" not in tiny["run_result"]["stdout"], tiny
+    zero = run_code(url, "while True:\n    pass", run_timeout=0)
+    assert zero["run_result"]["status"] == "TimeLimitExceeded"  # 0 is the minimum, never "no limit"
+    for field, value in (("run_timeout", "abc"), ("run_timeout", "nan"), ("memory_limit_MB", "inf"),
+                         ("memory_limit_MB", [1])):
+        status, _, out = call(url, "/run_code", {"code": "1", field: value})
+        assert status == 400 and field.encode() in out and json.loads(out)["status"] == "SandboxError", out
+    for query in ("timeout=0", "timeout=nan", "timeout=abc", "memory_mb=0"):
+        status, _, out = call(url, f"/verify?{query}", [{"id": "a", "solution": "x = 1\n", "test": TEST}])
+        if query in ("timeout=0", "memory_mb=0"):
+            assert status == 200, out  # clamped, then run
+        else:
+            assert status == 400 and b"must be a finite number" in out or b"must be a number" in out, out
+    status, _, out = call(url, "/verify", [{"id": str(i)} for i in range(10_001)])
+    assert status == 400 and b"at most 10000" in out
+    status, _, out = call(url, "/run_code", raw=b'{"code": "' + b"x" * (17 * 1024 * 1024) + b'"}')
+    assert status == 413 and json.loads(out)["status"] == "SandboxError"
+    req = urllib.request.Request(url + "/run_code", data=b'{"code": "1"}', method="POST")
+    req.add_header("Authorization", "Bearer \u201ctoken\u201d".encode().decode("latin-1"))
+    try:
+        urllib.request.urlopen(req, timeout=30)
+        raise AssertionError("a wrong token was accepted")
+    except urllib.error.HTTPError as e:
+        assert e.code == 401
+
+
+def test_run_code_return_codes_are_a_real_process_s(server):
+    _, url = server
+    failing = run_code(url, TEST, language="pytest",
+                       files={"solution.py": base64.b64encode(b"def add(a, b):\n    return 0\n").decode()})
+    assert failing["run_result"]["return_code"] == 1
+    broken = run_code(url, "import nothing_here\n" + TEST, language="pytest",
+                      files={"solution.py": base64.b64encode(b"def add(a, b):\n    return a + b\n").decode()})
+    assert broken["run_result"]["return_code"] == 2
+    skipped = run_code(url, TEST, language="pytest", files={"solution.py": base64.b64encode(
+        b"import pytest\ndef add(a, b):\n    pytest.skip('no')\n").decode()})
+    assert skipped["status"] == "Failed" and skipped["run_result"]["return_code"] != 0
+    exited = run_code(url, "import sys\nsys.exit(3)")
+    assert exited["message"].startswith("the program exit 3"), exited["message"]
+    big = run_code(url, "print('x' * 1_000_000)")
+    assert big["status"] == "Success" and "truncated" in big["message"]
+
+
 def test_verify_streams_verdicts_with_ids_and_metrics_count_them(server):
     _, url = server
     rows = [{"id": "slow", "solution": "import time\ntime.sleep(1)\ndef add(a, b):\n    return a + b\n", "test": TEST},
