@@ -52,6 +52,8 @@ class ServeConfig:
     default_memory_mb: int = 1024
     max_memory_mb: int = 4096
     max_rows: int = 10_000  # rows in one /verify body; more get 400 before any is parsed into a job
+    header_timeout_s: float = 10.0  # a new connection must send a whole request head within this
+    max_connections_per_client: int = 256  # open connections from one address; more are closed at once
     retry_after_s: int = 1
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
@@ -310,6 +312,73 @@ def run_code_response(v: Verdict, language: str | None) -> dict:
             "files": {}}
 
 
+class ConnectionLimits:
+    """aiohttp's protocol factory behind two limits it lacks: a deadline for a new connection's first
+    request head (a client that opens connections and sends nothing, or a byte at a time, cannot
+    hold file descriptors for good) and a cap on open connections per client address."""
+
+    def __init__(self, server: web.Server, header_timeout_s: float, per_client: int) -> None:
+        self._server = server
+        self.header_timeout_s = header_timeout_s
+        self.per_client = per_client
+        self.open: Counter[str] = Counter()
+        self.closed_slow = self.refused = 0
+
+    def __getattr__(self, name: str) -> object:  # shutdown(), connections, ...: the real server's
+        return getattr(self._server, name)
+
+    def __call__(self) -> asyncio.Protocol:
+        return _LimitedConnection(self, self._server())
+
+
+class _LimitedConnection(asyncio.Protocol):
+    def __init__(self, limits: ConnectionLimits, inner: asyncio.Protocol) -> None:
+        self.limits, self.inner = limits, inner
+        self.host: str | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        host = str(peer[0]) if peer else ""
+        if self.limits.open[host] >= self.limits.per_client:
+            self.limits.refused += 1
+            transport.abort()
+            return
+        self.host, self.transport = host, transport
+        self.limits.open[host] += 1
+        self.inner.connection_made(transport)
+        self.timer = asyncio.get_running_loop().call_later(self.limits.header_timeout_s, self._deadline)
+
+    def _deadline(self) -> None:
+        # aiohttp counts a request once its head is parsed; none yet means a silent or trickling client.
+        if getattr(self.inner, "_request_count", 1) == 0 and self.transport is not None:
+            self.limits.closed_slow += 1
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.host is not None:
+            self.limits.open[self.host] -= 1
+            if self.limits.open[self.host] <= 0:
+                del self.limits.open[self.host]
+            self.host = None
+            self.inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
 async def serve(config: ServeConfig, on_ready: Callable[[int], None] | None = None) -> None:
     """Run until cancelled: start the pool, then the HTTP server (`on_ready(port)` once it listens);
     on the way out, stop both: jobs in flight are cancelled and their workers reaped."""
@@ -317,8 +386,10 @@ async def serve(config: ServeConfig, on_ready: Callable[[int], None] | None = No
         server = SandboxServer(config, pool)
         # shutdown_timeout: on the way out, requests still running get 1 s, then are cancelled (their
         # jobs killed); waiting out a 60 s job would make SIGTERM look like a hang.
-        runner = web.AppRunner(server.app(), handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
+        runner = web.AppRunner(server.app(), handler_cancellation=True, access_log=None, shutdown_timeout=1.0,
+                               keepalive_timeout=15.0)
         await runner.setup()
+        runner._server = ConnectionLimits(runner._server, config.header_timeout_s, config.max_connections_per_client)
         site = web.TCPSite(runner, config.host, config.port, backlog=1024)
         await site.start()
         try:

@@ -254,3 +254,55 @@ def test_rewards_score_honest_and_broken_answers_in_process_and_through_the_serv
     scores = asyncio.run(acompute_score_batch(["kodcode"] * 4, [answer, *hacks], [TEST] * 4, sandbox_url=url,
                                               token=TOKEN))
     assert [s["score"] for s in scores] == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_silent_connections_are_closed_and_one_client_cannot_hold_them_all(isolated):
+    """A client that opens connections and sends nothing (or a byte at a time) loses them after the
+    header deadline; past the per-client cap, new ones are closed at once; /health still answers."""
+    import asyncio
+    import threading
+
+    from kodcode_async.serve import ServeConfig, serve
+    from sandbox.pool import SandboxConfig
+
+    ready: list[int] = []
+    config = ServeConfig(port=0, header_timeout_s=1.0, max_connections_per_client=4,
+                         sandbox=SandboxConfig(workers=1))
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(serve(config, on_ready=ready.append))
+    def run() -> None:
+        try:
+            loop.run_until_complete(task)
+        except asyncio.CancelledError:
+            pass
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not ready and time.monotonic() < deadline:
+            time.sleep(0.05)
+        port = ready[0]
+        silent = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(6)]
+        silent[0].sendall(b"GET /hea")  # a trickle, never a whole head
+        time.sleep(0.3)
+        closed_now = 0
+        for s in silent[4:]:  # over the cap: closed at once
+            s.settimeout(2)
+            try:
+                closed_now += s.recv(1) == b""
+            except ConnectionResetError:
+                closed_now += 1
+        assert closed_now == 2
+        time.sleep(1.5)
+        for s in silent[:4]:  # past the header deadline: closed
+            s.settimeout(2)
+            try:
+                assert s.recv(1) == b""
+            except ConnectionResetError:
+                pass
+        status, _, body = call(f"http://127.0.0.1:{port}", "/health", token=None)
+        assert status == 200 and json.loads(body)["status"] == "ok"
+    finally:
+        loop.call_soon_threadsafe(task.cancel)
+        thread.join(timeout=30)
