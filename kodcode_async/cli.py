@@ -59,6 +59,27 @@ def _check_numbers(checks: list[tuple[str, object, str]]) -> str:
     return ""
 
 
+def _check_sandbox_workers(flag: str, workers: int | None) -> str:
+    """'' if this machine can hold `workers` sandbox workers, else the error line (nothing has started).
+
+    Each worker is a warm interpreter (~60-120 MB with its jobs) and a bubblewrap process: more than
+    the memory holds, or far more than the cores can run, only thrashes or brings the machine down.
+    """
+    if not workers:
+        return ""
+    from sandbox.pool import max_sandbox_workers
+
+    limit, why = max_sandbox_workers()
+    if workers > limit:
+        return (f"error: {flag} {workers} is more sandbox workers than this machine can hold ({why}: at most "
+                f"{limit}); each is a warm interpreter running one job at a time")
+    cores = os.cpu_count() or 1
+    if workers > 4 * cores:
+        print(f"warning: {flag} {workers} sandbox workers on {cores} cores: jobs will mostly wait for a core",
+              file=sys.stderr)
+    return ""
+
+
 def _names(text: str | None) -> tuple[str, ...]:
     return tuple(n.strip() for n in (text or "").split(",") if n.strip())
 
@@ -70,6 +91,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     problem = _check_numbers([("--workers", args.workers, "positive"), ("--timeout", args.timeout, "positive"),
                               ("--memory-mb", args.memory_mb, "non-negative"),
                               ("--flaky-reruns", args.flaky_reruns, "non-negative")])
+    problem = problem or _check_sandbox_workers("--workers", args.workers)
     if not problem:
         if os.path.isdir(args.input):
             problem = f"error: the input {args.input} is a directory; give a JSONL file"
@@ -236,6 +258,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         ("--gpus-per-engine", o.gpus_per_engine, "positive"),
         ("--dedup-threshold", o.dedup_threshold, "positive"), ("--decontam-threshold", o.decontam_threshold,
                                                                "positive")])
+    problem = problem or _check_sandbox_workers("--sandbox-workers", o.sandbox_workers)
     if problem:
         print(problem, file=sys.stderr)
         return 2
@@ -594,6 +617,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                               ("--port", args.port, "non-negative")])
     if not problem and args.port > 65535:
         problem = f"error: --port must be 0-65535, got {args.port}"
+    problem = problem or _check_sandbox_workers("--workers", args.workers)
     if problem:
         print(problem, file=sys.stderr)
         return 2

@@ -97,6 +97,22 @@ class SandboxConfig:
             raise ValueError(f"flaky reruns must be a whole number >= 0, not {self.flaky_reruns!r}")
 
 
+def max_sandbox_workers() -> tuple[int, str]:
+    """How many workers this machine can hold, and what bounds it: 150 MB of available memory per
+    worker (a warm interpreter and its job), and at most 16 per core."""
+    cores = os.cpu_count() or 1
+    try:
+        import psutil
+
+        available_mb = psutil.virtual_memory().available // (1024 * 1024)
+    except Exception:  # noqa: BLE001 - no psutil: cores only
+        available_mb = None
+    by_cores = 16 * cores
+    if available_mb is not None and available_mb // 150 < by_cores:
+        return max(1, int(available_mb // 150)), f"{available_mb} MB of memory available, 150 MB a worker"
+    return by_cores, f"{cores} cores, 16 workers a core"
+
+
 class SandboxUnavailable(RuntimeError):
     """The pool cannot start or keep workers alive: an engine-level failure, not a job outcome."""
 

@@ -95,3 +95,15 @@ def test_interrupted_verify_leaves_the_finished_rows_in_the_output_itself(tmp_pa
     done = read_jsonl(out)
     assert 3 <= len(done) < 40 and [r["id"] for r in done] == [f"r{i}" for i in range(len(done))]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["slow.jsonl", "v.jsonl"]
+
+
+def test_more_sandbox_workers_than_the_machine_holds_is_refused_before_anything_starts(tmp_path):
+    from tests.conftest import run_cli
+
+    out = tmp_path / "v.jsonl"
+    r = run_cli("verify", "examples/trials.jsonl", "-o", str(out), "--workers", "100000")
+    assert r.returncode == 2 and "more sandbox workers than this machine can hold" in r.stderr
+    assert not out.exists() and "Traceback" not in r.stderr
+    run_dir = tmp_path / "run"
+    r = run_cli("run", "--config", "examples/demo.toml", "--out", str(run_dir), "--sandbox-workers", "100000")
+    assert r.returncode == 2 and "--sandbox-workers 100000" in r.stderr and not run_dir.exists()
