@@ -384,6 +384,17 @@ def _finish_run(o: argparse.Namespace, report: RunReport, progress: Progress) ->
         print_summary(o.out, stats)
     if o.isolation == "none":
         print(NO_ISOLATION_WARNING, file=sys.stderr)
+    rejected = stats["rejected_rows"]
+    for row in rejected[:3]:  # on the terminal, --quiet or not: the reason a row was not used
+        where = f"line {row['line']}" if "line" in row else "a row"
+        print(f"warning: input {where} rejected: {row.get('reason', '?')}", file=sys.stderr)
+    if len(rejected) > 3:
+        print(f"warning: {len(rejected)} input rows rejected in all (every one in stats.json)", file=sys.stderr)
+    if o.input and not (o.subsets and o.start_at in ("", "questions")) and stats["questions"] == 0:
+        print(f"error: no usable question in {o.input}" + (" (every row was rejected)" if rejected else
+                                                           " (it is empty)")
+              + "; rows need a 'question' field", file=sys.stderr)
+        return 2
     unfinished = report.unfinished
     if unfinished:
         reasons = ", ".join(f"{why} ({n})" for why, n in unfinished.items())
@@ -843,7 +854,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except OSError as e:
+        # An output path that cannot be written (read-only, immutable, a full disk, a missing
+        # mount): one line naming the path, not a traceback. What was written before stays.
+        if e.errno is None or isinstance(e, (ConnectionError, TimeoutError)):
+            raise
+        where = f": {e.filename}" if e.filename else ""
+        print(f"error: cannot write or read{where}: {e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

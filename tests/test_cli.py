@@ -114,3 +114,31 @@ def test_the_cli_lists_of_stages_and_subsets_match_the_engines():
 
     assert cli.STAGES == run.STAGES
     assert cli.SUBSET_NAMES == tuple(subsets.SUBSETS)
+
+
+def test_an_output_path_that_cannot_be_written_gets_one_line_not_a_traceback(tmp_path, demo_run):
+    from tests.conftest import run_cli
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")  # a path under a file cannot be created, as root too
+    r = run_cli("run", "--config", "examples/demo.toml", "--out", str(blocker / "run"), "--quiet")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and str(blocker) in r.stderr, r.stderr
+    for args in (("export", str(demo_run), "-o", str(blocker / "x.parquet")),
+                 ("select", str(demo_run), "--n", "2", "-o", str(blocker / "x.jsonl")),
+                 ("report", str(demo_run), "-o", str(blocker / "report"))):
+        r = run_cli(*args)
+        assert r.returncode != 0 and "Traceback" not in r.stderr and "error" in r.stderr, (args, r.stderr)
+
+
+def test_a_run_with_no_usable_row_says_why_and_fails(tmp_path):
+    from tests.conftest import run_cli
+
+    bad = tmp_path / "q.jsonl"
+    bad.write_text('{"prompt": "x"}\n{"prompt": "y"}\n')
+    r = run_cli("run", "--config", "examples/demo.toml", "--input", str(bad), "--out", str(tmp_path / "r"), "--quiet")
+    assert r.returncode == 2 and "line 1 rejected: row has no non-empty string 'question'" in r.stderr
+    assert "no usable question" in r.stderr
+    empty = tmp_path / "e.jsonl"
+    empty.write_text("")
+    r = run_cli("run", "--config", "examples/demo.toml", "--input", str(empty), "--out", str(tmp_path / "e"))
+    assert r.returncode == 2 and "(it is empty)" in r.stderr
