@@ -108,6 +108,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     options = VerifyOptions(timeout_s=args.timeout, memory_mb=args.memory_mb, coverage=not args.no_coverage)
     if args.isolation == "none":
         print(NO_ISOLATION_WARNING, file=sys.stderr)
+
+    def terminated(*_: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM ends verify as Ctrl-C does: the pool closes, its logs go
+
+    previous = signal.signal(signal.SIGTERM, terminated)
     try:
         counts = _event_loop_runner()(run_verify(args.input, args.output, config, options))
     except (SandboxUnavailable, BaseExceptionGroup) as e:
@@ -123,6 +128,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"\ninterrupted; the verdicts finished so far are in {args.output} (in input order); "
               "verify is cheap to rerun", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     elapsed = counts.pop("_elapsed")
     total = sum(counts.values())
     if total == 0:

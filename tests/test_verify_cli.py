@@ -107,3 +107,26 @@ def test_more_sandbox_workers_than_the_machine_holds_is_refused_before_anything_
     run_dir = tmp_path / "run"
     r = run_cli("run", "--config", "examples/demo.toml", "--out", str(run_dir), "--sandbox-workers", "100000")
     assert r.returncode == 2 and "--sandbox-workers 100000" in r.stderr and not run_dir.exists()
+
+
+def test_sigterm_ends_verify_like_ctrl_c_and_leaves_no_log_directory(tmp_path):
+    import glob
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    before = set(glob.glob("/tmp/kodcode-sandbox-logs-*"))
+    out = tmp_path / "v.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "kodcode_async.cli", "verify", "examples/trials.jsonl", "-o",
+                             str(out), "--workers", "1"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (set(glob.glob("/tmp/kodcode-sandbox-logs-*")) - before):
+        time.sleep(0.05)
+    time.sleep(1.0)  # the pool is up and working
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted; the verdicts finished so far" in err, err
+    assert not (set(glob.glob("/tmp/kodcode-sandbox-logs-*")) - before)
