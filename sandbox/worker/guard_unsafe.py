@@ -56,7 +56,11 @@ def install(fd: int, box: list, config, sender, callers: dict) -> None:  # noqa:
     basename, realpath, fsdecode = os.path.basename, os.path.realpath, os.fsdecode
     import threading
 
-    threading_bootstrap = threading.Thread._bootstrap_inner.__code__
+    import doctest
+
+    # Callers that only hand a thread the tracer coverage registered, or put it back: threading
+    # starting a thread, and doctest restoring the tracer it found around its examples.
+    allowed_tracers = frozenset({threading.Thread._bootstrap_inner.__code__, doctest.DocTestRunner.run.__code__})
     token = box.pop()
     getframe = sys._getframe
     write = os.write
@@ -156,7 +160,7 @@ def install(fd: int, box: list, config, sender, callers: dict) -> None:  # noqa:
             # coverage's tracer, and threading handing a new thread the hook coverage registered
             # (a trace function in another thread never sees the main thread's frames).
             f = getframe(1)
-            if f is None or not ("/coverage/" in f.f_code.co_filename or f.f_code is threading_bootstrap):
+            if f is None or not ("/coverage/" in f.f_code.co_filename or f.f_code in allowed_tracers):
                 raise PermissionError(f"the sandbox does not allow {event} in a job")
         elif event in ("object.__setattr__", "object.__delattr__") and _len(args) >= 2:
             obj, name = args[0], args[1]

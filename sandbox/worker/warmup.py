@@ -119,6 +119,7 @@ def warm_pytest(warm: Warm, options: WorkerOptions) -> Warm:
         except Exception as e:  # noqa: BLE001 - a missing optional library is a warning
             warm.warnings.append(f"could not preload {name}: {type(e).__name__}: {e}")
     warm.reporter = Reporter()  # captures pytest's machinery as it is now (imports it)
+    import doctest  # noqa: F401 - the job's guard names doctest's runner (guard_unsafe.install): import it once here
     if options.strict_compare:
         from sandbox.worker.strict_unsafe import install_strict_compare
 
