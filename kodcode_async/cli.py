@@ -397,7 +397,8 @@ def _finish_run(o: argparse.Namespace, report: RunReport, progress: Progress) ->
         print(f"warning: input {where} rejected: {row.get('reason', '?')}", file=sys.stderr)
     if len(rejected) > 3:
         print(f"warning: {len(rejected)} input rows rejected in all (every one in stats.json)", file=sys.stderr)
-    if o.input and not (o.subsets and o.start_at in ("", "questions")) and stats["questions"] == 0:
+    if (o.input and not (o.subsets and o.start_at in ("", "questions")) and stats["questions"] == 0
+            and not report.unfinished):
         print(f"error: no usable question in {o.input}" + (" (every row was rejected)" if rejected else
                                                            " (it is empty)")
               + "; rows need a 'question' field", file=sys.stderr)
