@@ -298,10 +298,17 @@ def run_pytest_unsafe(warm, coverage_on: bool, solution: str, box: list) -> int:
     pct = line_coverage(cov, warm.area.solution_path, solution) if cov else None
     if reporter._changed() and code == 0:
         code, reason = 1, reporter.tampered  # whatever the reports said, this run proves nothing
+    if code == 3 and not reason and INTERNAL_ERROR_CAUSE:
+        cause = INTERNAL_ERROR_CAUSE[0]
+        reason = (f"{cause} raised outside any test (at import, or in a fixture): pytest stopped with an internal "
+                  "error" if cause == "SystemExit" else f"pytest internal error ({cause})")
     sys.stdout.flush()
     sys.stderr.flush()
     reporter._send(Done(exit_code=code, coverage=pct, memory_error=reporter.memory_error, reason=reason))
     return 0
+
+
+INTERNAL_ERROR_CAUSE: list[str] = []  # the exception that made pytest's session end in an internal error
 
 
 def run_started_session(config, session) -> int:  # noqa: ANN001
@@ -335,8 +342,9 @@ def run_started_session(config, session) -> int:  # noqa: ANN001
                 exitstatus = excinfo.value.returncode
             config.hook.pytest_keyboard_interrupt(excinfo=excinfo)
             session.exitstatus = exitstatus
-        except BaseException:
+        except BaseException as e:
             session.exitstatus = ExitCode.INTERNAL_ERROR
+            INTERNAL_ERROR_CAUSE[:] = [type(e).__name__]
             excinfo = _pytest._code.ExceptionInfo.from_current()
             try:
                 config.notify_exception(excinfo, config.option)
