@@ -10,9 +10,9 @@ from sandbox.protocol import TestOutcome as Outcome
 from sandbox.verdict import (
     JobEnd,
     combine_reruns,
+    declared_tests,
     describe_wait_status,
     map_verdict,
-    declared_tests,
     reference_label,
     status_from_pytest,
 )

@@ -54,9 +54,8 @@ def install(fd: int, box: list, config, sender, callers: dict) -> None:  # noqa:
     _len, _type, _id, _isinstance, _getattr, _sorted, _vars, _tuple, _list, _str = (
         len, type, id, isinstance, getattr, sorted, vars, tuple, list, str)
     basename, realpath, fsdecode = os.path.basename, os.path.realpath, os.fsdecode
-    import threading
-
     import doctest
+    import threading
 
     # Callers that only hand a thread the tracer coverage registered, or put it back: threading
     # starting a thread, and doctest restoring the tracer it found around its examples.
