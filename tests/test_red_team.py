@@ -334,3 +334,31 @@ def test_without_isolation_the_wipe_survives_a_hostile_tree(tmp_path):
     poison, after = run(Job(id="poison", solution=POISON, stdin_tests=[StdinCase("")], limits=LIMITS),
                         Job(id="after", solution=SOL, test=TESTS, limits=LIMITS), isolation="none")
     assert after.status == "pass", after.reason
+
+
+# ---- strict comparisons (opt-in) and their bypasses ----------------------------------------
+
+STRICT_BYPASSES = {
+    "int_subclass": "class _N(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = int.__hash__\n"
+                    "def add(a, b):\n    return _N(0)\n",
+    "registered_number": ("import numbers\nclass _N:\n    def __eq__(self, other):\n        return True\n"
+                          "numbers.Number.register(_N)\ndef add(a, b):\n    return _N()\n"),
+    "eq_bound_to_a_builtin": ("import functools\nclass _A:\n    __eq__ = functools.partialmethod(lambda self, o: True)\n"
+                              "def add(a, b):\n    return _A()\n"),
+    "helper_replaced": ("import sys\nsys.modules['test_solution']._kodcode_strict_compare = lambda a, b, op: True\n"
+                        "def add(a, b):\n    return 0\n"),
+    "helper_internals_patched": ("import sandbox.worker.strict_unsafe as s\n"
+                                 "s.strict_compare.__globals__['_HEAPTYPE'] = 0\n"
+                                 "class _A:\n    def __eq__(self, o):\n        return True\n"
+                                 "def add(a, b):\n    return _A()\n"),
+}
+
+
+def test_strict_mode_refuses_lying_comparisons_however_they_are_dressed(isolated):
+    jobs = [Job(id=name, solution=body, test=TESTS, limits=LIMITS) for name, body in STRICT_BYPASSES.items()]
+    jobs.append(Job(id="honest", solution=SOL, test=TESTS, limits=LIMITS))
+    jobs.append(Job(id="fraction", solution="from fractions import Fraction\ndef add(a, b):\n    return Fraction(a + b)\n",
+                    test=TESTS, limits=LIMITS))
+    verdicts = {v.id: v for v in run(*jobs, strict_compare=True)}
+    wrong = {n: (v.status, v.reason) for n, v in verdicts.items() if (v.status == "pass") != (n in ("honest", "fraction"))}
+    assert wrong == {}

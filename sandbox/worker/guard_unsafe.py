@@ -38,7 +38,7 @@ _PROC_MEM = re.compile(r"^/proc/(self|thread-self|\d+)(/task/\d+)?/(mem|pagemap)
 _DENIED = frozenset({"gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys._current_frames"})
 
 
-def install(fd: int, box: list, config, sender, callers: dict) -> None:  # noqa: ANN001
+def install(fd: int, box: list, config, sender, callers: dict, strict_mode: bool = False) -> None:  # noqa: ANN001
     """Install the emitter and the guard. `box` holds the token and is emptied here.
 
     sender: the code object of the function that calls sys.audit(EMIT, payload) (Reporter._send).
@@ -97,11 +97,18 @@ def install(fd: int, box: list, config, sender, callers: dict) -> None:  # noqa:
         obj = _getattr(item, "obj", None) if _type(item).__name__ == "Function" else None
         return _getattr(obj, "__code__", None)
 
+    strict = sys.modules.get("sandbox.worker.strict_unsafe")
+    helper = (strict.HELPER, strict.strict_compare) if strict is not None and strict_mode else None
+
     def check_test(event: TestEvent, anchor) -> TestEvent:  # noqa: ANN001
         outcome = event.test
         if outcome.outcome not in ("passed", "xpassed"):
             return event
         problem = tampered()
+        if not problem and helper is not None:
+            module = sys.modules.get("test_solution")
+            if module is None or _vars(module).get(helper[0]) is not helper[1]:
+                problem = "strict mode's comparison helper was replaced during the run"
         item = anchor.f_locals.get("item") if anchor is not None else None
         known = collected.get(_id(item))
         if not problem and (known is None or known[0] is not item or _getattr(item, "nodeid", None) != outcome.nodeid):

@@ -75,7 +75,7 @@ def job_process_unsafe(warm: Warm, options: WorkerOptions, fds: list[int], *, pr
     box = [spec.token]  # emptied by the result channel's audit hook, the one place the token lives on
     job = spec.job
     del spec
-    return run_pytest_unsafe(warm, job.coverage, job.solution, box)
+    return run_pytest_unsafe(warm, job.coverage, job.solution, box, options.strict_compare)
 
 
 def private_area(area: JobArea, options: WorkerOptions) -> None:

@@ -255,7 +255,8 @@ def _pause_while_rewriting() -> None:
     rewrite._rewrite_test = _rewrite_test
 
 
-def run_pytest_unsafe(warm, coverage_on: bool, solution: str, box: list) -> int:  # noqa: ANN001 - a warmup.Warm
+def run_pytest_unsafe(warm, coverage_on: bool, solution: str, box: list,  # noqa: ANN001 - a warmup.Warm
+                      strict: bool = False) -> int:
     """Run the prepared pytest session on the job area; send Done on fd 3. Returns 0.
 
     `box` holds the job's token; guard_unsafe.install takes it out before any job code runs.
@@ -265,7 +266,8 @@ def run_pytest_unsafe(warm, coverage_on: bool, solution: str, box: list) -> int:
     cov = warm.coverage if coverage_on else None
     reporter = warm.reporter
     guard_unsafe.install(RESULT_FD, box, warm.config,
-                         type(reporter)._send.__code__, reporter.emit_callers((run_pytest_unsafe.__code__,)))
+                         type(reporter)._send.__code__, reporter.emit_callers((run_pytest_unsafe.__code__,)),
+                         strict_mode=strict)
     code = 3
     reason = ""
     # With a started session, coverage runs in windows (see coverage_windows_plugin);

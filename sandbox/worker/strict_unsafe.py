@@ -4,50 +4,73 @@ An object whose `__eq__` always returns True makes `assert add(1, 2) == 3` pass 
 In strict mode, every `assert x == y` / `assert x != y` of a test module (a single comparison,
 anywhere inside the assert's expression) is rewritten, before pytest's own assertion rewriting,
 into a call that compares as usual but fails the assertion when the two sides have different
-types and one of them brings its own `__eq__`/`__ne__` (numbers compare freely across int, float,
-bool, Fraction and Decimal). Same-type comparisons of user classes (two linked lists) still use
-their `__eq__`. The helper is bound as a module global before the test module's first statement
-runs, so the solution (imported later) cannot swap it.
+types and one of them gets its `__eq__`/`__ne__` from a class written in Python (a subclass of
+int, a class registered as a number, a method bound to a builtin: all count). C types compare
+freely (int, float, bool, Decimal, numpy). Same-type comparisons of user classes (two linked lists)
+still use their `__eq__`. The helper binds what it uses when the zygote imports it, and is bound
+as a global of the test module before its first statement; the job's result-channel hook fails a
+pass if that global was replaced (guard_unsafe). Not covered: a lying element inside a container
+of the same type on both sides (`[x] == [1]`).
 """
 
 from __future__ import annotations
 
 import ast
-import inspect
-import numbers
-import types
+import collections  # noqa: F401 - their classes are known (trusted) before any job: see _make_helper
+import decimal  # noqa: F401
+import fractions  # noqa: F401
 
 HELPER = "_kodcode_strict_compare"  # a global of each rewritten test module
 _OPS = {ast.Eq: "==", ast.NotEq: "!="}
 
 
-def _own_method(kind: type, name: str) -> bool:
-    """True when `kind` (or a base below object) defines `name` as Python code. C implementations
-    (builtins, numpy arrays, pandas frames) are trusted; a class written in the solution is not."""
-    for klass in kind.__mro__:
-        if klass is object:
-            return False
-        if name in vars(klass):
-            return isinstance(inspect.unwrap(vars(klass)[name]), types.FunctionType)
-    return False
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement, not by C code
 
 
-def strict_compare(left: object, right: object, op: str) -> object:
-    result = left == right if op == "==" else left != right
-    if type(left) is type(right) or (isinstance(left, numbers.Number) and isinstance(right, numbers.Number)):
+def _make_helper():  # noqa: ANN202
+    """The helper, with everything it uses bound now (in the zygote): patching this module's globals,
+    builtins or numbers later changes nothing it does."""
+    _type, _bool, _vars, _error, _id, heaptype = type, bool, vars, AssertionError, id, _HEAPTYPE
+    import sys
+
+    # Classes that exist before any job (the standard library's Fraction and Counter, pytest's,
+    # preloaded libraries'): written in Python, but not by the solution.
+    known = frozenset(id(c) for m in list(sys.modules.values()) for c in list(_vars(m).values())
+                      if isinstance(c, type)) if sys.modules else frozenset()
+
+    def own_method(kind: type, name: str) -> bool:
+        """True when the class that provides `name` for `kind` was written in Python after the
+        zygote started (a class from the solution), whatever it binds there: a function, a
+        builtin, a partial. C types (int, str, list, numpy arrays) and classes that existed
+        before any job (Fraction, Counter) are trusted; so is object's default."""
+        for klass in kind.__mro__:
+            if klass is object:
+                return False
+            if name in _vars(klass):
+                return _bool(klass.__flags__ & heaptype) and _id(klass) not in known
+        return False
+
+    def strict_compare(left: object, right: object, op: str) -> object:
+        result = left == right if op == "==" else left != right
+        if _type(left) is _type(right):
+            return result
+        try:
+            passes = _bool(result) if op == "==" else not _bool(result)
+        except Exception:  # noqa: BLE001 - an array's truth value: the test decides (e.g. `.all()`)
+            return result
+        if not passes:
+            return result  # an honest failure
+        method = "__eq__" if op == "==" else "__ne__"
+        for side in (left, right):
+            if own_method(_type(side), method):
+                raise _error(f"strict comparison: {_type(left).__qualname__} {op} {_type(right).__qualname__} "
+                             f"uses {_type(side).__qualname__}.{method}, which strict mode does not trust")
         return result
-    try:
-        passes = bool(result) if op == "==" else not bool(result)
-    except Exception:  # noqa: BLE001 - an array's truth value: the test decides (e.g. `.all()`)
-        return result
-    if not passes:
-        return result  # an honest failure
-    method = "__eq__" if op == "==" else "__ne__"
-    for side in (left, right):
-        if _own_method(type(side), method):
-            raise AssertionError(f"strict comparison: {type(left).__qualname__} {op} {type(right).__qualname__} "
-                                 f"uses {type(side).__qualname__}.{method}, which strict mode does not trust")
-    return result
+
+    return strict_compare
+
+
+strict_compare = _make_helper()
 
 
 class _StrictAsserts(ast.NodeTransformer):
