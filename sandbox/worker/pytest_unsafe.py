@@ -302,8 +302,15 @@ def run_pytest_unsafe(warm, coverage_on: bool, solution: str, box: list,  # noqa
         code, reason = 1, reporter.tampered  # whatever the reports said, this run proves nothing
     if code == 3 and not reason and INTERNAL_ERROR_CAUSE:
         cause = INTERNAL_ERROR_CAUSE[0]
-        reason = (f"{cause} raised outside any test (at import, or in a fixture): pytest stopped with an internal "
-                  "error" if cause == "SystemExit" else f"pytest internal error ({cause})")
+        if cause == "MemoryError":
+            reporter.memory_error = True  # the job's memory ran out inside pytest's own code: still "memory"
+        elif cause in ("RecursionError", "SystemError"):
+            code = 1  # the interpreter gave out under the job's code (its stack or memory): a failure
+        elif cause == "SystemExit":
+            reason = ("SystemExit raised outside any test (at import, or in a fixture): pytest stopped with an "
+                      "internal error")
+        else:
+            reason = f"pytest internal error ({cause})"
     sys.stdout.flush()
     sys.stderr.flush()
     reporter._send(Done(exit_code=code, coverage=pct, memory_error=reporter.memory_error, reason=reason))
