@@ -44,7 +44,7 @@ from sandbox.protocol import (
 from sandbox.stdio import outputs_match
 from sandbox.verdict import JobEnd, failed_case, map_verdict
 from sandbox.worker.area import JobArea
-from sandbox.worker.zygote import KILL, PRELOAD, SPAWN, WARM_PYTEST, receive, send  # noqa: F401
+from sandbox.worker.zygote import KILL, PRELOAD, SPAWN, WARM_PYTEST, receive
 
 MAX_RESULT_BYTES = 16 * 1024 * 1024
 # A stdin case's output is compared whole up to this size; a larger output fails the case.
