@@ -251,15 +251,7 @@ class Supervisor:
                         kill_by = time.monotonic() + _KILL_GRACE_S
                     elif fd != result_r:
                         truncated = True
-        if ended is None:  # drained, but the zygote has not reported: wait for it (it must come)
-            self._kill()
-            try:
-                self.sock.settimeout(_KILL_GRACE_S)
-                ended = receive(self.sock)
-            except (OSError, EOFError, msgspec.DecodeError) as e:
-                raise WorkerBroken(f"the zygote did not report the job's end: {e}") from e
-            finally:
-                self.sock.settimeout(None)
+        assert ended is not None  # the loop ends only after the zygote reported (or raises WorkerBroken)
         return JobEnd(events=bytes(buffers[result_r]), stdout=bytes(buffers[out_r]), stderr=bytes(buffers[err_r]),
                       exit_code=int(ended["code"]), cpu_s=float(ended["cpu"]), peak_rss_mb=float(ended["rss"]),
                       wall_s=time.monotonic() - start, timed_out=timed_out, flooded=flooded, truncated=truncated)
