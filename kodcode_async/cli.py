@@ -131,10 +131,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     elapsed = counts.pop("_elapsed")
+    workers = counts.pop("_workers")
     total = sum(counts.values())
     if total == 0:
         print(f"warning: {args.input} has no rows; wrote an empty {args.output}", file=sys.stderr)
-    print(f"verified {total} rows in {elapsed:.1f} s ({total / max(elapsed, 1e-9):.1f} trials/s): "
+    print(f"verified {total} rows in {elapsed:.1f} s ({total / max(elapsed, 1e-9):.1f} trials/s, "
+          f"{workers} sandbox worker{'s' * (workers != 1)}): "
           + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f" -> {args.output}")
     if args.isolation == "none":
         print(NO_ISOLATION_WARNING, file=sys.stderr)

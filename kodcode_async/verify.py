@@ -7,7 +7,7 @@ import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import msgspec
 import orjson
@@ -107,14 +107,17 @@ def _open_output(path: str):  # noqa: ANN202 - small rows, flushed per row; the 
 async def run_verify(input_path: str, output_path: str, config: SandboxConfig, options: VerifyOptions) -> Counter:
     """Verify every row of input_path into output_path, in input order.
 
-    The pool starts (or refuses, with SandboxUnavailable) before the output is opened. Rows are
-    written to output_path itself as they finish, so an interrupted run leaves the finished
+    The pool starts (or refuses, with SandboxUnavailable) before the output is opened, with no
+    more workers than rows: a worker with nothing to do is only a warm interpreter's memory. Rows
+    are written to output_path itself as they finish, so an interrupted run leaves the finished
     prefix there, never in a hidden temporary file.
     """
     counts: Counter = Counter()
     start = time.monotonic()
+    rows = count_rows(input_path)
+    config = replace(config, workers=max(1, min(config.workers, rows)))
     async with SandboxPool(config) as pool:
-        progress = Progress("verify", total=count_rows(input_path),
+        progress = Progress("verify", total=rows,
                             render=lambda: " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
         with _open_output(output_path) as out:
 
@@ -129,4 +132,5 @@ async def run_verify(input_path: str, output_path: str, config: SandboxConfig, o
         progress.close()
     elapsed = time.monotonic() - start
     counts["_elapsed"] = elapsed  # type: ignore[assignment]
+    counts["_workers"] = config.workers
     return counts

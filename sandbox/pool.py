@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -44,6 +45,7 @@ from sandbox.protocol import (
     frame,
     frame_length,
 )
+from sandbox.tree import remove_tree
 from sandbox.verdict import combine_reruns
 
 log = logging.getLogger("kodcode_async.sandbox")
@@ -166,7 +168,7 @@ class Worker:
             return cmd, options, None, None
         # Without namespaces the interpreter may live where nobody cannot read (/root/.pyenv),
         # so "none" really is none: the code runs as the invoking user.
-        self.root = root = tempfile.mkdtemp(prefix="kodcode-sandbox-")
+        self.root = root = tempfile.mkdtemp(prefix=f"{_AREA_PREFIX}{os.getpid()}-")
         options = WorkerOptions(
             root=root, isolation="none", preload=list(self.config.preload),
             preload_on_demand=list(self.config.preload_on_demand),
@@ -260,7 +262,7 @@ class Worker:
         if proc is not None and proc.stdin is not None:
             proc.stdin.close()
         if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
+            remove_tree(self.root)  # a job's leftovers may be hostile: deep, unreadable, FIFOs
             self.root = None
 
     async def stop(self) -> None:
@@ -282,6 +284,43 @@ class Worker:
                 return f.read().decode("utf-8", "replace").strip() or "(empty)"
         except OSError:
             return "(no log)"
+
+
+# Temporary directories carry the owning process's pid, so one killed with SIGKILL (or by the OOM
+# killer), which never ran its clean-up, leaves directories the next pool can recognise and remove.
+_LOGS_PREFIX = "kodcode-sandbox-logs-"
+_AREA_PREFIX = "kodcode-sandbox-area-"
+_STALE = re.compile(rf"(?:{_LOGS_PREFIX}|{_AREA_PREFIX})(\d+)-")
+
+
+def sweep_stale_dirs(parent: str | None = None) -> list[str]:
+    """Remove the log and job-area directories of pools whose process is gone; returns them.
+
+    Only directories this user owns, and only when their pid is not running (a pid taken over by
+    another process keeps its directory: that costs disk, never another pool's logs).
+    """
+    parent = parent or tempfile.gettempdir()
+    removed = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _STALE.match(entry.name)
+        if not match:
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_uid != os.geteuid() or not entry.is_dir(follow_symlinks=False):
+                continue
+            os.kill(int(match.group(1)), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except (OSError, OverflowError, ValueError):
+            continue  # gone meanwhile, or alive under another user
+        if remove_tree(entry.path):
+            removed.append(entry.path)
+    return removed
 
 
 def _open_log(path: str):  # noqa: ANN202 - a plain binary file; opening it never blocks for long
@@ -345,7 +384,8 @@ class SandboxPool:
     async def start(self) -> None:
         """Start every worker. On failure or cancellation, no worker process is left behind."""
         self.check_isolation()
-        self._log_dir = tempfile.mkdtemp(prefix="kodcode-sandbox-logs-")
+        sweep_stale_dirs()
+        self._log_dir = tempfile.mkdtemp(prefix=f"{_LOGS_PREFIX}{os.getpid()}-")
         workers = [self._new_worker() for _ in range(self.config.workers)]
         try:
             async with asyncio.TaskGroup() as tg:

@@ -130,3 +130,35 @@ def test_sigterm_ends_verify_like_ctrl_c_and_leaves_no_log_directory(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted; the verdicts finished so far" in err, err
     assert not (set(glob.glob("/tmp/kodcode-sandbox-logs-*")) - before)
+
+
+def test_a_pool_killed_with_sigkill_leaves_directories_the_next_one_removes(tmp_path):
+    import glob
+    import os
+    import signal
+    import tempfile
+    import time
+
+    pattern = os.path.join(tempfile.gettempdir(), "kodcode-sandbox-logs-*")
+    before = set(glob.glob(pattern))
+    proc = subprocess.Popen([sys.executable, "-m", "kodcode_async.cli", "verify", "examples/trials.jsonl", "-o",
+                             str(tmp_path / "v.jsonl"), "--workers", "1"], cwd=ROOT, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (set(glob.glob(pattern)) - before):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # no clean-up runs: the kernel's OOM killer does the same
+    proc.wait(timeout=30)
+    left = set(glob.glob(pattern)) - before
+    assert [os.path.basename(p).split("-")[3] for p in left] == [str(proc.pid)]
+    # A live process's directory (this test's own pid) is left alone.
+    alive = tempfile.mkdtemp(prefix=f"kodcode-sandbox-logs-{os.getpid()}-")
+    try:
+        one = tmp_path / "one.jsonl"
+        one.write_text('{"id": "a", "solution": "x = 1\\n", "test": "def test_a():\\n    assert True\\n"}\n')
+        r = _verify(one, "-o", tmp_path / "w.jsonl", "--workers", "2", "--isolation", "none")
+        assert r.returncode == 0, r.stderr
+        assert "1 sandbox worker)" in r.stdout  # no more workers than rows
+        assert not any(os.path.exists(p) for p in left) and os.path.isdir(alive)
+    finally:
+        os.rmdir(alive)
