@@ -12,6 +12,7 @@ import tomllib
 from typing import TYPE_CHECKING
 
 from kodcode_async import __version__
+from kodcode_async.prompts import TEMPLATES
 
 if TYPE_CHECKING:  # imported lazily at run time: --help and bad flags answer without the engine
     from collections.abc import Callable
@@ -217,7 +218,34 @@ def load_config(path: str | None) -> dict:
             raise SystemExit(f"error: {path}: isolation must be \"bwrap\" (the default) or \"none\" "
                              f"(no isolation, asked for by name), not {value!r}")
         out[k] = value
-    return out
+    return _paths_from(os.path.dirname(path), out)
+
+
+# Keys naming files or folders: relative ones in a config file are relative to that file's folder,
+# so `run --config ../other/examples/demo.toml` reads the same files from anywhere.
+_PATH_KEYS = ("input", "out", "recorded", "sft_recorded", "prompts", "log_file")
+
+
+def _paths_from(base: str, options: dict) -> dict:
+    def place(p: str) -> str:
+        p = p.strip()
+        if not p or "://" in p or os.path.isabs(p):
+            return p
+        return os.path.normpath(os.path.join(base, os.path.expanduser(p)))
+
+    def looks_like_path(p: str) -> bool:
+        return "/" in p or p.endswith((".json", ".jsonl", ".toml"))
+
+    for key in _PATH_KEYS:
+        if options.get(key):
+            options[key] = place(options[key])
+    if options.get("seeds"):  # SUBSET=PATH pairs
+        options["seeds"] = ",".join(f"{k}={place(v)}" if sep else k for k, sep, v in
+                                    (part.partition("=") for part in options["seeds"].split(",")))
+    for key in ("benchmarks", "prefill_template"):  # names of bundled ones, or paths
+        if options.get(key):
+            options[key] = ",".join(place(x) if looks_like_path(x.strip()) else x for x in options[key].split(","))
+    return options
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -555,8 +583,8 @@ def print_summary(out: str, stats: dict) -> None:
         print(f"\nquestions: {stats['questions']}  verified: {stats['verified']}  "
               f"difficulty: {stats['difficulty']}  (isolation: {stats['sandbox_isolation']})")
     for subset, ks in stats["pass_at_k"].items():
-        shown = ", ".join(f"pass@{k} {v['questions']}" for k, v in list(ks.items())[:5])
-        print(f"  {subset}: {shown}")
+        shown = ", ".join(f"pass@{k} {v['questions']} ({v['rate']:.0%})" for k, v in list(ks.items())[:5])
+        print(f"  {subset}: questions solved within k attempts (share of all): {shown}")
     if stats["failure_reasons"]:
         print(f"  failed attempts by reason: {stats['failure_reasons']}")
     if stats["style_converted"] or stats["style_rejected"]:
@@ -682,6 +710,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: X)" only where the help does not state its default and there is one to state."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        unset = action.default is None or action.default is False or action.default in ("", argparse.SUPPRESS)
+        if "default" in text or unset or action.required:
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kodcode-async", description="Verifiable synthetic coding datasets, fast.")
     p.add_argument("--version", action="version", version=__version__)
@@ -752,9 +791,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--sft-nickname", help="column prefix for SFT results, e.g. r1 -> r1_pass_sequence (default r1)")
     r.add_argument("--seed", type=int, help="base seed: attempt k samples with seed + k (default 0; part of the "
                    "run's fingerprint)")
-    r.add_argument("--prompts", metavar="DIR", help="a folder with any of the stages' templates (solutions.system.txt, "
-                   "solutions.user.txt, style.user.txt, sft.user.txt) to use instead of ours; their hash is in "
-                   "every row's metadata")
+    r.add_argument("--prompts", metavar="DIR", help="a folder with any of our templates, to use instead of ours "
+                   f"(ours are in kodcode_async/prompts/): {', '.join(TEMPLATES)}, and prefill/NAME.toml; "
+                   "their hash is in every row's metadata")
     r.add_argument("--limit", type=int, metavar="N", help="only the first N input rows, or prompts when making "
                    "questions (default: all)")
     x = r.add_argument_group("executor (see docs/multi-node.md)")
@@ -812,11 +851,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
 
     e = sub.add_parser("export", help="write the run's dataset with KodCode-V1's column types",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_DefaultsHelp)
     e.add_argument("run_dir", help="a run directory (`run --out`), finished or not")
     e.add_argument("--format", choices=["parquet", "jsonl", "verl", "hf"], default="parquet",
                    help="parquet/jsonl: KodCode-V1's types; verl: verl's RL parquet; hf: a `datasets` folder")
-    e.add_argument("-o", "--output", help="output path (default: RUN_DIR/export/dataset.<format>)")
+    e.add_argument("-o", "--output", help="output path (default: in RUN_DIR/export/, dataset.parquet, "
+                   "dataset.jsonl, verl.parquet or the folder hf_dataset)")
     e.add_argument("--style", choices=["all", "instruct", "complete"], default="all",
                    help="which rows: instruct (verified.jsonl), complete (verified_complete.jsonl) or both, "
                    "told apart by the `style` column")
@@ -827,7 +867,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_export)
 
     sv = sub.add_parser("serve", help="serve the sandbox over HTTP: SandboxFusion's /run_code, batch /verify",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        formatter_class=_DefaultsHelp)
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on")
     sv.add_argument("--port", type=int, default=8080, help="port (0: any free port, printed at start)")
     sv.add_argument("--workers", type=int, default=None, help="sandbox workers (default: one per core)")
@@ -843,13 +883,13 @@ def build_parser() -> argparse.ArgumentParser:
     sv.set_defaults(func=cmd_serve)
 
     rp = sub.add_parser("report", help="draw a run as a self-contained HTML page of figures (PNGs beside it)",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        formatter_class=_DefaultsHelp)
     rp.add_argument("run_dir", help="a run directory (`run --out`), finished, running or interrupted")
     rp.add_argument("-o", "--output", help="the HTML file (default: RUN_DIR/report/report.html)")
     rp.set_defaults(func=cmd_report)
 
     sp = sub.add_parser("select", help="a stratified sample of a run's verified rows (a light training subset)",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        formatter_class=_DefaultsHelp)
     sp.add_argument("run_dir", help="a run directory (`run --out`)")
     sp.add_argument("--n", type=int, required=True, help="rows to select (all of them when fewer match)")
     sp.add_argument("--difficulty", default="", help="comma-separated labels to keep, e.g. hard,medium (default: all)")

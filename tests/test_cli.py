@@ -1,5 +1,6 @@
 """CLI details: engine-dead errors are found inside exception groups and reported plainly."""
 
+import argparse
 import subprocess
 import sys
 
@@ -142,3 +143,54 @@ def test_a_run_with_no_usable_row_says_why_and_fails(tmp_path):
     empty.write_text("")
     r = run_cli("run", "--config", "examples/demo.toml", "--input", str(empty), "--out", str(tmp_path / "e"))
     assert r.returncode == 2 and "(it is empty)" in r.stderr
+
+
+def test_full_toml_holds_every_key_with_its_default_except_the_marked_demo_lines():
+    import tomllib
+
+    from kodcode_async.cli import RUN_DEFAULTS
+
+    text = (ROOT / "examples" / "full.toml").read_text()
+    values = {k.replace("-", "_"): v for k, v in tomllib.loads(text).items()}
+    assert set(values) == set(RUN_DEFAULTS)
+    demo = {line.split("=")[0].strip().replace("-", "_") for line in text.splitlines()
+            if "# demo:" in line and not line.startswith("#")}
+    assert demo == {"input", "out", "model", "recorded", "max_attempts", "timeout", "style", "sft_n"}
+    for key, value in values.items():
+        assert (value != RUN_DEFAULTS[key]) == (key in demo), key
+
+
+def test_paths_in_a_config_file_are_relative_to_its_folder(tmp_path):
+    from kodcode_async.cli import load_config
+
+    cfg = tmp_path / "conf" / "x.toml"
+    cfg.parent.mkdir()
+    cfg.write_text('input = "q.jsonl"\nout = "../runs/a"\nrecorded = "/abs/r.jsonl"\nmodel = "m/x"\n'
+                   'seeds = "leetcode=s/lc.jsonl,docs=/d.jsonl"\nbenchmarks = "humaneval,b.jsonl"\n'
+                   'prefill-template = "llama3"\nlog-file = "~/k.log"\n')
+    o = load_config(str(cfg))
+    base = str(cfg.parent)
+    assert o["input"] == f"{base}/q.jsonl" and o["out"] == f"{tmp_path}/runs/a"
+    assert o["recorded"] == "/abs/r.jsonl" and o["model"] == "m/x"  # absolute paths and non-paths unchanged
+    assert o["seeds"] == f"leetcode={base}/s/lc.jsonl,docs=/d.jsonl"
+    assert o["benchmarks"] == f"humaneval,{base}/b.jsonl" and o["prefill_template"] == "llama3"
+    assert o["log_file"].startswith("/") and o["log_file"].endswith("/k.log")
+    # The bundled demo runs from any folder.
+    r = subprocess.run([sys.executable, "-m", "kodcode_async.cli", "run", "--config", str(ROOT / "examples" / "demo.toml"),
+                        "--out", str(tmp_path / "run"), "--limit", "1", "--sft-n", "0", "--isolation", "none",
+                        "--quiet"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "run" / "verified.jsonl").exists()
+
+
+def test_help_states_each_default_once():
+    from kodcode_async.cli import _DefaultsHelp, build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, sub in commands.items():
+        formatter = _DefaultsHelp(name)
+        for action in sub._actions:
+            text = formatter._expand_help(action) if action.help else ""
+            assert text.count("(default") <= 1 and "(default: None)" not in text, (name, action.dest, text)
+            assert "(default: )" not in text and "(default: False)" not in text, (name, action.dest, text)

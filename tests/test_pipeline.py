@@ -23,6 +23,8 @@ def test_demo_run_labels_difficulty_and_resumes_without_new_requests(tmp_path, i
     r = run_cli("run", "--config", "examples/demo.toml", "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert "verified: 4" in r.stdout
+    # Counts and shares, labelled (stats.json holds both as questions and rate).
+    assert "demo: questions solved within k attempts (share of all): pass@1 2 (40%), pass@2 3 (60%)" in r.stdout
     verified = {row["question_id"]: row for row in read_jsonl(out / "verified.jsonl")}
     failed = {row["question_id"]: row for row in read_jsonl(out / "failed.jsonl")}
     assert set(verified) == {"demo-001", "demo-002", "demo-003", "demo-005"} and set(failed) == {"demo-004"}
