@@ -618,7 +618,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             except ImportError:
                 token = None
     try:
-        result = export(args.run_dir, args.format, args.output, style=args.style, nick=args.nick,
+        result = export(args.run_dir, args.format, args.output, style=args.style, nick=args.nick, ids=args.ids,
                         push_to_hub=args.push_to_hub, private=args.private, token=token)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -653,7 +653,8 @@ def cmd_select(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if result.rows < args.n:
-        print(f"note: only {result.rows} rows match; all of them were selected", file=sys.stderr)
+        which = "1 row matches; it was" if result.rows == 1 else f"{result.rows} rows match; all of them were"
+        print(f"note: only {which} selected", file=sys.stderr)
     print(f"wrote {result.rows} rows to {result.path} (per stratum: {result.report})")
     return 0
 
@@ -861,6 +862,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which rows: instruct (verified.jsonl), complete (verified_complete.jsonl) or both, "
                    "told apart by the `style` column")
     e.add_argument("--nick", default="gpt4o", help="trial keys are trial_<nick>_<k>, as in KodCode-V1")
+    e.add_argument("--ids", choices=["v1", "ours"], default="v1",
+                   help="v1: subset names and question ids as KodCode-V1 writes them (Leetcode, "
+                   "Leetcode_000003_0_I / _C), to concatenate and join with it; ours: the run's own (leetcode, "
+                   "leetcode/000003/0)")
     e.add_argument("--push-to-hub", metavar="REPO", help="with --format hf: also push to this Hub dataset "
                    "repository (token from HF_TOKEN or `huggingface-cli login`)")
     e.add_argument("--private", action="store_true", help="with --push-to-hub: a private repository")

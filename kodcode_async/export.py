@@ -64,23 +64,32 @@ def _run_info(run_dir: str) -> tuple[dict, list[str]]:
     return fingerprint, notes
 
 
-def verl_row(row: dict, index: int) -> dict:
+def verl_row(row: dict, index: int, v1_ids: bool = True) -> dict:
+    subset, question_id = ((schema.v1_subset(row["subset"]), schema.v1_question_id(row)) if v1_ids
+                           else (row["subset"], row["question_id"]))
     return {
-        "data_source": f"kodcode-async/{row['subset']}",
+        "data_source": f"kodcode-async/{subset}",
         "prompt": [{"role": "user", "content": row["question"]}],
         "ability": "code",
         "reward_model": {"style": "rule", "ground_truth": row["test"]},
-        "extra_info": {"index": index, "question_id": row["question_id"], "difficulty": row["gpt_difficulty"],
+        "extra_info": {"index": index, "question_id": question_id, "difficulty": row["gpt_difficulty"],
                        "style": row.get("style", "instruct"), "test_info": orjson.dumps(row["test_info"]).decode()},
     }
 
 
 def export(run_dir: str, fmt: str, output: str | None = None, *, style: str = "all",
            nick: str = schema.PUBLISHED_NICK, push_to_hub: str | None = None, private: bool = False,
-           token: str | None = None) -> Exported:
-    """Write the dataset; raises ExportError with the reason when it cannot."""
+           token: str | None = None, ids: str = "v1") -> Exported:
+    """Write the dataset; raises ExportError with the reason when it cannot.
+
+    `ids` "v1" (the default) writes KodCode-V1's subset names and question ids, so a
+    concatenation with V1 filters and joins as one dataset; "ours" keeps the run's own.
+    """
     if fmt not in NAMES:
         raise ExportError(f"unknown format {fmt!r}: choose {', '.join(NAMES)}")
+    if ids not in ("v1", "ours"):
+        raise ExportError(f"--ids must be v1 or ours, not {ids!r}")
+    v1_ids = ids == "v1"
     if style not in ("all", "instruct", "complete"):
         raise ExportError(f"--style must be all, instruct or complete, not {style!r}")
     fingerprint, notes = _run_info(run_dir)
@@ -99,10 +108,11 @@ def export(run_dir: str, fmt: str, output: str | None = None, *, style: str = "a
     import pyarrow.parquet as pq
 
     if fmt == "verl":
-        table = pa.Table.from_pylist([verl_row(r, i) for i, r in enumerate(rows)], schema=schema.VERL)
+        table = pa.Table.from_pylist([verl_row(r, i, v1_ids) for i, r in enumerate(rows)], schema=schema.VERL)
     else:
         target = schema.dataset_schema(nick, attempts, sft_nick)
-        table = schema.table([schema.published_row(r, i, nick, sft_nick) for i, r in enumerate(rows)], target)
+        table = schema.table([schema.published_row(r, i, nick, sft_nick, v1_ids) for i, r in enumerate(rows)],
+                             target)
     tmp = out + ".tmp"
     if fmt == "jsonl":
         with open(tmp, "wb") as f:

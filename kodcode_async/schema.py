@@ -67,14 +67,48 @@ def dataset_schema(nick: str = PUBLISHED_NICK, trials: int = PUBLISHED_TRIALS, s
     return pa.schema(fields)
 
 
+# KodCode-V1's spelling of each subset (the reference's combine step writes these); ours are lower-case.
+V1_SUBSETS = {name.lower(): name for name in (
+    "Leetcode", "Codeforces", "Apps", "Taco", "Code_Contests", "Package", "Evol", "Algorithm", "Data_Structure",
+    "Docs", "Prefill", "Filter")}
+V1_SUFFIX = {"instruct": "I", "complete": "C"}
+
+
+def v1_subset(subset: str | None) -> str | None:
+    """V1's name of one of the 12 subsets (any case); any other subset name is left as it is."""
+    return V1_SUBSETS.get(subset.lower(), subset) if isinstance(subset, str) else subset
+
+
+def v1_prompt_id(row: dict) -> str:
+    """The question's key in V1's `<Subset>_<prompt_id>_<I|C>`: our question id without its subset
+    prefix, '/' as '_' (leetcode/000003/0 -> 000003_0; a user's demo-001 stays demo-001)."""
+    qid = str(row.get("question_id") or "")
+    subset = str(row.get("subset") or "")
+    if subset and qid.lower().startswith(subset.lower() + "/"):
+        qid = qid[len(subset) + 1:]
+    return qid.replace("/", "_")
+
+
+def v1_question_id(row: dict) -> str:
+    """`<Subset>_<prompt_id>_I` for an instruct row, `_C` for its completion-style twin, as in V1."""
+    suffix = V1_SUFFIX.get(row.get("style") or "instruct", "I")
+    return f"{v1_subset(row.get('subset'))}_{v1_prompt_id(row)}_{suffix}"
+
+
 def _text(value: object) -> str | None:
     if value is None or isinstance(value, str):
         return value
     return orjson.dumps(value).decode()
 
 
-def published_row(row: dict, row_id: int, nick: str = PUBLISHED_NICK, sft_nick: str | None = None) -> dict:
-    """One of our rows (verified.jsonl or verified_complete.jsonl) in the published shape."""
+def published_row(row: dict, row_id: int, nick: str = PUBLISHED_NICK, sft_nick: str | None = None,
+                  v1_ids: bool = True) -> dict:
+    """One of our rows (verified.jsonl or verified_complete.jsonl) in the published shape.
+
+    With `v1_ids` (the default) the values follow V1 too: subset names as V1 spells them,
+    question_id `<Subset>_<prompt_id>_I|C` with that prompt_id in the metadata, and an empty
+    original_instruction on instruct rows. Without, our subset names and ids stay.
+    """
     trials = {}
     for name, t in (row.get("trials") or {}).items():
         k = int(name.rsplit("_", 1)[1])
@@ -84,9 +118,18 @@ def published_row(row: dict, row_id: int, nick: str = PUBLISHED_NICK, sft_nick: 
             "test_result": t.get("test_result")}
     chosen = row.get("chosen_trial")
     meta = row.get("metadata") or {}
+    style = row.get("style", "instruct")
+    original = meta.get("instruct_question") or meta.get("original_instruction")
+    if v1_ids:
+        subset, question_id, prompt_id = v1_subset(row.get("subset")), v1_question_id(row), v1_prompt_id(row)
+        original = original or ""
+    else:
+        subset, question_id = row.get("subset"), row.get("question_id")
+        prompt_id = _text(meta.get("prompt_id", row.get("question_id")))
+    percentage = _float(row.get("gpt_pass_percentage"))
     out = {
-        "version": row.get("version", "v1"), "style": row.get("style", "instruct"), "subset": row.get("subset"),
-        "question_id": row.get("question_id"), "question": row.get("question"), "solution": row.get("solution"),
+        "version": row.get("version", "v1"), "style": style, "subset": subset,
+        "question_id": question_id, "question": row.get("question"), "solution": row.get("solution"),
         "test": row.get("test"),
         "test_info": [{"docstring": _text(i.get("docstring")),
                        "function_declaration": _text(i.get("function_declaration")),
@@ -94,10 +137,9 @@ def published_row(row: dict, row_id: int, nick: str = PUBLISHED_NICK, sft_nick: 
                       for i in row.get("test_info") or []],
         "gpt_pass_sequence": [int(x) for x in row.get("gpt_pass_sequence") or []],
         "gpt_pass_trial_num": int(row.get("gpt_pass_trial_num") or 0), "gpt_difficulty": row.get("gpt_difficulty"),
-        "gpt_pass_percentage": _float(row.get("gpt_pass_percentage")), "trials": trials,
+        "gpt_pass_percentage": None if percentage is None else round(percentage, 3), "trials": trials,
         "chosen_trial": trial_key(nick, int(chosen.rsplit("_", 1)[1])) if chosen else None,
-        "metadata": {"original_instruction": meta.get("instruct_question") or meta.get("original_instruction"),
-                     "prompt_id": _text(meta.get("prompt_id", row.get("question_id"))), "row_id": row_id,
+        "metadata": {"original_instruction": original, "prompt_id": prompt_id, "row_id": row_id,
                      "seed_ids": _text(meta.get("seed_ids"))},
         "benchmark_similarity": _float(row.get("benchmark_similarity")),
         "benchmark_instruction": row.get("benchmark_instruction"), "benchmark_task_id": row.get("benchmark_task_id"),

@@ -120,11 +120,20 @@ def write_add_questions(tmp_path, n, attempts=1):
     return questions, answers
 
 
-def start_test_server(answers, delay=0.0, port=0):
+def start_test_server(answers, delay=0.0, port=0, hold_after=None):
     """tests/openai_server.py in its own process; returns (process, base URL)."""
+    hold = ["--hold-after", str(hold_after)] if hold_after is not None else []
     proc = subprocess.Popen([sys.executable, "-m", "tests.openai_server", "--answers", str(answers),
-                             "--delay", str(delay), "--port", str(port)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+                             "--delay", str(delay), "--port", str(port), *hold], stdout=subprocess.PIPE, text=True,
+                            cwd=ROOT)
     return proc, proc.stdout.readline().strip()
+
+
+def release_test_server(url):
+    """Let the held requests of a server started with hold_after go on."""
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(url.replace("/v1", "/release"), method="POST")).read()
 
 
 def server_stats(url):

@@ -19,8 +19,11 @@ from aiohttp import web
 
 class Script:
     def __init__(self, faults: list[str] | None = None, text: str = "hello", answers: dict | None = None,
-                 retry_after: str = "1", delay: float = 0.0) -> None:
+                 retry_after: str = "1", delay: float = 0.0, hold_after: int | None = None) -> None:
         self.delay = delay
+        # Requests after the first `hold_after` wait until POST /release: a run is surely mid-way then.
+        self.hold_after = hold_after
+        self.released = asyncio.Event()
         self.faults = list(faults or [])  # consumed one per request: "500", "429", "slow", "reset", ...
         self.text = text
         self.answers = answers or {}
@@ -57,6 +60,8 @@ def make_app(script: Script) -> web.Application:
             while True:
                 await resp.write(b" ")
                 await asyncio.sleep(0.05)
+        if script.hold_after is not None and script.requests > script.hold_after:
+            await script.released.wait()
         if script.delay:
             await asyncio.sleep(script.delay)
         user = next((m["content"] for m in reversed(body.get("messages", [])) if m["role"] == "user"), "")
@@ -82,6 +87,10 @@ def make_app(script: Script) -> web.Application:
                          "finish_reason": "stop"} for i in range(body.get("n", 1))],
             "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}})
 
+    async def release(_: web.Request) -> web.Response:
+        script.released.set()
+        return web.json_response({"released": True})
+
     async def stats(_: web.Request) -> web.Response:
         return web.json_response({"requests": script.requests, "by_key": dict(script.by_key)})
 
@@ -89,6 +98,7 @@ def make_app(script: Script) -> web.Application:
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/completions", completions)
     app.router.add_get("/stats", stats)
+    app.router.add_post("/release", release)
     return app
 
 
@@ -106,13 +116,14 @@ def main() -> None:
     ap.add_argument("--answers", help="JSONL of {user, seed, response}")
     ap.add_argument("--delay", type=float, default=0.0)
     ap.add_argument("--port", type=int, default=0, help="0: any free port")
+    ap.add_argument("--hold-after", type=int, default=None, help="requests after the first N wait for POST /release")
     args = ap.parse_args()
     answers = {}
     if args.answers:
         for line in open(args.answers):
             row = json.loads(line)
             answers[json.dumps([row["user"], row["seed"]])] = row["response"]
-    script = Script(answers=answers, delay=args.delay)
+    script = Script(answers=answers, delay=args.delay, hold_after=args.hold_after)
 
     async def run() -> None:
         runner, url = await start_server(script, args.port)

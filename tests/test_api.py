@@ -48,7 +48,7 @@ def test_pipeline_api_without_isolation_on_benign_answers(tmp_path):
 
     got = {r["question_id"]: r for r in asyncio.run(main())}
     assert got["q0"]["gpt_pass_sequence"] == [1, 1, 1] and got["q0"]["gpt_difficulty"] == "easy"
-    assert got["q1"]["gpt_pass_sequence"] == [0, 1, 1] and got["q1"]["gpt_difficulty"] == "medium"
+    assert got["q1"]["gpt_pass_sequence"] == [0, 1, 1] and got["q1"]["gpt_difficulty"] == "easy"  # 2/3 is easy
     assert got["q1"]["chosen_trial"] == "trial_1"
 
 

@@ -31,7 +31,7 @@ def published_rows():
     trial = {"file_source": "magpie", "solution_code": "def f():\n    return 1\n",
              "test_code": "from solution import *\n\ndef test_f():\n    assert f() == 1\n", "test_coverage": 100.0,
              "test_result": "Pass"}
-    row = {"version": "v1.0", "style": "instruct", "subset": "Prefill", "question_id": "Prefill_1_I",
+    row = {"version": "v1.0", "style": "instruct", "subset": "Leetcode", "question_id": "Leetcode_1_I",
            "question": "Write f.", "solution": trial["solution_code"], "test": trial["test_code"],
            "test_info": [{"docstring": None, "function_declaration": "def f():", "function_name": "f",
                           "parameter_list": "()"}],
@@ -42,13 +42,23 @@ def published_rows():
            "metadata": {"original_instruction": "Write f.", "prompt_id": "p1", "row_id": 1, "seed_ids": "[]"},
            "benchmark_similarity": 0.4, "benchmark_instruction": "b", "benchmark_task_id": "HumanEval/0",
            "filter_reason": None}
-    return datasets.Dataset.from_list([row, {**row, "question_id": "Prefill_2_I"}], features=PUBLISHED)
+    return datasets.Dataset.from_list([row, {**row, "subset": "Prefill", "question_id": "Prefill_2_I"}],
+                                      features=PUBLISHED)
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory, isolated):
-    out = tmp_path_factory.mktemp("export") / "run"
-    r = run_cli("run", "--config", "examples/demo.toml", "--out", str(out), "--sft-n", "0")
+    """The demo, its questions filed under two of V1's subsets (one spelt as V1 does, one as we do)."""
+    from tests.conftest import ROOT
+
+    base = tmp_path_factory.mktemp("export")
+    questions = base / "questions.jsonl"
+    rows = read_jsonl(ROOT / "examples" / "questions.jsonl")
+    for i, row in enumerate(rows):
+        row["subset"] = "leetcode" if i % 2 == 0 else "Docs"
+    questions.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = base / "run"
+    r = run_cli("run", "--config", "examples/demo.toml", "--input", str(questions), "--out", str(out), "--sft-n", "0")
     assert r.returncode == 0, r.stderr
     return out
 
@@ -62,10 +72,25 @@ def test_the_demo_exports_with_the_published_types_and_concatenates_with_kodcode
     assert ours.features == PUBLISHED
     both = datasets.concatenate_datasets([ours, published_rows()])
     assert len(both) == 9
-    rows = {(r["question_id"], r["style"]): r for r in ours}
+    # One dataset: V1's subset names, ids and difficulty rule.
+    leetcode = both.filter(lambda r: r["subset"] == "Leetcode")
+    assert sorted(leetcode["question_id"]) == ["Leetcode_1_I", "Leetcode_demo-001_C", "Leetcode_demo-001_I",
+                                                "Leetcode_demo-003_I", "Leetcode_demo-005_C", "Leetcode_demo-005_I"]
+    assert set(both["subset"]) == {"Leetcode", "Docs", "Prefill"}
+    assert len(set(both["question_id"])) == len(both)  # unique, the instruct and completion twins included
+    easy = both.filter(lambda r: r["gpt_difficulty"] == "easy")
+    assert sorted(easy["question_id"]) == ["Leetcode_1_I", "Leetcode_demo-001_C", "Leetcode_demo-001_I",
+                                           "Leetcode_demo-005_C", "Leetcode_demo-005_I", "Prefill_2_I"]
+    rows = {r["question_id"]: r for r in ours}
+    assert rows["Leetcode_demo-005_I"]["gpt_pass_percentage"] == 0.667  # 3 decimals, as V1
+    assert rows["Leetcode_demo-005_I"]["metadata"]["prompt_id"] == "demo-005"
+    assert rows["Leetcode_demo-005_I"]["metadata"]["original_instruction"] == ""
     verified = {r["question_id"]: r for r in read_jsonl(demo_run / "verified.jsonl")}
     complete = {r["question_id"] for r in read_jsonl(demo_run / "verified_complete.jsonl")}
-    assert set(rows) == {(q, "instruct") for q in verified} | {(q, "complete") for q in complete}
+    subset = {q: "Leetcode" if int(q[-1]) % 2 else "Docs" for q in verified}
+    assert set(rows) == {f"{subset[q]}_{q}_I" for q in verified} | {f"{subset[q]}_{q}_C" for q in complete}
+    assert {r["style"] for r in ours if r["question_id"].endswith("_C")} == {"complete"}
+    rows = {(r["metadata"]["prompt_id"], r["style"]): r for r in ours}
     row = rows[("demo-003", "instruct")]
     assert row["gpt_pass_sequence"] == [0, 0, 0, 0, 1] and row["chosen_trial"] == "trial_gpt4o_4"
     assert row["trials"]["trial_gpt4o_4"]["test_result"] == "Pass" and row["trials"]["trial_gpt4o_5"] is None
@@ -78,6 +103,13 @@ def test_the_demo_exports_with_the_published_types_and_concatenates_with_kodcode
     r = run_cli("export", str(demo_run), "--style", "complete", "--format", "jsonl", "-o", str(tmp_path / "c.jsonl"))
     assert r.returncode == 0 and "wrote 3 rows" in r.stdout
     assert {row["style"] for row in read_jsonl(tmp_path / "c.jsonl")} == {"complete"}
+    # --ids ours keeps the run's own names.
+    r = run_cli("export", str(demo_run), "--ids", "ours", "--format", "jsonl", "-o", str(tmp_path / "o.jsonl"))
+    assert r.returncode == 0, r.stderr
+    own = read_jsonl(tmp_path / "o.jsonl")
+    assert {(x["subset"], x["question_id"]) for x in own if x["style"] == "instruct"} == {
+        (v["subset"], q) for q, v in verified.items()}
+    assert {x["subset"] for x in own} == {"leetcode", "Docs"}
 
 
 def test_sft_columns_follow_the_sft_release_and_trial_nicks_are_configurable(tmp_path, isolated):
@@ -88,7 +120,8 @@ def test_sft_columns_follow_the_sft_release_and_trial_nicks_are_configurable(tmp
     table = pq.read_table(tmp_path / "d.parquet")
     assert str(table.schema.field("r1_pass_sequence").type) == "list<element: int64>"
     assert str(table.schema.field("r1_correctness").type) == "string"
-    rows = {r["question_id"]: r for r in table.to_pylist()}
+    rows = {r["metadata"]["prompt_id"]: r for r in table.to_pylist()}
+    assert rows["demo-001"]["question_id"] == "demo_demo-001_I"  # a subset V1 does not have keeps its name
     assert rows["demo-001"]["r1_pass_sequence"] == [1, 0] and rows["demo-001"]["r1_correctness"] == "True"
     assert rows["demo-002"]["r1_correctness"] == "False" and rows["demo-001"]["chosen_trial"].startswith("trial_qwen_")
 

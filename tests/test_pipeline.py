@@ -34,6 +34,7 @@ def test_demo_run_labels_difficulty_and_resumes_without_new_requests(tmp_path, i
     assert verified["demo-003"]["gpt_difficulty"] == "hard"
     assert failed["demo-004"]["gpt_difficulty"] == "fail" and len(failed["demo-004"]["trials"]) == 5
     row = verified["demo-005"]
+    assert row["gpt_pass_sequence"] == [1, 0, 1] and row["gpt_difficulty"] == "easy"  # 2 of 3: easy, as in V1
     assert row["chosen_trial"] == "trial_0" and row["test_info"][0]["function_name"] == "pair_sum"
     statuses = {t["status"] for q in list(verified.values()) + list(failed.values()) for t in q["trials"].values()}
     assert {"pass", "fail", "error", "timeout", "parse_error"} <= statuses
@@ -82,13 +83,14 @@ def test_demo_run_labels_difficulty_and_resumes_without_new_requests(tmp_path, i
 
     assert run_cli("export", str(out), "--format", "verl", "--style", "instruct").returncode == 0
     verl = {r["extra_info"]["question_id"]: r for r in pq.read_table(out / "export" / "verl.parquet").to_pylist()}
-    assert set(verl) == set(verified)
+    assert set(verl) == {f"demo_{qid}_I" for qid in verified}  # V1's <Subset>_<prompt_id>_I
+    verl = {qid.removeprefix("demo_").removesuffix("_I"): row for qid, row in verl.items()}
     for qid, row in verl.items():
         assert row["reward_model"] == {"style": "rule", "ground_truth": verified[qid]["test"]}
         assert row["prompt"] == [{"role": "user", "content": verified[qid]["question"]}]
         assert row["ability"] == "code" and row["extra_info"]["difficulty"] == verified[qid]["gpt_difficulty"]
     assert run_cli("export", str(out), "--format", "parquet", "--style", "instruct").returncode == 0
-    exported = {r["question_id"]: r for r in pq.read_table(out / "export" / "dataset.parquet").to_pylist()}
+    exported = {r["metadata"]["prompt_id"]: r for r in pq.read_table(out / "export" / "dataset.parquet").to_pylist()}
     assert set(exported) == set(verified)
     for qid, row in exported.items():
         assert row["solution"] == verified[qid]["solution"] and row["test"] == verified[qid]["test"]

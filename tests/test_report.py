@@ -102,8 +102,8 @@ def test_select_keeps_each_stratum_its_share_and_is_repeatable(demo_run, tmp_pat
     assert (tmp_path / "lite.report.html").exists()
     # Filters; asking for more than there is selects all there is, and says so.
     r = run_cli("select", str(demo_run), "--n", "10", "--difficulty", "medium", "-o", str(out))
-    assert r.returncode == 0 and "only 2 rows match" in r.stderr
-    assert Counter(row["gpt_difficulty"] for row in read_jsonl(out)) == {"medium": 2}
+    assert r.returncode == 0 and "only 1 row matches; it was selected" in r.stderr
+    assert Counter(row["gpt_difficulty"] for row in read_jsonl(out)) == {"medium": 1}
     r = run_cli("select", str(demo_run), "--n", "10", "--style", "complete", "-o", str(out))
     assert {row["style"] for row in read_jsonl(out)} == {"complete"}
     r = run_cli("select", str(demo_run), "--n", "1", "--difficulty", "fail", "-o", str(out))

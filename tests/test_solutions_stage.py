@@ -8,10 +8,10 @@ from kodcode_async.stages.solutions import SolveOptions, difficulty, kodcode_row
 @pytest.mark.parametrize("passes,attempts,label", [
     (0, 1, "fail"), (0, 10, "fail"),
     (1, 1, "easy"), (3, 3, "easy"), (7, 10, "easy"),  # more than 2/3
-    (2, 3, "medium"), (4, 6, "medium"),  # exactly 2/3 is medium, not easy
-    (1, 2, "medium"), (5, 10, "medium"),
-    (1, 3, "medium"), (2, 6, "medium"),  # exactly 1/3 is medium, not hard
-    (3, 10, "hard"), (1, 4, "hard"), (1, 10, "hard"),  # less than 1/3
+    (2, 3, "easy"), (4, 6, "easy"), (6, 9, "easy"),  # exactly 2/3 is easy: the reference's code, not its prose
+    (1, 2, "medium"), (5, 10, "medium"), (6, 10, "medium"), (3, 5, "medium"),  # just under 2/3
+    (1, 3, "medium"), (2, 6, "medium"), (3, 9, "medium"),  # exactly 1/3 is medium, not hard
+    (3, 10, "hard"), (1, 4, "hard"), (1, 10, "hard"), (2, 7, "hard"),  # less than 1/3
 ])
 def test_difficulty_labels_at_and_around_the_boundaries(passes, attempts, label):
     assert difficulty(passes, attempts) == label
@@ -57,16 +57,17 @@ def test_the_whole_row_for_one_question():
         "solution": "def f():\n    return 'c'\n", "test": "from solution import f\ndef test_f():\n    f()\n",
         "test_info": [{"function_name": "f", "function_declaration": "def f():", "parameter_list": [],
                        "docstring": None}],
-        "gpt_pass_sequence": [0, 1, 1], "gpt_pass_trial_num": 2, "gpt_difficulty": "medium",
-        "gpt_pass_percentage": 0.6667,
+        "gpt_pass_sequence": [0, 1, 1], "gpt_pass_trial_num": 2, "gpt_difficulty": "easy",
+        "gpt_pass_percentage": 0.667,
         "trials": {"trial_0": trials[0], "trial_1": trials[1], "trial_2": trials[2]},
         "chosen_trial": "trial_2",
         "metadata": {"model": "model-x", "attempts": 3, "source": "seed-3"},
     }
 
 
-def test_pass_percentage_keeps_four_decimals_and_an_empty_question_is_a_fail():
-    assert _row([_trial(True, 1.0, "a"), _trial(False, 1.0, "b"), _trial(False, 1.0, "c")])["gpt_pass_percentage"] == 0.3333
+def test_pass_percentage_keeps_three_decimals_as_v1_and_an_empty_question_is_a_fail():
+    assert _row([_trial(True, 1.0, "a"), _trial(False, 1.0, "b"), _trial(False, 1.0, "c")])["gpt_pass_percentage"] == 0.333
+    assert _row([_trial(True, 1.0, str(i)) for i in range(6)] + [_trial(False, 1.0, "x")])["gpt_pass_percentage"] == 0.857
     empty = _row([])
     assert empty["gpt_pass_percentage"] == 0.0 and empty["gpt_difficulty"] == "fail" and empty["chosen_trial"] is None
 

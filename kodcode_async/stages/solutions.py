@@ -42,14 +42,21 @@ class SolveOptions:
 
 
 def difficulty(passes: int, attempts: int) -> str:
+    """The label of a question that passed `passes` of `attempts`: the rule of the reference
+    pipeline's code, which made KodCode-V1 (easy from 2/3 on, hard below 1/3; the paper's prose
+    says "more than 2/3"). Whole numbers, so 2 of 3 and 4 of 6 land exactly on the boundary."""
     if passes == 0:
-        return "fail"
-    rate = passes / attempts
-    if rate > 2 / 3:
+        return "fail"  # V1 holds no such row: it keeps passing questions only
+    if 3 * passes >= 2 * attempts:
         return "easy"
-    if rate >= 1 / 3:
-        return "medium"
-    return "hard"
+    if 3 * passes < attempts:
+        return "hard"
+    return "medium"
+
+
+def pass_percentage(passes: int, attempts: int) -> float:
+    """Share of attempts that passed, rounded to 3 decimals as in KodCode-V1."""
+    return round(passes / attempts, 3) if attempts else 0.0
 
 
 class SolveStage:
@@ -150,7 +157,7 @@ def kodcode_row(question: dict, trials: list[dict], model_name: str, prompt_hash
                       if best and not is_stdin(question) else []),
         "gpt_pass_sequence": seq, "gpt_pass_trial_num": passes,
         "gpt_difficulty": difficulty(passes, len(seq)),
-        "gpt_pass_percentage": round(passes / len(seq), 4) if seq else 0.0,
+        "gpt_pass_percentage": pass_percentage(passes, len(seq)),
         "trials": {f"trial_{k}": t for k, t in enumerate(trials)},
         "chosen_trial": f"trial_{chosen}" if chosen is not None else None,
         "metadata": {**meta_in, "model": model_name, "attempts": len(seq),
