@@ -1,8 +1,8 @@
 """An OpenAI-compatible test server (real HTTP on 127.0.0.1) with scripted misbehaviour.
 
 Answers /v1/chat/completions from recorded responses keyed by the user message, or with a fixed
-text. Faults are scripted per request number: 500, 429 (+Retry-After), slow, reset, malformed,
-endless body. Runs in-process (`start_server`) or as a subprocess (`python -m tests.openai_server`).
+text. Faults are scripted per request number: 500, 429 and 503 (+Retry-After), slow, reset,
+malformed, endless body. Runs in-process (`start_server`) or as a subprocess (`python -m tests.openai_server`).
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ def make_app(script: Script) -> web.Application:
             return web.Response(status=500, text="boom")
         if fault == "429":
             return web.Response(status=429, headers={"Retry-After": script.retry_after}, text="slow down")
+        if fault == "503":  # with Retry-After when the script has one (seconds or an HTTP date)
+            return web.Response(status=503, headers={"Retry-After": script.retry_after} if script.retry_after else {},
+                                text="overloaded")
         if fault == "400":
             return web.Response(status=400, text='{"error": "bad request"}')
         if fault == "slow":
