@@ -24,7 +24,7 @@ queue, the sink's queue, one item held by the source and one by the sink), whate
 Shutdown is by closing: when the source is exhausted it puts one end marker per task of the
 first stage; when every task of a stage has returned, that stage's closer does the same for the
 next. Every task belongs to the TaskGroup in `run`; an error that is not an item error stops the
-whole chain loudly (STYLE rules 3, 4, 7).
+whole chain loudly (CONTRIBUTING rules 3, 4, 7).
 """
 
 from __future__ import annotations

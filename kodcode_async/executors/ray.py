@@ -26,7 +26,7 @@ Why this shape:
   one runner, and the stages after them run sharded on its questions.jsonl.
 
 Messages between processes are explicit: jobs and verdicts cross as msgpack bytes of the sandbox's
-own typed structs; the run's frozen config dataclass is sent once per runner (STYLE rule 10).
+own typed structs; the run's frozen config dataclass is sent once per runner (CONTRIBUTING rule 10).
 Ray is imported only here, and this module only when `--executor ray` is chosen.
 """
 
