@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import tomllib
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kodcode_async import __version__
@@ -123,7 +124,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"error: {dead}", file=sys.stderr)
         return 1
     except OSError as e:
-        print(f"error: cannot write {args.output}: {e.strerror or e}", file=sys.stderr)
+        e.filename = e.filename or args.output
+        print(storage_line(e) + f"; the verdicts finished so far are in {args.output}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"\ninterrupted; the verdicts finished so far are in {args.output} (in input order); "
@@ -376,9 +378,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"\ninterrupted: finished items are in {o.out}; run the same command again to resume.",
               file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (BackendDead, SandboxUnavailable, EmbedderUnavailable, BaseExceptionGroup) as e:
+    except (BackendDead, SandboxUnavailable, EmbedderUnavailable, OSError, BaseExceptionGroup) as e:
         # Engine-dead errors arrive wrapped in the engine's TaskGroup; anything else is a bug: re-raise.
         dead = _engine_dead(e, (BackendDead, SandboxUnavailable, EmbedderUnavailable))
+        storage = _storage_error(e)
+        if dead is None and storage is not None:
+            progress.close()
+            print(storage_line(storage, o.out, progress, o.input), file=sys.stderr)
+            return 1
         if dead is None:
             raise
         progress.close()
@@ -474,6 +481,13 @@ def _run_on_ray(o: argparse.Namespace, config: object, spec: dict, sft_spec: dic
                  f"finished items are in {o.out}/shards; fix the cause and run the same command to resume.")
         print(f"error: {e}\n{where}", file=sys.stderr)
         return 1
+    except (OSError, BaseExceptionGroup) as e:  # the merge or a shard's files on a full or read-only disk
+        storage = _storage_error(e)
+        if storage is None:
+            raise
+        progress.close()
+        print(storage_line(storage, o.out, progress, o.input), file=sys.stderr)
+        return 1
     return _finish_run(o, report, progress)
 
 
@@ -553,6 +567,55 @@ def render_progress(snap: dict) -> str:
     lines.append(f"  sandbox    {box['jobs']} jobs ({box['jobs'] / elapsed:.1f}/s), {box['busy']}/{box['workers']} "
                  f"busy, {box['replayed']} replayed ({snap['isolation']})")
     return "\n".join(lines)
+
+
+def _storage_error(error: BaseException) -> OSError | None:
+    """A file-system error (full disk, read-only, I/O) in `error` or its group; not a network one."""
+    found = _engine_dead(error, (OSError,))
+    if isinstance(found, OSError) and found.errno is not None and not isinstance(found, (ConnectionError, TimeoutError)):
+        return found
+    return None
+
+
+def storage_line(e: OSError, out: str | None = None, progress: Progress | None = None,
+                 input_path: str | None = None) -> str:
+    """One line for a write that failed: the path, why, and for a full disk what is free and, when a
+    run's progress says, about how much more it needs; then how to go on."""
+    import errno
+    import shutil
+
+    path = e.filename or out or "?"
+    text = f"error: cannot write {path}: {e.strerror or e}"
+    if e.errno == errno.ENOSPC:
+        where = os.path.dirname(os.path.abspath(str(path))) if e.filename else str(path)
+        try:
+            text += f" ({shutil.disk_usage(where).free / 1e6:.1f} MB free there)"
+        except OSError:
+            pass
+        done, total = _run_progress(out, progress, input_path)
+        if out and done and total and total > done:
+            used = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file())
+            need = used / done * (total - done)
+            text += f"; the {total - done} items left need about {need / 1e6:.1f} MB more"
+    if out:
+        text += f"; finished items are in {out}: free space and run the same command again to resume"
+    return text
+
+
+def _run_progress(out: str | None, progress: Progress | None, input_path: str | None) -> tuple[int, int]:
+    """(items finished, items in all) of a run, from its live view or else from its files."""
+    if progress is not None and progress.done and progress.total:
+        return progress.done, int(progress.total)
+    if not out or not input_path:
+        return 0, 0
+    from kodcode_async.jsonl import count_rows
+
+    try:
+        done = sum(count_rows(os.path.join(out, name)) for name in ("verified.jsonl", "failed.jsonl")
+                   if os.path.exists(os.path.join(out, name)))
+        return done, count_rows(input_path)
+    except OSError:
+        return 0, 0
 
 
 def _engine_dead(error: BaseException, kinds: tuple[type, ...]) -> BaseException | None:
@@ -916,8 +979,7 @@ def main(argv: list[str] | None = None) -> int:
         # mount): one line naming the path, not a traceback. What was written before stays.
         if e.errno is None or isinstance(e, (ConnectionError, TimeoutError)):
             raise
-        where = f": {e.filename}" if e.filename else ""
-        print(f"error: cannot write or read{where}: {e.strerror or e}", file=sys.stderr)
+        print(storage_line(e).replace("cannot write", "cannot write or read", 1), file=sys.stderr)
         return 2
 
 

@@ -9,6 +9,7 @@ empty file with the full schema.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -114,14 +115,19 @@ def export(run_dir: str, fmt: str, output: str | None = None, *, style: str = "a
         table = schema.table([schema.published_row(r, i, nick, sft_nick, v1_ids) for i, r in enumerate(rows)],
                              target)
     tmp = out + ".tmp"
-    if fmt == "jsonl":
-        with open(tmp, "wb") as f:
-            for row in table.to_pylist():
-                f.write(orjson.dumps(row) + b"\n")
-        os.replace(tmp, out)
-    elif fmt in ("parquet", "verl"):
-        pq.write_table(table, tmp)
-        os.replace(tmp, out)
+    if fmt in ("jsonl", "parquet", "verl"):
+        try:  # the file appears whole or not at all: a full disk leaves neither it nor the temporary
+            if fmt == "jsonl":
+                with open(tmp, "wb") as f:
+                    for row in table.to_pylist():
+                        f.write(orjson.dumps(row) + b"\n")
+            else:
+                pq.write_table(table, tmp)
+            os.replace(tmp, out)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
     else:
         notes += _write_hf(table, out, push_to_hub, private, token)
     return Exported(out, len(rows), tuple(notes))

@@ -16,8 +16,11 @@ process loses nothing that was committed, and kill -9 is a process crash.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import hashlib
 import sqlite3
+from collections.abc import Iterator
 
 import orjson
 
@@ -33,6 +36,22 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
+
+
+@contextlib.contextmanager
+def storage_errors(path: str) -> Iterator[None]:
+    """SQLite's "disk is full" and I/O errors as the OSError they are (ENOSPC, EIO) naming the file:
+    callers and the CLI handle a full disk in one place, whatever wrote to it. Other SQLite errors
+    (a bug, a corrupt file) stay what they are."""
+    try:
+        yield
+    except sqlite3.Error as e:
+        code = getattr(e, "sqlite_errorcode", None)
+        if code == sqlite3.SQLITE_FULL:
+            raise OSError(errno.ENOSPC, "No space left on device", path) from e
+        if code is not None and code & 0xFF in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN):
+            raise OSError(errno.EIO, f"cannot write the journal ({e})", path) from e
+        raise
 
 
 BATCH_ROWS = 2000  # a tick with more answers than this commits early: bounded memory, bounded commit time
@@ -51,12 +70,13 @@ def payload_hash(payload: object) -> str:
 class Journal:
     def __init__(self, path: str) -> None:
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        # SQL keywords and names are case-insensitive, so mutants that change their case are
-        # equivalent; the SQL lines carry `pragma: no mutate` for that reason alone.
-        self.db.execute("PRAGMA journal_mode=WAL")  # pragma: no mutate
-        self.db.execute("PRAGMA synchronous=NORMAL")  # pragma: no mutate
-        self.db.executescript(SCHEMA)
+        with storage_errors(path):
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            # SQL keywords and names are case-insensitive, so mutants that change their case are
+            # equivalent; the SQL lines carry `pragma: no mutate` for that reason alone.
+            self.db.execute("PRAGMA journal_mode=WAL")  # pragma: no mutate
+            self.db.execute("PRAGMA synchronous=NORMAL")  # pragma: no mutate
+            self.db.executescript(SCHEMA)
         self.hits = 0
         self.writes = 0
         self.commits = 0
@@ -111,11 +131,11 @@ class Journal:
             rows = [(*key, body) for key, body in self._pending.items()]
             self._pending = {}
             try:
-                with self.db:  # one transaction
+                with storage_errors(self.path), self.db:  # one transaction
                     self.db.execute("BEGIN")  # pragma: no mutate
                     self.db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?)",  # pragma: no mutate
                                         rows)
-            except sqlite3.Error as e:
+            except (sqlite3.Error, OSError) as e:
                 if committed is not None and not committed.done():
                     committed.set_exception(e)
                     return
@@ -129,7 +149,8 @@ class Journal:
         return orjson.loads(row[0]) if row else None
 
     def put_meta(self, key: str, value: object) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, orjson.dumps(value)))  # pragma: no mutate
+        with storage_errors(self.path):
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, orjson.dumps(value)))  # pragma: no mutate
 
     def records(self, kind: str, stage: str) -> list[tuple[str, object]]:
         """(item id, body) of every committed record of `kind` and `stage`, oldest first."""
@@ -142,5 +163,7 @@ class Journal:
         return self.db.execute("SELECT COUNT(*) FROM records WHERE kind=?", (kind,)).fetchone()[0]  # pragma: no mutate
 
     def close(self) -> None:
-        self.flush()
-        self.db.close()
+        try:
+            self.flush()
+        finally:
+            self.db.close()

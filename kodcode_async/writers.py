@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 
 import orjson
@@ -69,6 +70,8 @@ class JsonlWriter:
                     view = view[self._f.write(view):]
                 self.writes += 1
         except OSError as e:
+            if e.filename is None:
+                e.filename = self.path  # a failed write(2) names no file; the user needs to know which
             if written is not None and not written.done():
                 written.set_exception(e)
                 return
@@ -84,9 +87,16 @@ class JsonlWriter:
 
 
 def write_json_atomic(path: str, data: object) -> None:
+    """`path` holds the old content or the new, never a part; a failed write (a full disk) leaves
+    no temporary file behind."""
     tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(orjson.dumps(data, option=orjson.OPT_INDENT_2))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
