@@ -492,8 +492,11 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, extra_path
     try:
         ray.init(address=address, num_cpus=num_cpus if local else None, include_dashboard=False,
                  log_to_driver=False, logging_level=logging.WARNING,
-                 # messages are small (configs, jobs, verdicts): a modest store, not 30% of the RAM
-                 **({"object_store_memory": 256 * 1024 * 1024} if local else {}),
+                 # messages are small (configs, jobs, verdicts): a modest store, not 30% of the RAM;
+                 # workers at normal priority (Ray's default is nice 15): on a machine busy with other
+                 # work the sandbox pools and runners would get a few percent of a core and crawl
+                 **({"object_store_memory": 256 * 1024 * 1024, "_system_config": {"worker_niceness": 0}}
+                    if local else {}),
                  runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join((root, *extra_paths))}})
     except Exception as e:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError ...
         raise RayUnavailable(f"cannot start or reach Ray ({address or 'a local instance'}): {e}") from e
