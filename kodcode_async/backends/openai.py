@@ -2,8 +2,8 @@
 
 One `aiohttp.ClientSession` per backend, set up for the networks users have:
 
-* proxies from the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`; `trust_env`), and a
-  connection error names the proxy it went through;
+* proxies from the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`, read by aiohttp's rules
+  once per origin), and a connection error names the proxy it went through;
 * 307/308 redirects followed with the same POST (a few hops; the API key goes to the same host
   only); 301/302/303 are an error naming `Location`, never retried (a POST cannot follow them);
 * idle keep-alive connections closed after `idle_timeout_s` (15 s), before a NAT or load
@@ -84,15 +84,21 @@ def check_api_key(key: str) -> None:
                          "quotes pasted with it); check the environment variable named by --api-key-env")
 
 
-def proxy_for(url: URL) -> str | None:
-    """The proxy aiohttp takes for `url` from the environment (None: a direct connection)."""
+def env_proxy(url: URL) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+    """The proxy (and its credentials) the environment names for `url`, by aiohttp's own rules
+    (`HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`, as `trust_env` reads them); (None, None): direct."""
     try:
         from aiohttp.helpers import get_env_proxy_for_url
 
-        proxy, _ = get_env_proxy_for_url(url)
-        return str(proxy.with_user(None)) if proxy is not None else None  # no password in messages
-    except (LookupError, ImportError, ValueError):
-        return None
+        return get_env_proxy_for_url(url)
+    except (LookupError, ValueError):
+        return None, None
+
+
+def proxy_for(url: URL) -> str | None:
+    """The proxy `url` goes through, for messages (no password)."""
+    proxy, _ = env_proxy(url)
+    return str(proxy.with_user(None)) if proxy is not None else None
 
 
 class _Retryable(Exception):
@@ -141,6 +147,9 @@ class OpenAIBackend:
         self.requests_sent = 0
         self._cooldown_until = 0.0  # shared: a 429 or 503 slows every request, not just the one that got it
         self._session: aiohttp.ClientSession | None = None
+        # The proxy of each origin, looked up once: with `trust_env` aiohttp would look it up (and
+        # ~/.netrc) in a thread for every request, most of the client's CPU at thousands a second.
+        self._proxies: dict[tuple[str, str | None, int | None], tuple[URL | None, aiohttp.BasicAuth | None]] = {}
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -148,7 +157,7 @@ class OpenAIBackend:
                                              keepalive_timeout=self.config.idle_timeout_s, resolver=self._resolver,
                                              happy_eyeballs_delay=0.25, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(
-                connector=connector, trust_env=True, headers={"Content-Type": "application/json"},
+                connector=connector, headers={"Content-Type": "application/json"},
                 timeout=aiohttp.ClientTimeout(total=self.config.timeout_s), raise_for_status=False)
         return self._session
 
@@ -197,8 +206,13 @@ class OpenAIBackend:
         headers = self._auth
         for _ in range(MAX_REDIRECTS + 1):
             self.requests_sent += 1
+            origin = (url.scheme, url.host, url.port)
+            proxy = self._proxies.get(origin)
+            if proxy is None:
+                proxy = self._proxies[origin] = env_proxy(url)
             try:
-                async with self._client().post(url, data=data, headers=headers, allow_redirects=False) as resp:
+                async with self._client().post(url, data=data, headers=headers, allow_redirects=False,
+                                               proxy=proxy[0], proxy_auth=proxy[1]) as resp:
                     if resp.status in FOLLOWED or resp.status in REFUSED:
                         location = resp.headers.get("Location", "")
                         body = b""
