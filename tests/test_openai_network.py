@@ -413,9 +413,10 @@ def test_an_address_that_never_answers_costs_a_moment_not_the_connect_timeout():
 
 # ---- Retry-After, keys and paths ----------------------------------------------------------------
 
+@pytest.mark.parametrize("status, kind", [("429", "rate_limited"), ("503", "unavailable")])
 @pytest.mark.parametrize("form", ["seconds", "http-date"])
-def test_503_with_retry_after_waits_it_out_in_either_form_without_burning_a_retry(form):
-    script = Script(faults=["503"], text="later")
+def test_retry_after_on_429_and_503_is_waited_out_in_either_form_without_burning_a_retry(status, kind, form):
+    script = Script(faults=[status], text="later")
 
     async def main():
         runner, url = await start_server(script)
@@ -428,7 +429,7 @@ def test_503_with_retry_after_waits_it_out_in_either_form_without_burning_a_retr
             await runner.cleanup()
 
     out, b = asyncio.run(main())
-    assert out.texts == ["later"] and b.errors == {"unavailable": 1}
+    assert out.texts == ["later"] and b.errors == {kind: 1}
     assert script.arrivals[1] - script.arrivals[0] >= 0.95  # an HTTP date has whole seconds: >= 1 s
 
 
