@@ -399,7 +399,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if dead is None and storage is not None:
             progress.close()
             print(storage_line(storage, o.out, progress, o.input), file=sys.stderr)
-            return 1
+            return _storage_exit(storage)
         if dead is None:
             raise
         progress.close()
@@ -501,7 +501,7 @@ def _run_on_ray(o: argparse.Namespace, config: object, spec: dict, sft_spec: dic
             raise
         progress.close()
         print(storage_line(storage, o.out, progress, o.input), file=sys.stderr)
-        return 1
+        return _storage_exit(storage)
     return _finish_run(o, report, progress)
 
 
@@ -611,9 +611,16 @@ def storage_line(e: OSError, out: str | None = None, progress: Progress | None =
             used = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file())
             need = used / done * (total - done)
             text += f"; the {total - done} items left need about {need / 1e6:.1f} MB more"
-    if out:
+    if out and e.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT):
         text += f"; finished items are in {out}: free space and run the same command again to resume"
     return text
+
+
+def _storage_exit(e: OSError) -> int:
+    """1 when the disk failed under a run (full, I/O), 2 when the path itself is wrong (usage)."""
+    import errno
+
+    return 1 if e.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT) else 2
 
 
 def _run_progress(out: str | None, progress: Progress | None, input_path: str | None) -> tuple[int, int]:
