@@ -81,12 +81,15 @@ def test_interrupted_verify_leaves_the_finished_rows_in_the_output_itself(tmp_pa
     rows = tmp_path / "slow.jsonl"
     import orjson
 
+    # Three quick rows, then rows that take 40 s each: the signal surely lands mid-run, however
+    # busy the machine is.
     rows.write_bytes(b"".join(orjson.dumps({"id": f"r{i}", "solution": "x = 1\n", "test": (
-        "import time\ndef test_a():\n    time.sleep(0.4)\n")}) + b"\n" for i in range(40)))
+        f"import time\ndef test_a():\n    time.sleep({0 if i < 3 else 40})\n")}) + b"\n" for i in range(40)))
     out = tmp_path / "v.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "kodcode_async", "verify", str(rows), "-o", str(out),
-                             "--workers", "2"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
+                             "--workers", "2", "--timeout", "60"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not out.exists() or len(out.read_bytes().splitlines()) < 3):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)

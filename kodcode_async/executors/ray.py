@@ -61,6 +61,7 @@ QUESTIONS_PHASE_DIR = "questions-phase"
 # process, import the engine and warm its workers.
 ACTOR_RETRY_S = 180.0
 PROGRESS_S = 1.0
+POOL_START_S = 60.0  # a pool that has not answered its check by then is on a node that is gone
 AVOID_S = 10.0  # an actor that just failed gets no new work for this long while another can take it
 LOCK_WAIT_S = 120.0  # how long a runner waits for a dead predecessor's lock on its shard directory  # how often the driver asks the runners for their progress
 
@@ -168,7 +169,7 @@ class ClusterPool:
         """See start."""
 
     async def verify(self, job: Job) -> Verdict:
-        from ray.exceptions import ActorUnavailableError, RayActorError
+        from ray.exceptions import ActorUnavailableError, ActorUnschedulableError, RayActorError
 
         async with self._slots:
             self.busy += 1
@@ -184,9 +185,12 @@ class ClusterPool:
                         verdict = _verdict_decoder.decode(await self.actors[i].verify.remote(_job_encoder.encode(job)))
                         self.flaky += verdict.status == "flaky"
                         return verdict
-                    except (RayActorError, ActorUnavailableError) as e:
+                    except (RayActorError, ActorUnavailableError, ActorUnschedulableError) as e:
                         self.actor_failures += 1
-                        self.failed_at[i] = time.monotonic()
+                        # Unschedulable: its node is gone for good (the pool is pinned to it); avoid it
+                        # from now on. Otherwise it may be restarting: avoid it for a while.
+                        self.failed_at[i] = (float("inf") if isinstance(e, ActorUnschedulableError)
+                                             else time.monotonic())
                         problem = f"{type(e).__name__}: {str(e)[:300]}"
                         log.warning("sandbox pool actor %d unreachable for job %r (try %d): %s", i, job.id,
                                     attempt, problem)
@@ -274,7 +278,7 @@ class ActorBackend:
         self.actor_failures = 0  # sends that met a dead or restarting generation actor
 
     async def generate(self, request: Request) -> Completion:
-        from ray.exceptions import ActorUnavailableError, RayActorError
+        from ray.exceptions import ActorUnavailableError, ActorUnschedulableError, RayActorError
 
         body = msgspec.msgpack.encode({"stage": request.stage, "item_id": request.item_id, "attempt": request.attempt,
                                        "messages": request.messages, "prompt": request.prompt,
@@ -288,9 +292,9 @@ class ActorBackend:
             self.load[i] += 1
             try:
                 answer = msgspec.msgpack.decode(await self.actors[i].generate.remote(body))
-            except (RayActorError, ActorUnavailableError) as e:
+            except (RayActorError, ActorUnavailableError, ActorUnschedulableError) as e:
                 self.actor_failures += 1
-                self.failed_at[i] = time.monotonic()
+                self.failed_at[i] = float("inf") if isinstance(e, ActorUnschedulableError) else time.monotonic()
                 problem = f"{type(e).__name__}: {str(e)[:300]}"
                 await asyncio.sleep(min(5.0, 0.25 * 2 ** attempt))
                 continue
@@ -562,8 +566,12 @@ def _start_pools(ray, config: SandboxConfig, options: RayOptions,  # noqa: ANN00
             name=f"kodcode-pool-{i}", namespace=namespace, num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=max(64, workers * 8),
             scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False),
         ).remote(replace(config, workers=workers)))
+    checks = [a.check.remote() for a in actors]
+    # A node that just died can still be listed alive for a few seconds (until Ray's health check
+    # notices): its pool never starts. Wait a while for every pool, then go on with those that answered.
+    ready, _ = ray.wait(checks, num_returns=len(checks), timeout=POOL_START_S)
     try:
-        infos = ray.get([a.check.remote() for a in actors])
+        infos = [ray.get(ref) if ref in ready else None for ref in checks]
     except ray.exceptions.RayTaskError as e:
         for b in actors:
             ray.kill(b)
@@ -571,7 +579,26 @@ def _start_pools(ray, config: SandboxConfig, options: RayOptions,  # noqa: ANN00
         if isinstance(cause, SandboxUnavailable):
             raise SandboxUnavailable(str(cause)) from None
         raise
-    return actors, infos
+    except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError,
+            ray.exceptions.ActorUnschedulableError):  # its node died meanwhile
+        infos = [ray.get(ref) if ref in ready and _answered(ray, ref) else None for ref in checks]
+    for actor, info, n in zip(actors, infos, nodes):
+        if info is None:
+            log.warning("no sandbox pool on node %s: it did not start within %g s (node gone?)", n["NodeID"][:12],
+                        POOL_START_S)
+            ray.kill(actor)
+    kept = [(a, i) for a, i in zip(actors, infos) if i is not None]
+    if not kept:
+        raise RayUnavailable(f"no sandbox pool started on any node within {POOL_START_S:g} s")
+    return [a for a, _ in kept], [i for _, i in kept]
+
+
+def _answered(ray, ref) -> bool:  # noqa: ANN001
+    try:
+        ray.get(ref)
+        return True
+    except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, ray.exceptions.ActorUnschedulableError):
+        return False
 
 
 def _start_generation(ray, spec: dict, options: RayOptions, namespace: str) -> list:  # noqa: ANN001
@@ -682,7 +709,8 @@ class _Driver:
             if dead is not None:
                 raise dead from None
             raise
-        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as e:
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError,
+                ray.exceptions.ActorUnschedulableError) as e:
             # The runner (or its node) died: its shard directory resumes per item in a new one.
             if s.restarts >= self.options.shard_retries:
                 raise RuntimeError(f"shard {s.index}: its runner died {s.restarts + 1} times; last: {e}") from None
