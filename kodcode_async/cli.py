@@ -337,8 +337,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         synth = None
         if o.subsets:
             synth, prompts = _synth_options(o, prompts)
+        sandbox = _sandbox_config(o, o.sandbox_workers)
+        if not synthesis and o.input and os.path.isfile(o.input):
+            # No more workers than jobs can run at once: each question's first attempts (or its SFT
+            # answers) at most. A warm worker with nothing to do only holds memory.
+            from kodcode_async.jsonl import count_rows
+
+            rows = min(count_rows(o.input), o.limit or sys.maxsize)
+            most = max(1, rows * max(o.attempts, o.sft_n, 1))
+            if sandbox.workers > most:
+                sandbox = dataclasses.replace(sandbox, workers=most)
         config = RunConfig(input_path="" if synthesis else o.input, out_dir=o.out, workers=o.workers, solve=solve,
-                           sandbox=_sandbox_config(o, o.sandbox_workers), style=o.style, sft=sft,
+                           sandbox=sandbox, style=o.style, sft=sft,
                            sft_model_name=o.sft_model or o.model or o.backend, start_at=o.start_at or None,
                            stop_after=o.stop_after or None, new_run=o.new_run, prompts=prompts,
                            limit=o.limit or None, synth=synth, tags=_names(o.tag))

@@ -194,3 +194,15 @@ def test_help_states_each_default_once():
             text = formatter._expand_help(action) if action.help else ""
             assert text.count("(default") <= 1 and "(default: None)" not in text, (name, action.dest, text)
             assert "(default: )" not in text and "(default: False)" not in text, (name, action.dest, text)
+
+
+def test_a_run_starts_no_more_sandbox_workers_than_jobs_can_run_at_once(tmp_path, isolated):
+    import json
+
+    from tests.conftest import run_cli
+
+    out = tmp_path / "run"
+    r = run_cli("run", "--config", "examples/demo.toml", "--out", str(out), "--limit", "1", "--attempts", "2",
+                "--sft-n", "0", "--sandbox-workers", "6", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "stats.json").read_text())["sandbox"]["workers"] == 2  # 1 question x 2 attempts
