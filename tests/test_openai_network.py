@@ -482,11 +482,14 @@ def test_keys_that_cannot_be_sent_are_refused_at_start_and_paths_that_are_not_as
     ("http:///v1", "name a host"),
     ("http://host:port/v1", "bad base URL"),
     ("http://host/v1?x=1", "query or fragment"),
+    ("http://exa mple.com/v1", "is not a host name"),
+    ("http://a..b/v1", "is not a host name"),
 ])
 def test_bad_base_urls_are_refused_with_the_reason(url, match):
     with pytest.raises(ValueError, match=match):
         check_url(url)
     assert check_url("https://[::1]:8443/v1").port == 8443
+    assert check_url("http://ex\u00e4mple.com/v1").raw_host == "xn--exmple-cua.com"  # IDNA, sent as ASCII
 
 
 def test_the_cli_refuses_a_key_it_cannot_send_in_one_line_without_showing_it(tmp_path):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from kodcode_async.backends.base import Completion, LLMRequestError, Request
 log = logging.getLogger("kodcode_async.backends.openai")
 
 MAX_REDIRECTS = 5
+_HOST = re.compile(r"[A-Za-z0-9._-]+")
 FOLLOWED = (307, 308)  # the same method and body go to Location
 REFUSED = (301, 302, 303)  # clients turn these POSTs into GETs: a misconfigured URL, said so
 
@@ -71,6 +73,9 @@ def check_url(base_url: str) -> URL:
         raise ValueError(f"base URL must start with http:// or https:// and name a host, got {base_url!r}")
     if parts.query or parts.fragment:
         raise ValueError(f"base URL must not have a query or fragment, got {base_url!r}")
+    host = url.raw_host or ""
+    if not (_HOST.fullmatch(host) and ".." not in host or ":" in host):  # a name (IDNA-encoded) or an IPv6 literal
+        raise ValueError(f"bad base URL {base_url!r}: {parts.hostname!r} is not a host name")
     return url
 
 
