@@ -11,7 +11,12 @@ Side by side in the same run, each on a fresh run directory, the same --workers 
   shards (runners), Ray already started (its start-up is timed apart, once).
 Prints each wall time and ray / local. The rows of every run are checked equal to the local run's.
 
-Usage: python benchmarks/ray_scaling.py [--workers 2] [--repeats 2] [--keep-slow]
+With `--nodes 1,2,3`: the same workload through Ray on clusters of 1, 2 and 3 simulated nodes
+(Ray's `ray.cluster_utils.Cluster`: that many raylets on this machine) at the same total sandbox
+workers (`--workers`, split evenly over the nodes, two shards per node), beside the local
+executor: what the executor costs per node it spreads over, when the hardware stays the same.
+
+Usage: python benchmarks/ray_scaling.py [--workers 2] [--repeats 2] [--keep-slow] [--nodes 1,2,3]
 """
 
 from __future__ import annotations
@@ -74,15 +79,69 @@ def rows(out: str) -> dict:
             if os.path.exists(os.path.join(out, n))}
 
 
+def by_nodes(tmp: str, questions: str, recorded: str, workers: int, counts: list[int], repeats: int) -> None:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    for n in counts:
+        if workers % n:
+            raise SystemExit(f"--workers {workers} does not split evenly over {n} nodes")
+    results: dict[str, list[float]] = {"local": [], **{f"ray, {n} node{'s' * (n > 1)}": [] for n in counts}}
+    reference = None
+    cores = os.cpu_count() or 1
+    for r in range(repeats):
+        for name in results:
+            out = os.path.join(tmp, f"nodes-{name.replace(' ', '').replace(',', '-')}-{r}")
+            if name == "local":
+                t = time.perf_counter()
+                asyncio.run(execute(config(questions, out, workers), RecordedBackend(recorded)))
+                results[name].append(time.perf_counter() - t)
+            else:
+                n = int(name.split()[1])
+                cluster = Cluster(initialize_head=True, head_node_args={
+                    "num_cpus": max(1, cores // n), "_system_config": {"worker_niceness": 0}})
+                for _ in range(n - 1):
+                    cluster.add_node(num_cpus=max(1, cores // n))
+                cluster.wait_for_nodes()
+                init_ray(cluster.address)
+                try:
+                    t = time.perf_counter()
+                    report = run_on_ray(config(questions, out, workers), {"kind": "recorded", "recorded_path": recorded},
+                                        RayOptions(address=cluster.address, pool_workers=workers // n))
+                    results[name].append(time.perf_counter() - t)
+                    assert report.complete
+                finally:
+                    ray.shutdown()
+                    cluster.shutdown()
+            got = rows(out)
+            reference = reference or got
+            assert got == reference, f"{name}: rows differ from the local run's"
+            print(f"  {name:<14} run {r + 1}: {results[name][-1]:6.2f} s", flush=True)
+    best = {k: min(v) for k, v in results.items()}
+    jobs = sum(len(v) for v in reference.values()) * 3 if reference else 0
+    print(f"best of each ({workers} sandbox workers in total; ~{jobs} trials):")
+    for k, v in best.items():
+        extra = v - best["local"]
+        print(f"  {k:<14} {v:6.2f} s   {v / best['local']:.2f}x the local executor's time   "
+              f"+{extra:5.2f} s over local")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workers", type=int, default=2, help="sandbox workers in total (default 2)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--keep-slow", action="store_true")
+    ap.add_argument("--nodes", help="e.g. 1,2,3: simulated clusters of that many nodes at the same total workers")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="kodcode-ray-bench-")
     questions, recorded = workload(tmp, a.keep_slow)
     n = sum(1 for _ in open(questions))
+    if a.nodes:
+        counts = [int(x) for x in a.nodes.split(",")]
+        print(f"{platform.node()}: {os.cpu_count()} cores, {n} questions x 3 responses, {a.workers} sandbox workers "
+              f"in total over {a.nodes} nodes; each cluster's start-up is not in the times below")
+        by_nodes(tmp, questions, recorded, a.workers, counts, a.repeats)
+        return
     t = time.perf_counter()
     init_ray(num_cpus=os.cpu_count())
     ray_start = time.perf_counter() - t
