@@ -41,6 +41,14 @@ def _tune_gc() -> None:
     gc.set_threshold(20_000, 50, 100)
 
 
+def _ctrl_c_interrupts() -> object:
+    """Ctrl-C (SIGINT) interrupts the command even when it was started with SIGINT ignored (from a
+    background job or some CI runners, which the process inherits): a run told to stop stops and
+    says where its finished items are, as `run` does with its own handler. Returns the previous
+    disposition."""
+    return signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _event_loop_runner():  # noqa: ANN202
     try:
         import uvloop
@@ -128,6 +136,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt  # SIGTERM ends verify as Ctrl-C does: the pool closes, its logs go
 
     previous = signal.signal(signal.SIGTERM, terminated)
+    previous_int = _ctrl_c_interrupts()
     try:
         counts = _event_loop_runner()(run_verify(args.input, args.output, config, options))
     except (SandboxUnavailable, BaseExceptionGroup) as e:
@@ -146,6 +155,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     elapsed = counts.pop("_elapsed")
     workers = counts.pop("_workers")
     total = sum(counts.values())
@@ -489,6 +499,7 @@ def _run_on_ray(o: argparse.Namespace, config: object, spec: dict, sft_spec: dic
 
     options = RayOptions(address=o.ray_address or None, shards=o.shards, num_cpus=o.ray_cpus or None,
                          pool_workers=o.sandbox_workers or None, gpus_per_actor=o.gpus_per_engine)
+    _ctrl_c_interrupts()
     try:
         report = run_on_ray(config, spec, options, sft_backend_spec=sft_spec, on_progress=on_progress)
     except (RunDirMismatch, SeedError, BenchmarkError, ValueError) as e:

@@ -2,6 +2,7 @@ import gzip
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"  # copies of KodCode data (CC BY-NC 4.0); see tests/data/README.md
+
+# A suite started in the background (`nohup ... &`, some CI runners) inherits SIGINT ignored, and
+# so would every command the tests start: the tests that press Ctrl-C on a run would wait for
+# nothing. A handled signal is reset to the default in a child at exec, an ignored one is not.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _independent_bwrap_probe() -> str:

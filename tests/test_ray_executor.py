@@ -217,6 +217,9 @@ def test_stopping_the_driver_mid_run_then_the_same_command_resumes(cluster, tmp_
         assert r.returncode == 0, r.stderr
         requests = server_stats(url)
     finally:
+        if proc.poll() is None:  # a driver that did not stop must not outlive the test
+            proc.kill()
+            proc.wait()
         server.terminate()
         server.wait()
     ids = [row["question_id"] for row in read_jsonl(out / "verified.jsonl")]

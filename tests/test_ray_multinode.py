@@ -117,6 +117,9 @@ def test_losing_a_node_mid_run_loses_and_repeats_nothing_and_a_restarted_driver_
         r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr
     finally:
+        if proc.poll() is None:  # a driver that did not stop must not outlive the test
+            proc.kill()
+            proc.wait()
         server.terminate()
         server.wait()
     rows = read_jsonl(out / "verified.jsonl")

@@ -74,7 +74,9 @@ def test_verify_creates_the_output_folder_and_warns_on_empty_input(tmp_path, iso
     assert sorted(p.name for p in out.parent.iterdir()) == ["v.jsonl"]  # no .partial or other leftovers
 
 
-def test_interrupted_verify_leaves_the_finished_rows_in_the_output_itself(tmp_path, isolated):
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_interrupted_verify_leaves_the_finished_rows_in_the_output_itself(tmp_path, isolated, inherited):
+    """Also when started with SIGINT ignored (a background job, some CI runners): Ctrl-C still stops it."""
     import signal
     import time
 
@@ -86,9 +88,10 @@ def test_interrupted_verify_leaves_the_finished_rows_in_the_output_itself(tmp_pa
     rows.write_bytes(b"".join(orjson.dumps({"id": f"r{i}", "solution": "x = 1\n", "test": (
         f"import time\ndef test_a():\n    time.sleep({0 if i < 3 else 40})\n")}) + b"\n" for i in range(40)))
     out = tmp_path / "v.jsonl"
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if inherited == "ignored" else None
     proc = subprocess.Popen([sys.executable, "-m", "kodcode_async", "verify", str(rows), "-o", str(out),
                              "--workers", "2", "--timeout", "60"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=ignore)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not out.exists() or len(out.read_bytes().splitlines()) < 3):
         time.sleep(0.05)
