@@ -56,7 +56,7 @@ def test_losing_a_node_mid_run_loses_and_repeats_nothing_and_a_restarted_driver_
                                                                                          isolated):
     cluster, workers = three_nodes
     assert _alive() == 3
-    n = 24
+    n = 18
     questions, answers = add_questions(tmp_path, n, sleep_s=0.3)
     server, url = start_test_server(answers)
     removed: list[float] = []
@@ -95,7 +95,8 @@ def test_losing_a_node_mid_run_loses_and_repeats_nothing_and_a_restarted_driver_
     assert _alive() == 2
     again = tmp_path / "again"
     again.mkdir()
-    questions, answers = add_questions(again, n, sleep_s=0.3)
+    n = 14
+    questions, answers = add_questions(again, n, sleep_s=0.2)
     server, url = start_test_server(answers, hold_after=8)
     out = again / "run"
     cmd = [sys.executable, "-m", "kodcode_async.cli", "run", "--input", str(questions), "--out", str(out),
