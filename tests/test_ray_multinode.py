@@ -56,13 +56,15 @@ def test_losing_a_node_mid_run_loses_and_repeats_nothing_and_a_restarted_driver_
                                                                                          isolated):
     cluster, workers = three_nodes
     assert _alive() == 3
-    n = 18
+    n = 24
     questions, answers = add_questions(tmp_path, n, sleep_s=0.3)
     server, url = start_test_server(answers)
     removed: list[float] = []
 
     def on_progress(snap):
-        if not removed and snap["finished"] >= 4 and snap["sandbox"]["busy"] > 0:
+        # At the first progress tick with a row written (ticks come every second; the run needs
+        # at least 24 x 0.3 s / 3 workers of sandbox time, so a tick lands mid-run).
+        if not removed and snap["finished"] >= 1:
             cluster.remove_node(workers[1], allow_graceful=False)  # its raylet, pool and runners die at once
             removed.append(snap["finished"])
 
