@@ -28,18 +28,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-USER_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+sys.path.insert(0, str(ROOT))
 
-
-def stats(port: int, reset: bool = False) -> dict:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/{'reset' if reset else 'stats'}",
-                                 method="POST" if reset else "GET")
-    with urllib.request.urlopen(req) as r:
-        return json.loads(r.read())
+from benchmarks.run_command import USER_ENV  # noqa: E402
+from benchmarks.run_command import server_stats as stats  # noqa: E402
 
 
 def rss_mb(pid: int) -> float | None:

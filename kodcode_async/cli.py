@@ -140,7 +140,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     try:
         counts = _event_loop_runner()(run_verify(args.input, args.output, config, options))
     except (SandboxUnavailable, BaseExceptionGroup) as e:
-        dead = _engine_dead(e, (SandboxUnavailable,))
+        dead = _first_of(e, (SandboxUnavailable,))
         if dead is None:
             raise
         print(f"error: {dead}", file=sys.stderr)
@@ -414,7 +414,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     except (BackendDead, SandboxUnavailable, EmbedderUnavailable, OSError, BaseExceptionGroup) as e:
         # Engine-dead errors arrive wrapped in the engine's TaskGroup; anything else is a bug: re-raise.
-        dead = _engine_dead(e, (BackendDead, SandboxUnavailable, EmbedderUnavailable))
+        dead = _first_of(e, (BackendDead, SandboxUnavailable, EmbedderUnavailable))
         storage = _storage_error(e)
         if dead is None and storage is not None:
             progress.close()
@@ -606,21 +606,21 @@ def render_progress(snap: dict) -> str:
 
 def _storage_error(error: BaseException) -> OSError | None:
     """A file-system error (full disk, read-only, I/O) in `error` or its group; not a network one."""
-    found = _engine_dead(error, (OSError,))
+    found = _first_of(error, (OSError,))
     if isinstance(found, OSError) and found.errno is not None and not isinstance(found, (ConnectionError, TimeoutError)):
         return found
     return None
 
 
 def storage_line(e: OSError, out: str | None = None, progress: Progress | None = None,
-                 input_path: str | None = None) -> str:
+                 input_path: str | None = None, verb: str = "write") -> str:
     """One line for a write that failed: the path, why, and for a full disk what is free and, when a
     run's progress says, about how much more it needs; then how to go on."""
     import errno
     import shutil
 
     path = e.filename or out or "?"
-    text = f"error: cannot write {path}: {e.strerror or e}"
+    text = f"error: cannot {verb} {path}: {e.strerror or e}"
     if e.errno == errno.ENOSPC:
         where = os.path.dirname(os.path.abspath(str(path))) if e.filename else str(path)
         try:
@@ -660,13 +660,13 @@ def _run_progress(out: str | None, progress: Progress | None, input_path: str | 
         return 0, 0
 
 
-def _engine_dead(error: BaseException, kinds: tuple[type, ...]) -> BaseException | None:
+def _first_of(error: BaseException, kinds: tuple[type, ...]) -> BaseException | None:
     """The first error of the given kinds in `error` or, for exception groups, among its leaves."""
     if isinstance(error, kinds):
         return error
     if isinstance(error, BaseExceptionGroup):
         for inner in error.exceptions:
-            found = _engine_dead(inner, kinds)
+            found = _first_of(inner, kinds)
             if found is not None:
                 return found
     return None
@@ -1021,7 +1021,7 @@ def main(argv: list[str] | None = None) -> int:
         # mount): one line naming the path, not a traceback. What was written before stays.
         if e.errno is None or isinstance(e, (ConnectionError, TimeoutError)):
             raise
-        print(storage_line(e).replace("cannot write", "cannot write or read", 1), file=sys.stderr)
+        print(storage_line(e, verb="write or read"), file=sys.stderr)
         return 2
 
 

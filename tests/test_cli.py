@@ -5,15 +5,15 @@ import subprocess
 import sys
 
 from kodcode_async.backends import BackendDead
-from kodcode_async.cli import _engine_dead, build_parser
+from kodcode_async.cli import _first_of, build_parser
 from tests.conftest import ROOT
 
 
 def test_engine_dead_errors_are_found_inside_task_groups():
     dead = BackendDead("engine died")
     group = ExceptionGroup("outer", [ValueError("x"), ExceptionGroup("inner", [dead])])
-    assert _engine_dead(group, (BackendDead,)) is dead
-    assert _engine_dead(ExceptionGroup("g", [ValueError("x")]), (BackendDead,)) is None
+    assert _first_of(group, (BackendDead,)) is dead
+    assert _first_of(ExceptionGroup("g", [ValueError("x")]), (BackendDead,)) is None
 
 
 def test_every_flag_of_every_command_is_in_its_help_and_run_flags_are_config_keys():

@@ -111,6 +111,49 @@ def add_questions(tmp_path, n, sleep_s):
     return questions, answers
 
 
+def add_config(questions, out, workers: int, sandbox_workers: int) -> RunConfig:
+    """One attempt per question, verified in the sandbox: the runs of add_questions' questions."""
+    return RunConfig(input_path=str(questions), out_dir=str(out), workers=workers,
+                     solve=SolveOptions(attempts=1, max_attempts=1, model_name="m", limits=Limits(wall_s=20)),
+                     sandbox=SandboxConfig(workers=sandbox_workers))
+
+
+def assert_each_question_once_and_passed(out, n: int) -> dict:
+    """Every one of add_questions' n questions verified once, each verdict a pass; the run's stats."""
+    rows = read_jsonl(out / "verified.jsonl")
+    assert sorted(r["question_id"] for r in rows) == [f"k{i:03d}" for i in range(n)]  # none lost, none twice
+    assert not (out / "failed.jsonl").exists()
+    for row in rows:  # no verdict came from a dead actor or a lost node
+        assert [t["status"] for t in row["trials"].values()] == ["pass"], row["trials"]
+    return json.loads((out / "stats.json").read_text())
+
+
+def stop_mid_run_then_resume(cmd: list[str], out, url: str, shards: int = 2) -> int:
+    """Run `cmd` (a CLI run on Ray against a server started with hold_after=8), press Ctrl-C once
+    4 rows are in, release the server, run `cmd` again to the end; the rows the first run wrote."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        shard_rows = [out / "shards" / f"{k:05d}" / "verified.jsonl" for k in range(shards)]
+        while time.monotonic() < deadline and sum(len(read_jsonl(p)) if p.exists() else 0 for p in shard_rows) < 4:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=240)  # the runners get 15 s to close; slow on a busy machine
+        assert proc.returncode == 130, err
+        assert "run the same command again to resume" in err
+        first = sum(len(read_jsonl(p)) for p in shard_rows if p.exists())
+        assert 4 <= first <= 8
+        assert not (out / "manifest.json").exists()
+    finally:
+        if proc.poll() is None:  # a driver that did not stop must not outlive the test
+            proc.kill()
+            proc.wait()
+    release_test_server(url)
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    return first
+
+
 def test_killing_a_sandbox_actor_and_a_shard_runner_mid_run_loses_and_repeats_nothing(cluster, tmp_path, isolated):
     import ray
 
@@ -130,23 +173,15 @@ def test_killing_a_sandbox_actor_and_a_shard_runner_mid_run_loses_and_repeats_no
             killed.append("pool")
 
     try:
-        config = RunConfig(input_path=str(questions), out_dir=str(tmp_path / "run"), workers=4,
-                           solve=SolveOptions(attempts=1, max_attempts=1, model_name="m", limits=Limits(wall_s=20)),
-                           sandbox=SandboxConfig(workers=2))
-        report = run_on_ray(config, {"kind": "openai", "base_url": url, "model": "m", "workers": 4},
-                            _options(shards=2), on_progress=on_progress)
+        report = run_on_ray(add_config(questions, tmp_path / "run", 4, 2),
+                            {"kind": "openai", "base_url": url, "model": "m", "workers": 4}, _options(shards=2),
+                            on_progress=on_progress)
         requests = server_stats(url)
     finally:
         server.terminate()
         server.wait()
     assert killed == ["runner", "pool"]
-    out = tmp_path / "run"
-    rows = read_jsonl(out / "verified.jsonl")
-    assert sorted(r["question_id"] for r in rows) == [f"k{i:03d}" for i in range(n)]  # none lost, none twice
-    assert not (out / "failed.jsonl").exists()
-    for row in rows:  # no verdict came from a dead actor
-        assert [t["status"] for t in row["trials"].values()] == ["pass"], row["trials"]
-    stats = json.loads((out / "stats.json").read_text())
+    stats = assert_each_question_once_and_passed(tmp_path / "run", n)
     assert report.complete and stats["executor"]["shard_restarts"] == 1
     assert stats["executor"]["sandbox_actor_failures"] >= 1  # the pool died with jobs on it; they went again
     # The runner died with at most its share of --workers (2) requests in flight: only those are asked twice.
@@ -199,27 +234,9 @@ def test_stopping_the_driver_mid_run_then_the_same_command_resumes(cluster, tmp_
            "--max-attempts", "1", "--timeout", "20", "--executor", "ray", "--ray-address", cluster, "--shards", "2",
            "--sandbox-workers", "2", "--quiet"]
     try:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 120
-        shard_rows = [out / "shards" / f"{k:05d}" / "verified.jsonl" for k in range(2)]
-        while time.monotonic() < deadline and sum(len(read_jsonl(p)) if p.exists() else 0 for p in shard_rows) < 4:
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=240)  # the runners get 15 s to close; slow on a busy machine
-        assert proc.returncode == 130, err
-        assert "run the same command again to resume" in err
-        first = sum(len(read_jsonl(p)) for p in shard_rows if p.exists())
-        assert 4 <= first <= 8
-        assert not (out / "manifest.json").exists()
-
-        release_test_server(url)
-        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, r.stderr
+        first = stop_mid_run_then_resume(cmd, out, url)
         requests = server_stats(url)
     finally:
-        if proc.poll() is None:  # a driver that did not stop must not outlive the test
-            proc.kill()
-            proc.wait()
         server.terminate()
         server.wait()
     ids = [row["question_id"] for row in read_jsonl(out / "verified.jsonl")]

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,12 +17,13 @@ from pathlib import Path
 import pytest
 
 from kodcode_async.executors.ray import RayOptions, init_ray, run_on_ray
-from kodcode_async.run import RunConfig
-from kodcode_async.stages.solutions import SolveOptions
-from sandbox import Limits
-from sandbox.pool import SandboxConfig
-from tests.conftest import ROOT, read_jsonl, release_test_server, server_stats, start_test_server
-from tests.test_ray_executor import add_questions
+from tests.conftest import read_jsonl, server_stats, start_test_server
+from tests.test_ray_executor import (
+    add_config,
+    add_questions,
+    assert_each_question_once_and_passed,
+    stop_mid_run_then_resume,
+)
 
 pytestmark = pytest.mark.timeout(900)
 SHIM = str(Path(__file__).parent / "vllm_shim")
@@ -69,23 +68,16 @@ def test_losing_a_node_mid_run_loses_and_repeats_nothing_and_a_restarted_driver_
             removed.append(snap["finished"])
 
     try:
-        config = RunConfig(input_path=str(questions), out_dir=str(tmp_path / "run"), workers=6,
-                           solve=SolveOptions(attempts=1, max_attempts=1, model_name="m", limits=Limits(wall_s=20)),
-                           sandbox=SandboxConfig(workers=1))
-        report = run_on_ray(config, {"kind": "openai", "base_url": url, "model": "m", "workers": 6},
+        report = run_on_ray(add_config(questions, tmp_path / "run", 6, 1),
+                            {"kind": "openai", "base_url": url, "model": "m", "workers": 6},
                             RayOptions(address=cluster.address, shards=3), on_progress=on_progress)
         requests = server_stats(url)
     finally:
         server.terminate()
         server.wait()
     assert removed and removed[0] < n
-    out = tmp_path / "run"
-    rows = read_jsonl(out / "verified.jsonl")
-    assert sorted(r["question_id"] for r in rows) == [f"k{i:03d}" for i in range(n)]  # none lost, none twice
-    assert not (out / "failed.jsonl").exists()
-    for row in rows:  # every verdict a pass from a live pool, none a sandbox_error from the lost one
-        assert [t["status"] for t in row["trials"].values()] == ["pass"], row["trials"]
-    stats = json.loads((out / "stats.json").read_text())
+    # Every verdict a pass from a live pool, none a sandbox_error from the lost one.
+    stats = assert_each_question_once_and_passed(tmp_path / "run", n)
     assert report.complete and stats["executor"]["nodes"] == 3
     # What was in flight on the lost node was asked again, nothing more (--workers 6 over 3 runners).
     assert n <= requests["requests"] <= n + 6
@@ -106,23 +98,8 @@ def test_losing_a_node_mid_run_loses_and_repeats_nothing_and_a_restarted_driver_
            "--max-attempts", "1", "--timeout", "20", "--executor", "ray", "--ray-address", cluster.address,
            "--shards", "2", "--sandbox-workers", "1", "--quiet"]
     try:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 300
-        shard_rows = [out / "shards" / f"{k:05d}" / "verified.jsonl" for k in range(2)]
-        while time.monotonic() < deadline and sum(len(read_jsonl(p)) if p.exists() else 0 for p in shard_rows) < 4:
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-        assert proc.returncode == 130, err
-        first = sum(len(read_jsonl(p)) for p in shard_rows if p.exists())
-        assert 4 <= first <= 8
-        release_test_server(url)
-        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-        assert r.returncode == 0, r.stderr
+        first = stop_mid_run_then_resume(cmd, out, url)
     finally:
-        if proc.poll() is None:  # a driver that did not stop must not outlive the test
-            proc.kill()
-            proc.wait()
         server.terminate()
         server.wait()
     rows = read_jsonl(out / "verified.jsonl")
