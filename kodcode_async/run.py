@@ -19,7 +19,7 @@ import logging
 import time
 import zlib
 from collections import Counter
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Container, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -28,6 +28,7 @@ import orjson
 
 from kodcode_async.backends import Backend, LLMRequestError
 from kodcode_async.engine import Chain, Dropped, aiter_items
+from kodcode_async.idset import IdSet
 from kodcode_async.journal import Journal
 from kodcode_async.jsonl import count_rows, iter_lines
 from kodcode_async.prompts import DEFAULT as DEFAULT_PROMPTS
@@ -256,14 +257,15 @@ def shard_of(item_id: str, shards: int) -> int:
 
 
 def read_items(source: str | Iterable[dict] | AsyncIterable[dict], read_item: Callable[[object, int], Item],
-               skip: set[str], rejected: list[dict], limit: int | None = None,
+               skip: Container[str], rejected: list[dict], limit: int | None = None,
                shard: tuple[int, int] | None = None):  # noqa: ANN201 - async iterator
     """Items from a JSONL path or from rows (the first `limit` rows when given); bad rows go to
     `rejected` with a reason (never silently).
 
     With `shard` (k, n), only the items of shard k of n (`shard_of`): every shard reads the whole
     source, so duplicate ids meet in one shard and are rejected there as in an unsharded run, and
-    rows without an id (bad rows) are recorded by shard 0 alone."""
+    rows without an id (bad rows) are recorded by shard 0 alone. The ids met are kept in an
+    IdSet (on disk), so reading ~450k rows does not grow the run's memory."""
     mine, keep_bad = (lambda _: True), True
     if shard is not None:
         k, n = shard
@@ -288,7 +290,7 @@ def read_items(source: str | Iterable[dict] | AsyncIterable[dict], read_item: Ca
                 yield n, row
 
     async def items() -> AsyncIterable[Item]:
-        seen: set[str] = set()
+        seen = IdSet()
         async for lineno, row in rows():
             try:
                 item = read_item(row, lineno)
@@ -298,10 +300,9 @@ def read_items(source: str | Iterable[dict] | AsyncIterable[dict], read_item: Ca
                 continue
             if not mine(item.id):
                 continue
-            if item.id in seen:
+            if not seen.add(item.id):
                 rejected.append({"line": lineno, "question_id": item.id, "reason": "duplicate question_id"})
                 continue
-            seen.add(item.id)
             if item.id not in skip:
                 yield item
 
@@ -310,7 +311,7 @@ def read_items(source: str | Iterable[dict] | AsyncIterable[dict], read_item: Ca
 
 def build_stages(config: RunConfig, llm: LLMClient, sft_llm: LLMClient, sandbox: SandboxClient,
                  concurrency: int, *, embedder: Embedder | None = None, journal: Journal | None = None,
-                 done: set[str] | None = None) -> list:
+                 done: Container[str] | None = None) -> list:
     """The run's chain stages, in order, each given the clients it asks. "questions" is several."""
     make = {
         "questions": lambda: question_stages(config, llm, concurrency, embedder, journal, done if done is not None else set()),
@@ -323,7 +324,7 @@ def build_stages(config: RunConfig, llm: LLMClient, sft_llm: LLMClient, sandbox:
 
 
 def question_stages(config: RunConfig, llm: LLMClient, concurrency: int, embedder: Embedder | None,
-                    journal: Journal | None, done: set[str]) -> list:
+                    journal: Journal | None, done: Container[str]) -> list:
     """Generate -> filter (classifying subsets) -> decontamination -> dedup -> skip finished.
 
     Decontamination comes before dedup so that a benchmark copy never enters the dedup index;
@@ -444,8 +445,8 @@ class _Run:
         separate = sft_backend is not None or config.sft_model_name not in ("", config.solve.model_name)
         self.sft_llm = LLMClient(sft_backend or backend, self.journal, self.limiter,
                                  config.sft_model_name) if separate else self.llm
-        self.side_done: dict[str, set[str]] = {}
-        self.finished: set[str] = set()  # items whose row an earlier run wrote
+        self.side_done: dict[str, IdSet] = {}
+        self.finished = IdSet()  # items whose row an earlier run wrote (_recover fills it)
         self.total: int | None = None
         self.last_checkpoint = time.monotonic()
         synth = config.makes_questions
@@ -465,7 +466,6 @@ class _Run:
         self.final_file = self.stages[-1].output
         self.drop_files = {s.name: s.drop_file for s in self.stages if s.drop_file}
         done = self._recover()
-        self.finished |= done
         synth_first = isinstance(self.stages[0], QuestionStage)
         if self.embedder is not None:
             await self.embedder.start()  # the model loads in the embedder's thread, not on this loop
@@ -496,14 +496,15 @@ class _Run:
                  sum(r.unfinished.values()), r.llm.get("requests", 0), r.llm.get("replayed", 0),
                  r.sandbox.get("jobs", 0), r.sandbox.get("replayed", 0), r.wall_s)
 
-    def _recover(self) -> set[str]:
-        """What earlier runs finished (their rows count in the totals) and which side rows exist."""
+    def _recover(self) -> IdSet:
+        """What earlier runs finished (their rows count in the totals, their ids go to
+        `self.finished`) and which side rows exist."""
         report, run_dir = self.report, self.run_dir
-        done: set[str] = set()
-        for name in {self.final_file, *self.drop_files.values()}:
-            ids = run_dir.recover(name)
-            done |= ids
-            report.existing[name] = len(ids)
+        done = self.finished
+        for name in sorted({self.final_file, *self.drop_files.values()}):
+            before = len(done)
+            run_dir.recover(name, into=done)
+            report.existing[name] = len(done) - before  # an item's row is in one of these files
         self.side_done = {f: run_dir.recover(f) for s in self.stages for f in s.side_files}
         report.existing.update({f: len(ids) for f, ids in self.side_done.items()})
         for name in {self.final_file, *self.drop_files.values()}:

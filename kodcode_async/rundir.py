@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 import orjson
 
+from kodcode_async.idset import IdSet
 from kodcode_async.jsonl import count_rows, iter_lines
 from kodcode_async.writers import JsonlWriter, recover_jsonl, write_json_atomic
 
@@ -103,9 +104,10 @@ class RunDir:
         except (FileNotFoundError, orjson.JSONDecodeError, KeyError, TypeError):
             return None
 
-    def recover(self, name: str, key: str = "question_id") -> set[str]:
-        """Keys of the complete rows of one output file (a torn last line is cut off)."""
-        return recover_jsonl(self.file(name), key)
+    def recover(self, name: str, key: str = "question_id", into: IdSet | None = None) -> IdSet:
+        """Keys of the complete rows of one output file (a torn last line is cut off), added to
+        `into` (a new IdSet when None): kept on disk, as a KodCode-sized run has ~450k."""
+        return recover_jsonl(self.file(name), key, IdSet() if into is None else into)
 
     def rows(self, name: str) -> Iterator[dict]:
         """The rows of one output file (none when it does not exist yet)."""

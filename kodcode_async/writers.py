@@ -8,10 +8,13 @@ import os
 
 import orjson
 
+from kodcode_async.idset import IdSet
 
-def recover_jsonl(path: str, key: str) -> set[str]:
-    """Keys of the complete rows already in `path`; a torn last line (kill -9 mid-write) is cut off."""
-    done: set[str] = set()
+
+def recover_jsonl(path: str, key: str, into: set[str] | IdSet | None = None) -> set[str] | IdSet:
+    """Keys of the complete rows already in `path`, added to `into` (a new set when None) and
+    returned; a torn last line (kill -9 mid-write) is cut off."""
+    done = set() if into is None else into
     if not os.path.exists(path):
         return done
     good_end = 0

@@ -11,7 +11,7 @@ sample's index, so they are the same in every rerun.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Container
 
 from kodcode_async.backends import Request, Sampling
 from kodcode_async.engine import Dropped
@@ -151,7 +151,7 @@ class SkipFinished:
     drop_file = None
     side_files = ()
 
-    def __init__(self, done: set[str]) -> None:
+    def __init__(self, done: Container[str]) -> None:
         self.done = done  # filled by the run from its output files before the first item comes
         self.skipped = 0
         self.kept: Counter = Counter()  # subset -> questions that came through every question stage
