@@ -44,11 +44,12 @@ def _questions(tmp_path, n=30):
     return q, rec
 
 
-def _in_a_small_tmpfs(mount, size: str, steps: list[str]) -> list[dict]:
-    """Runs the shell steps inside one private namespace where `mount` is a tmpfs of `size`. A step
-    "GROW" grows it to 16 MB; a step starting with "!" runs unrecorded (copying results out).
-    Returns each recorded step's exit code and output."""
-    script = ["set -u", f"mount -t tmpfs -o size={size} tmpfs {mount}"]
+def _in_a_small_tmpfs(mount, size: str, steps: list[str], before: tuple[str, ...] = ()) -> list[dict]:
+    """Runs the shell steps inside one private namespace where `mount` is a tmpfs of `size` (the
+    `before` commands run first, before it is mounted). A step "GROW" grows it to 16 MB; a step
+    starting with "!" runs unrecorded (copying results out). Returns each recorded step's exit
+    code and output."""
+    script = ["set -eu", *before, f"mount -t tmpfs -o size={size} tmpfs {mount}", "set +e"]
     recorded = []
     for k, step in enumerate(steps):
         if step == "GROW":

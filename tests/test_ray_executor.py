@@ -386,3 +386,41 @@ def test_a_job_goes_to_the_least_loaded_pool_and_not_to_one_that_just_failed():
     assert _pick([3, 0], [4, 2], [never, never]) == 1  # lower load for its size
     assert _pick([0, 5], [2, 2], [clock.monotonic(), never]) == 1  # node 0 just failed: avoided
     assert _pick([0, 5], [2, 2], [clock.monotonic(), clock.monotonic()]) == 0  # all failed: by load again
+
+
+def test_the_ray_merge_onto_a_full_disk_says_so_in_one_line_and_the_same_command_finishes(cluster, tmp_path):
+    """The driver's disk fills while it merges: the runners (actors of the cluster, outside the
+    namespace) write their shards to a real directory; the driver sees the run directory as a
+    small tmpfs with those shards bind-mounted into it, as a driver whose own disk is full would."""
+    from tests.test_disk_full import _in_a_small_tmpfs, _namespace_works, _questions
+
+    if _namespace_works():
+        pytest.skip(_namespace_works())
+    q, rec = _questions(tmp_path, n=12)
+    out, side = tmp_path / "run", tmp_path / "real-shards"
+    (out / "shards").mkdir(parents=True)
+    side.mkdir()
+    command = " ".join([sys.executable, "-m", "kodcode_async", "run", "--input", str(q), "--recorded", str(rec),
+                        "--attempts", "1", "--max-attempts", "1", "--executor", "ray", "--ray-address", cluster,
+                        "--shards", "2", "--out", str(out), "--quiet"])
+    copy = f"!rm -rf {tmp_path}/seen && cp -a {out} {tmp_path}/seen"
+    shards_in = f"!mkdir {out}/shards && mount --bind {side} {out}/shards"
+    # 40 KB: run.json and the driver's small files fit; the 12 merged rows (~2.5 KB each) do not.
+    first, second = _in_a_small_tmpfs(out, "40k", [shards_in, command, copy, "GROW", command,
+                                                   copy.replace("seen", "after")],
+                                      before=(f"mount --bind {out}/shards {side}",))
+    errors = [line for line in first["stderr"].splitlines() if line.startswith("error")]
+    assert first["rc"] == 1 and "Traceback" not in first["stderr"], first["stderr"]
+    assert len(errors) == 1 and "No space left on device" in errors[0], first["stderr"]
+    assert f"{out}/" in errors[0] and "MB free there" in errors[0] and "run the same command again" in errors[0]
+    seen = tmp_path / "seen"
+    assert not [n for n in os.listdir(seen) if n.endswith(".merging")]  # no partial copy left behind
+    for name in os.listdir(seen):  # a merged file is whole or absent: never a half row
+        if name.endswith(".jsonl"):
+            assert (seen / name).read_bytes().endswith(b"\n") and read_jsonl(seen / name)
+    assert second["rc"] == 0, second["stderr"]
+    rows = read_jsonl(tmp_path / "after" / "verified.jsonl")
+    assert sorted(r["question_id"] for r in rows) == [f"d{i:03d}" for i in range(12)]  # none lost, none twice
+    assert all([t["status"] for t in r["trials"].values()] == ["pass"] for r in rows)
+    stats = json.loads((tmp_path / "after" / "stats.json").read_text())
+    assert stats["complete"] is True and stats["llm_requests_this_run"] == 0  # the shards were done: only the merge

@@ -33,6 +33,8 @@ Ray is imported only here, and this module only when `--executor ray` is chosen.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
 import os
 import tempfile
@@ -46,6 +48,7 @@ import orjson
 
 from kodcode_async.backends import Backend, BackendDead, Completion, LLMRequestError, Request, make_backend
 from kodcode_async.executors.storage import MIRROR_S, Mirror, fetch, is_url
+from kodcode_async.idset import IdSet
 from kodcode_async.jsonl import count_rows, iter_lines
 from kodcode_async.run import STAGES, TIMELINE_S, RunConfig, RunReport, RunStats, execute, fingerprint
 from kodcode_async.rundir import RunDir
@@ -830,27 +833,37 @@ def _engine_dead(error: BaseException | None) -> BaseException | None:
 
 def _merge_file(sources: list[str], dest: str) -> int:
     """Concatenate the shards' copies of one file into `dest` (atomically), each distinct row once.
-    A torn last line (a runner killed mid-write) is left out: that shard's resume rewrites it."""
-    seen: set[bytes] = set()
+    A torn last line (a runner killed mid-write) is left out: that shard's resume rewrites it.
+    Rows are told apart by a 128-bit digest of their canonical form, kept on disk (IdSet): a
+    KodCode-sized merge holds ~450k rows of ~10 KB. On a write error (a full disk) the partial
+    copy is removed and `dest` keeps what it held; the error goes up."""
+    seen = IdSet()
     tmp = dest + ".merging"
     n = 0
-    with open(tmp, "wb") as out:
-        for src in sources:
-            if not os.path.exists(src):
-                continue
-            for _, line in iter_lines(src):
-                if not line.endswith(b"\n"):
+    try:
+        with open(tmp, "wb") as out:
+            for src in sources:
+                if not os.path.exists(src):
                     continue
-                try:
-                    key = orjson.dumps(orjson.loads(line), option=orjson.OPT_SORT_KEYS)
-                except orjson.JSONDecodeError:
-                    continue
-                if key in seen:
-                    continue
-                seen.add(key)
-                out.write(line)
-                n += 1
-    os.replace(tmp, dest)
+                for _, line in iter_lines(src):
+                    if not line.endswith(b"\n"):
+                        continue
+                    try:
+                        key = orjson.dumps(orjson.loads(line), option=orjson.OPT_SORT_KEYS)
+                    except orjson.JSONDecodeError:
+                        continue
+                    if seen.add(hashlib.blake2b(key, digest_size=16).hexdigest()):
+                        out.write(line)
+                        n += 1
+        os.replace(tmp, dest)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None:  # a failed write names no file: say which
+            raise OSError(e.errno, e.strerror, dest) from e
+        raise
+    finally:
+        seen.close()
     return n
 
 
