@@ -16,7 +16,14 @@ With `--nodes 1,2,3`: the same workload through Ray on clusters of 1, 2 and 3 si
 workers (`--workers`, split evenly over the nodes, two shards per node), beside the local
 executor: what the executor costs per node it spreads over, when the hardware stays the same.
 
-Usage: python benchmarks/ray_scaling.py [--workers 2] [--repeats 2] [--keep-slow] [--nodes 1,2,3]
+With `--lose-node`: the same workload on a cluster of 3 simulated nodes (one sandbox worker
+each: `--workers 3`), side by side with and without losing one: in the second, a non-head
+node is removed the hard way (its raylet killed, no drain) at the first progress tick with half
+the questions written, so shards and pool jobs die mid-run. Both runs' rows must equal the local
+executor's (the same verdicts, none lost, none twice); printed: each wall time, loss / no loss,
+and the shard runners started again.
+
+Usage: python benchmarks/ray_scaling.py [--workers 2] [--repeats 2] [--keep-slow] [--nodes 1,2,3 | --lose-node]
 """
 
 from __future__ import annotations
@@ -126,16 +133,75 @@ def by_nodes(tmp: str, questions: str, recorded: str, workers: int, counts: list
               f"+{extra:5.2f} s over local")
 
 
+def lose_node(tmp: str, questions: str, recorded: str, repeats: int) -> None:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    total = sum(1 for _ in open(questions))
+    local = os.path.join(tmp, "loss-local")
+    t = time.perf_counter()
+    asyncio.run(execute(config(questions, local, 3), RecordedBackend(recorded)))
+    print(f"  local (3 workers)  {time.perf_counter() - t:6.2f} s", flush=True)
+    reference = rows(local)
+    results: dict[str, list[tuple[float, int]]] = {"3 nodes": [], "3 nodes, 1 lost": []}  # (s, restarts)
+    for r in range(repeats):
+        for name in results:
+            # A lost node is noticed within ~3 s (Ray's default health check takes ~30 s).
+            cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": {
+                "worker_niceness": 0, "health_check_period_ms": 1000, "health_check_failure_threshold": 3}})
+            others = [cluster.add_node(num_cpus=1) for _ in range(2)]
+            cluster.wait_for_nodes()
+            init_ray(cluster.address)
+            removed: list[int] = []
+
+            def on_progress(snap: dict, lose: bool = "lost" in name, cluster: Cluster = cluster,
+                            node: object = others[1], removed: list[int] = removed) -> None:
+                if lose and not removed and snap["finished"] >= total // 2:
+                    cluster.remove_node(node, allow_graceful=False)
+                    removed.append(snap["finished"])
+
+            out = os.path.join(tmp, f"loss-{name.replace(' ', '').replace(',', '-')}-{r}")
+            try:
+                t = time.perf_counter()
+                report = run_on_ray(config(questions, out, 3), {"kind": "recorded", "recorded_path": recorded},
+                                    RayOptions(address=cluster.address, pool_workers=1), on_progress=on_progress)
+                wall = time.perf_counter() - t
+            finally:
+                ray.shutdown()
+                cluster.shutdown()
+            assert report.complete, report.unfinished
+            assert rows(out) == reference, f"{name}: rows differ from the local run's"
+            if "lost" in name:
+                assert removed, "the run ended before half its questions were written: nothing was lost"
+            stats = json.load(open(os.path.join(out, "stats.json")))
+            # The report counts the jobs of the runners alive at the end: a dead runner's count
+            # dies with it (its rows and journal do not), so no "jobs redone" figure is printed.
+            results[name].append((wall, stats["executor"]["shard_restarts"]))
+            where = f", node removed at {removed[0]} of {total} questions written" if removed else ""
+            print(f"  {name:<16} run {r + 1}: {wall:6.2f} s, {stats['executor']['shard_restarts']} shard restarts"
+                  f"{where}; rows equal to local", flush=True)
+    best = {k: min(v) for k, v in results.items()}
+    base = best["3 nodes"]
+    print(f"best of each ({total} questions, 3 sandbox workers in total; Ray start-up not in the times):")
+    for k, (wall, restarts) in best.items():
+        print(f"  {k:<16} {wall:6.2f} s   {wall / base[0]:.2f}x the run without a loss   {restarts} shard restarts")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workers", type=int, default=2, help="sandbox workers in total (default 2)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--keep-slow", action="store_true")
     ap.add_argument("--nodes", help="e.g. 1,2,3: simulated clusters of that many nodes at the same total workers")
+    ap.add_argument("--lose-node", action="store_true", help="3 simulated nodes, with and without losing one mid-run")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="kodcode-ray-bench-")
     questions, recorded = workload(tmp, a.keep_slow)
     n = sum(1 for _ in open(questions))
+    if a.lose_node:
+        print(f"{platform.node()}: {os.cpu_count()} cores, {n} questions x 3 responses, 3 nodes of 1 sandbox worker")
+        lose_node(tmp, questions, recorded, a.repeats)
+        return
     if a.nodes:
         counts = [int(x) for x in a.nodes.split(",")]
         print(f"{platform.node()}: {os.cpu_count()} cores, {n} questions x 3 responses, {a.workers} sandbox workers "
