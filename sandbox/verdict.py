@@ -77,8 +77,8 @@ def missing_evidence(tests: list[TestOutcome], collected: int | None, declared: 
 
 def test_name(nodeid: str) -> str:
     """'test_solution.py::TestX::test_y[1-2]' -> 'TestX::test_y'."""
-    name = nodeid.split("::", 1)[1] if "::" in nodeid else nodeid
-    return name.split("[", 1)[0]
+    name = nodeid.partition("::")[2] or nodeid
+    return name.partition("[")[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +96,12 @@ class Declared:
         if "*" in self.marked or name in self.marked or name.split("::")[0] in self.marked:
             return True
         return t.outcome == "skipped" and t.origin == "test"
+
+
+def _sets_pytestmark(node: ast.stmt) -> bool:
+    """`pytestmark = ...` (or annotated): a mark for every test of the module or class."""
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+    return any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in targets)
 
 
 def _has_mark(decorators: list[ast.expr]) -> bool:
@@ -120,7 +126,7 @@ def declared_tests(source: str | None) -> Declared:
     marked = set()
     functions = (ast.FunctionDef, ast.AsyncFunctionDef)
     for node in tree.body:
-        if isinstance(node, (ast.Assign, ast.AnnAssign)) and "pytestmark" in ast.unparse(node).split("=")[0]:
+        if _sets_pytestmark(node):
             marked.add("*")
         if isinstance(node, functions) and node.name.startswith("test"):
             names.add(node.name)
@@ -135,8 +141,7 @@ def declared_tests(source: str | None) -> Declared:
             if not unittest and any(m.name in ("__init__", "__new__") for m in methods):
                 continue
             names.update(f"{node.name}::{m.name}" for m in methods if m.name.startswith("test"))
-            if _has_mark(node.decorator_list) or any(isinstance(b, ast.Assign) and "pytestmark" in ast.unparse(b)
-                                                     for b in node.body):
+            if _has_mark(node.decorator_list) or any(_sets_pytestmark(b) for b in node.body):
                 marked.add(node.name)
             marked.update(f"{node.name}::{m.name}" for m in methods if _has_mark(m.decorator_list))
     return Declared(frozenset(names), frozenset(marked))

@@ -220,3 +220,143 @@ def test_cancelling_mid_chain_leaves_no_task_and_reaps_every_sandbox_child(isola
         pids = asyncio.run(main(tmp))
     assert len(pids) == 2
     assert psutil.Process().children(recursive=True) == []  # every worker and job process reaped
+
+
+class Clock:
+    """A clock the test moves by hand (patched in for the engine's time.monotonic)."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_busy_time_is_the_time_with_at_least_one_item_in_the_stage(monkeypatch):
+    from kodcode_async import engine
+
+    clock = Clock()
+    monkeypatch.setattr(engine.time, "monotonic", clock)
+    s = engine.StageStats("solve", "map", 4)
+    assert s.busy_now_s() == 0.0 and s.in_flight == 0
+    s.enter()  # t=100: busy from here
+    clock.now = 101.0
+    s.enter()  # a second item does not restart the clock
+    assert s.in_flight == 2 and s.items_in == 2
+    clock.now = 103.0
+    s.leave()
+    assert s.in_flight == 1 and s.busy_s == 0.0 and s.busy_now_s() == 3.0  # still busy: counted up to now
+    clock.now = 104.5
+    s.leave()  # idle at 104.5: 4.5 s busy
+    assert s.in_flight == 0 and s.busy_s == 4.5
+    clock.now = 110.0
+    assert s.busy_now_s() == 4.5  # idle time is not busy time
+    s.enter()  # busy again from 110
+    clock.now = 112.25
+    assert s.busy_now_s() == 6.75
+    s.leave()
+    assert s.busy_s == 6.75 and s.items_in == 3
+    s.items_out, s.dropped["failed"], s.unfinished["http_500"] = 2, 1, 1
+    clock.now = 120.0
+    assert s.as_dict() == {"name": "solve", "kind": "map", "concurrency": 4, "items_in": 3, "items_out": 2,
+                           "dropped": {"failed": 1}, "unfinished": {"http_500": 1}, "in_flight": 0, "busy_s": 6.75}
+    s.busy_s = 1.23456
+    assert s.as_dict()["busy_s"] == 1.235  # three decimals
+
+
+def test_each_stage_counts_what_came_in_went_out_was_dropped_or_left_unfinished():
+    class Flaky:
+        name, concurrency = "flaky", 2
+
+        async def process(self, x):
+            if x == 7:
+                raise Down("server down")
+            if x == 9:
+                raise KeyError("no kind attribute")
+            return x
+
+    class Down(RuntimeError):
+        kind = "http_503"
+
+    unfinished = []
+    chain = Chain([Fan(), Double(), Dedup()])
+    assert chain.kinds == ["fanout", "map", "stream"] and chain.tasks == [3, 4, 1]
+    assert chain.max_in_flight == 2 * (3 + 4 + 1) + 64 + 2
+    out, drops = run(chain, [1, 2, 3])
+    assert sorted(out) == sorted([(1, 0, 1, 0), (2, 0, 2, 0), (2, 1, 2, 1), (3, 0, 3, 0), (3, 1, 3, 1), (3, 2, 3, 2)])
+    stats = {s.name: s.as_dict() for s in chain.stats}
+    assert (stats["fan"]["items_in"], stats["fan"]["items_out"]) == (3, 6)
+    assert (stats["double"]["items_in"], stats["double"]["items_out"]) == (6, 6)
+    assert (stats["dedup"]["items_in"], stats["dedup"]["items_out"]) == (6, 6)
+    assert all(s["in_flight"] == 0 for s in stats.values()) and chain.in_flight() == 0
+    assert chain.sunk == 6 and drops == []
+
+    chain = Chain([DropOdd(), Flaky(), Dedup()], item_errors=(Down, KeyError))
+    out, drops = run(chain, [2, 3, 4, 7, 9, 4], on_unfinished=lambda stage, item, e: unfinished.append((stage, item)))
+    assert sorted(out) == [2, 4] and unfinished == []
+    stats = {s.name: s.as_dict() for s in chain.stats}
+    assert stats["drop_odd"] == {**stats["drop_odd"], "items_in": 6, "items_out": 3, "dropped": {"odd": 3}}
+    assert stats["flaky"]["items_in"] == 3 and stats["flaky"]["items_out"] == 3 and stats["flaky"]["unfinished"] == {}
+    assert stats["dedup"]["dropped"] == {"duplicate": 1} and stats["dedup"]["items_out"] == 2 and chain.sunk == 2
+    assert sorted(drops) == [("dedup", "duplicate", 4), ("drop_odd", "odd", 3), ("drop_odd", "odd", 7),
+                             ("drop_odd", "odd", 9)]
+
+    chain = Chain([Flaky()], item_errors=(Down, KeyError))
+    unfinished.clear()
+    out, _ = run(chain, [1, 7, 9, 2], on_unfinished=lambda stage, item, e: unfinished.append((stage, item)))
+    assert sorted(out) == [1, 2] and sorted(unfinished) == [("flaky", 7), ("flaky", 9)]
+    assert chain.stats[0].unfinished == {"http_503": 1, "KeyError": 1}  # the error's kind, else its type
+    out, _ = run(chain, [1])  # reusable: a new run starts with fresh figures
+    assert out == [1] and chain.stats[0].items_in == 1 and chain.stats[0].unfinished == {} and chain.sunk == 1
+
+
+def test_a_stage_with_no_process_is_refused_and_concurrency_is_at_least_one():
+    class Nothing:
+        name, concurrency = "nothing", 2
+
+    with pytest.raises(TypeError, match="stage 'nothing' defines neither process nor process_stream"):
+        Chain([Nothing()])
+    with pytest.raises(ValueError, match="at least one stage"):
+        Chain([])
+
+    class Zero:
+        name, concurrency = "zero", 0
+
+        async def process(self, x):
+            return x
+
+    chain = Chain([Zero()])
+    assert chain.tasks == [1] and run(chain, [5, 6])[0] == [5, 6]
+
+
+def test_ticks_come_while_the_chain_runs_and_once_more_at_the_end():
+    ticks = []
+
+    class Slow:
+        name, concurrency = "slow", 1
+
+        async def process(self, x):
+            await asyncio.sleep(0.05)
+            return x
+
+    chain = Chain([Slow()])
+    out, _ = run(chain, range(6), on_tick=lambda: ticks.append(chain.sunk), tick_s=0.04)
+    assert out == list(range(6))
+    assert len(ticks) >= 3 and ticks[-1] == 6 and ticks[0] < 6  # during the run, and after the last item
+    ticks.clear()
+    run(Chain([Double()]), [1], on_tick=lambda: ticks.append(1), tick_s=60)
+    assert ticks == [1]  # a run shorter than one tick still ticks once, at its end
+
+
+def test_plain_and_async_sources_stream_the_same():
+    from kodcode_async.engine import aiter_items
+
+    async def gen():
+        for x in (1, 2, 3):
+            yield x
+
+    async def collect(src):
+        return [x async for x in aiter_items(src)]
+
+    assert asyncio.run(collect([1, 2, 3])) == asyncio.run(collect(gen())) == [1, 2, 3]
+    assert run(Chain([Double()]), gen())[0] and sorted(run(Chain([Double()]), gen())[0]) == [2, 4, 6]

@@ -253,3 +253,14 @@ def test_tests_always_start_with_the_star_import_as_kodcode_writes_them():
     future = "from __future__ import annotations\nimport pytest\n\ndef test_a():\n    pass\n"
     assert with_solution_import(future) == ("from __future__ import annotations\nfrom solution import *\n"
                                             "import pytest\n\ndef test_a():\n    pass\n")
+
+
+def test_the_star_import_goes_first_or_after_future_imports():
+    from kodcode_async.parsing import with_solution_import
+
+    star = "from solution import *\n"
+    assert with_solution_import("\n\n" + star + "def test_a(): pass\n") == "\n\n" + star + "def test_a(): pass\n"
+    assert with_solution_import("\t\n" + star + "x = 1\n") == star + "\n\t\n" + star + "x = 1\n"
+    assert with_solution_import("import math\n") == star + "\nimport math\n"
+    src = '"""doc"""\nfrom __future__ import annotations\nimport math\n'
+    assert with_solution_import(src) == '"""doc"""\nfrom __future__ import annotations\n' + star + "import math\n"

@@ -244,3 +244,81 @@ def test_memory_error_flag_from_the_session_and_exact_measurements():
 def test_a_long_flaky_reason_is_cut_at_2000_characters():
     long = combine_reruns(Verdict(status="pass"), [Verdict(status="fail", reason="x" * 5000)])
     assert len(long.reason) == 2000
+
+
+def test_what_a_test_file_declares_read_from_its_source():
+    source = ("import pytest, unittest\nfrom unittest import TestCase\n\n"
+              "class Helper:\n    def test_not_a_test_class(self): pass\n\n"  # not collected: a later test still is
+              "def test_after_helper(): pass\n\n"
+              "class Checks(unittest.TestCase):\n    def __init__(self, *a): super().__init__(*a)\n"
+              "    def test_attr_base(self): pass\n\n"
+              "class More(TestCase):\n    def test_name_base(self): pass\n\n"
+              "class Other(pytest.Base, Base):\n    def test_plain_bases(self): pass\n\n"
+              "class TestNew:\n    def __new__(cls): pass\n    def test_never(self): pass\n\n"
+              "class TestInit:\n    def __init__(self): pass\n    def test_never(self): pass\n\n"
+              "async def test_async(): pass\n\n"
+              "@pytest.mark.skip\nclass TestMarked:\n    def test_a(self): pass\n\n"
+              "class TestOwnMark:\n    pytestmark: list = [pytest.mark.xfail]\n    def test_b(self): pass\n\n"
+              "class TestNotAMark:\n    marks = 'pytestmark'\n    def test_c(self): pass\n\n"
+              "def test_last(): pass\n")
+    d = declared_tests(source)
+    assert d.names == {"test_after_helper", "Checks::test_attr_base", "More::test_name_base", "test_async",
+                       "TestMarked::test_a", "TestOwnMark::test_b", "TestNotAMark::test_c", "test_last"}
+    assert d.marked == {"TestMarked", "TestOwnMark"}
+    # Only an assignment to pytestmark marks the whole module: not a mention of the word.
+    assert declared_tests("x = 'pytestmark'\nprint('pytestmark')\ndef test_a(): pass\n").marked == frozenset()
+    assert declared_tests("import pytest\npytestmark: list = [pytest.mark.skip]\n").marked == {"*"}
+    assert declared_tests("import pytest\na = pytestmark = pytest.mark.skip\n").marked == {"*"}
+
+
+def test_a_mark_excuses_only_a_skip_or_xfail_of_what_it_marks():
+    from sandbox.verdict import Declared, test_name
+
+    assert test_name("test_solution.py::TestX::test_y[1-[2]]") == "TestX::test_y"
+    assert test_name("test_solution.py::test_z") == "test_z" and test_name("test_w[1]") == "test_w"
+    d = Declared(frozenset({"TestC::test_a", "test_m"}), frozenset({"TestC", "test_m"}))
+    for outcome in ("skipped", "xfailed", "xpassed"):
+        assert d.excuses(Outcome("f.py::TestC::test_a[1]", outcome))  # the class's mark covers its methods
+        assert d.excuses(Outcome("f.py::test_m", outcome))
+        assert not d.excuses(Outcome("f.py::test_other", outcome))
+    for outcome in ("failed", "error", "passed"):
+        assert not d.excuses(Outcome("f.py::test_m", outcome))  # a mark never excuses a failure
+        assert not Declared(marked=frozenset({"*"})).excuses(Outcome("f.py::test_m", outcome))
+    assert Declared(marked=frozenset({"*"})).excuses(Outcome("f.py::anything", "xfailed"))
+    assert not Declared().excuses(Outcome("f.py::test_m", "xfailed", origin="test"))  # only a skip may be raised
+    assert Declared().excuses(Outcome("f.py::test_m", "skipped", origin="test"))
+    # A marked test that failed is still a failure of the run.
+    marked_fail = [Outcome("f.py::test_m", "failed"), Outcome("f.py::test_p", "passed")]
+    assert status_from_pytest(0, marked_fail, False, 2, d) == (
+        "fail", "1 of 2 tests did not pass (failed: f.py::test_m); a pass needs every collected test to pass")
+
+
+def test_reasons_name_every_kind_and_cut_long_lists():
+    from sandbox.verdict import missing_evidence
+
+    tests = [P, S, Outcome("t::x", "xfailed"), Outcome("t::y", "xfailed")]
+    assert missing_evidence(tests, 4, None) == (
+        "3 of 4 tests did not pass (skipped, xfailed: t::skipped); a pass needs every collected test to pass")
+    names = [f"test_{'n' * 20}_{i:02d}" for i in range(20)]
+    declared = declared_tests("".join(f"def {n}(): pass\n" for n in names) + "def test_ran(): pass\n")
+    reason = missing_evidence([Outcome("f.py::test_ran", "passed")], 1, declared)
+    listed = ", ".join(sorted(names))
+    assert reason == f"tests in the test file were never run: {listed[:300]}" and len(listed) > 300
+
+
+def test_the_declared_tests_and_the_collected_count_decide_a_pass():
+    job = Job(id="d", solution="x = 1\n", test="def test_a(): pass\ndef test_b(): pass\n", limits=JOB.limits)
+    a = Outcome("test_solution.py::test_a", "passed")
+    v = map_verdict(job, end(events(Collected(1), Event(a), Done(exit_code=0))), "none")
+    assert (v.status, v.reason) == ("fail", "tests in the test file were never run: test_b")
+    v = map_verdict(job, end(events(Collected(2), Event(a), Done(exit_code=0))), "none")
+    assert (v.status, v.reason) == (
+        "fail", "1 of 2 collected tests reported an outcome: the session ended before the rest ran")
+    # stdin jobs have no test file: the supervisor's cases are the evidence.
+    stdin = Job(id="s", solution="print(1)\n", test="def test_a(): pass\ndef test_b(): pass\n",
+                stdin_tests=[StdinCase("", "1")], limits=JOB.limits)
+    v = map_verdict(stdin, end(events(Collected(1), Event(a), Done(exit_code=0))), "none")
+    assert v.status == "pass"
+    # The process vanished (no exit status) after its session passed: not a pass.
+    v = map_verdict(JOB, end(events(Collected(1), Event(P), Done(exit_code=0)), code=None), "none")
+    assert (v.status, v.reason) == ("fail", "the job process vanished after a passing session")

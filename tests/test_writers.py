@@ -71,3 +71,41 @@ def test_rows_of_one_tick_go_out_in_one_write_and_each_write_returns_after_it(tm
         await w.close()
 
     asyncio.run(main())
+
+
+def test_rows_of_one_tick_go_out_in_one_write_and_a_full_disk_reaches_every_writer(tmp_path):
+    import asyncio
+    import errno
+
+    import pytest
+
+    async def two(path):
+        w = JsonlWriter(path)
+        results = await asyncio.gather(w.write({"a": 1}), w.write({"b": 2}), return_exceptions=True)
+        await w.close() if not any(isinstance(r, Exception) for r in results) else None
+        return w, results
+
+    p = tmp_path / "out.jsonl"
+    w, results = asyncio.run(two(str(p)))
+    assert results == [None, None] and w.writes == 1 and w.rows == 2
+    assert p.read_bytes() == b'{"a":1}\n{"b":2}\n'
+    # /dev/full: every write(2) fails with ENOSPC, naming no file; both writers hear it, with the path.
+    w, results = asyncio.run(two("/dev/full"))
+    assert [type(r) for r in results] == [OSError, OSError] and results[0] is results[1]
+    assert results[0].errno == errno.ENOSPC and results[0].filename == "/dev/full"
+    # A flush with no writer waiting raises it itself.
+    w = JsonlWriter("/dev/full")
+    w._buffer.append(b"x\n")
+    with pytest.raises(OSError) as e:
+        w.flush()
+    assert e.value.errno == errno.ENOSPC and e.value.filename == "/dev/full"
+
+
+def test_a_failed_atomic_write_leaves_the_old_content_and_no_temporary_file(tmp_path):
+    import pytest
+
+    target = tmp_path / "stats.json"
+    target.mkdir()  # the final rename fails: a directory is in the way
+    with pytest.raises(OSError):
+        write_json_atomic(str(target), {"a": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stats.json"]
