@@ -122,3 +122,42 @@ def test_a_journal_opened_empty_answers_unknown_keys_without_sql_and_still_finds
         j.close()
 
     asyncio.run(reopened())
+
+
+def test_every_key_put_into_a_new_journal_is_found_again(tmp_path):
+    # Thousands of keys share bytes of the seen-bitmap: each put must add its bit, not replace the byte.
+    j = Journal(str(tmp_path / "j.sqlite"))
+    keys = [("llm", "solutions", f"q{i}", i % 3, "h") for i in range(20_000)]
+
+    async def put_all():
+        await asyncio.gather(*(j.put(*k, {"n": n}) for n, k in enumerate(keys)))
+
+    asyncio.run(put_all())
+    assert all(j.get(*k) == {"n": n} for n, k in enumerate(keys))
+    j.close()
+
+
+def test_a_full_journal_fails_every_waiting_put_with_enospc_naming_the_file(tmp_path):
+    import errno
+
+    import pytest
+
+    path = str(tmp_path / "j.sqlite")
+    j = Journal(path)
+    pages = j.db.execute("PRAGMA page_count").fetchone()[0]
+    j.db.execute(f"PRAGMA max_page_count = {pages + 1}")  # SQLite's own "database or disk is full"
+    big = {"text": "x" * 50_000}
+
+    async def two():
+        return await asyncio.gather(j.put("llm", "s", "a", 0, "h", big), j.put("llm", "s", "b", 0, "h", big),
+                                    return_exceptions=True)
+
+    a, b = asyncio.run(two())
+    assert a is b and isinstance(a, OSError) and a.errno == errno.ENOSPC and a.filename == path
+    with pytest.raises(OSError) as e:
+        j.put_meta("big", big)
+    assert e.value.errno == errno.ENOSPC and e.value.filename == path
+    j.db.execute("PRAGMA max_page_count = 1000000")
+    j.put_meta("small", 1)
+    assert j.get_meta("small") == 1
+    j.close()

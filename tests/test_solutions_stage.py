@@ -84,3 +84,16 @@ def test_attempt_options_are_validated(attempts, max_attempts):
     assert str(e.value) == "need 1 <= --attempts <= --max-attempts"
     SolveOptions(attempts=3, max_attempts=3)
     SolveOptions(attempts=1, max_attempts=1)
+
+
+def test_a_synthesised_question_keeps_its_metadata_and_a_stdin_one_has_no_test_info():
+    trials = [_trial(True, 10.0, "a")]
+    question = {"question_id": "q", "question": "Write f.", "subset": "prefill", "format": "stdin",
+                "metadata": {"seed_ids": "s1", "model": "question-model"}, "note": 3}
+    row = kodcode_row(question, trials, "solver", prompt_hash="h123")
+    assert row["metadata"] == {"seed_ids": "s1", "model": "solver", "attempts": 1, "prompt_hash": "h123", "note": 3}
+    assert row["format"] == "stdin" and row["test_info"] == []  # a program, not functions to describe
+    assert "metadata" not in row["metadata"]
+    # Without a prompt hash there is no such key; metadata that is not a dict is not carried as one.
+    row = kodcode_row({**question, "format": "pytest", "metadata": "junk"}, trials, "solver")
+    assert row["metadata"] == {"model": "solver", "attempts": 1, "note": 3} and row["test_info"]
