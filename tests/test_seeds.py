@@ -130,3 +130,68 @@ def test_html_question_text_becomes_plain_text_and_code_snippets_stay_as_written
     plain.write_text(json.dumps({"question": "Count pairs with a <b and b> c in a list of triples."}) + "\n")
     assert load_seeds(SeedSource("evol", str(plain)), "fewshot")[0][0].text == \
         "Count pairs with a <b and b> c in a list of triples."
+
+
+def test_fields_ids_titles_and_packages_as_a_seed_file_gives_them(tmp_path: Path) -> None:
+    from kodcode_async.seeds import Seed
+
+    rows = [
+        {"id": "", "question": "Sort a list of numbers in increasing order.", "title": "sorting",
+         "package": "heapq"},  # an empty id: the row number
+        {"id": "x", "question": "", "content": "Find the maximum depth of a binary tree, recursively."},
+        {"id": "x", "question": "Merge two sorted lists into one.", "file_name": "merge.py", "title": "t"},
+        {"question": "<p>Reverse a string&nbsp;without <em>slicing</em>.</p>", "library": "str", "package": ""},
+        {"meta": {"note": 1}, "question": "Count words separated by whitespace in text."},
+    ]
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(rows))
+    seeds, bad = load_seeds(SeedSource("evol", str(path)), "fewshot")
+    assert seeds == [Seed("0", "Sort a list of numbers in increasing order.", "heapq", "sorting"),
+                     Seed("x", "Find the maximum depth of a binary tree, recursively."),
+                     Seed("x#2", "Merge two sorted lists into one.", "", "merge.py"),
+                     Seed("3", "Reverse a string without slicing.", "str"),
+                     Seed("4", "Count words separated by whitespace in text.")]
+    assert bad == []
+    # A named field is the only one read (dotted into nested objects); a path through a non-object is no value.
+    path2 = tmp_path / "n.jsonl"
+    path2.write_text(json.dumps({"a": {"b": "Write a function that adds two numbers."}, "pkg": "math"}) + "\n"
+                     + json.dumps({"a": "Write a function that adds two numbers."}) + "\n")
+    seeds, bad = load_seeds(SeedSource("docs", str(path2), text="a.b", package="pkg"), "docs")
+    assert [(s.id, s.package) for s in seeds] == [("0", "math")]
+    assert [b["reason"] for b in bad] == ["no text: field a.b is missing or empty (name the field that holds it "
+                                         "with --seed-fields docs.text=FIELD)"]
+
+
+def test_snippet_lists_join_and_code_keeps_its_markup(tmp_path: Path) -> None:
+    path = tmp_path / "snip.jsonl"
+    path.write_text(json.dumps({"codes": ["def a():\n    return 1 < 2", "def b(): pass"]}) + "\n"
+                    + json.dumps({"codes": ["x = 1", 2]}) + "\n")
+    seeds, bad = load_seeds(SeedSource("algorithm", str(path)), "snippet")
+    assert [s.text for s in seeds] == ["def a():\n    return 1 < 2\n\ndef b(): pass"]
+    assert bad[0]["reason"] == ("no text: field codes / code / content / source / text is missing or empty (name "
+                                "the field that holds it with --seed-fields algorithm.text=FIELD)")
+
+
+def test_file_shapes_and_unreadable_files(tmp_path: Path) -> None:
+    one = tmp_path / "one.jsonl"
+    one.write_text('  \n{"question": "Write a function that returns the square of x.", "tags": ["a", "b"]}\n')
+    seeds, _ = load_seeds(SeedSource("evol", str(one)), "fewshot")
+    assert [s.id for s in seeds] == ["0"]
+    lone = tmp_path / "lone.jsonl"
+    lone.write_text('{"title": "a row without its text"}\n')
+    with pytest.raises(SeedError, match=r"no usable seed for subset evol; first problem: line 1: no text"):
+        load_seeds(SeedSource("evol", str(lone)), "fewshot")
+    assert seeds[0].text == "Write a function that returns the square of x."
+    junk = tmp_path / "junk.json"
+    junk.write_text("\n\n  hello there, this is not json at all\n")
+    with pytest.raises(SeedError, match=r"neither JSON nor JSONL \(it starts with b'hello there, this is'\)"):
+        load_seeds(SeedSource("evol", str(junk)), "fewshot")
+    with pytest.raises(SeedError, match=r"is a directory; give a JSON or JSONL file"):
+        load_seeds(SeedSource("evol", str(tmp_path)), "fewshot")
+    bad_gz = tmp_path / "bad.json.gz"
+    bad_gz.write_bytes(b"not gzip at all")
+    with pytest.raises(SeedError, match=r"cannot read seed file .*bad.json.gz: "):
+        load_seeds(SeedSource("evol", str(bad_gz)), "fewshot")
+    gz = tmp_path / "ok.json.gz"
+    gz.write_bytes(gzip.compress(json.dumps([{"question": "Write a function that doubles a number."}]).encode()))
+    assert load_seeds(SeedSource("evol", str(gz)), "fewshot")[0][0].text == "Write a function that doubles a number."
