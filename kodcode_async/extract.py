@@ -52,7 +52,7 @@ def _between_markers(text: str) -> str | None:
 
 
 def _headings(text: str) -> list[tuple[int, int, str]]:
-    return [(m.start(), m.end(), (m.group("h") or m.group("b") or m.group("p") or "").strip().strip("*: ").strip())
+    return [(m.start(), m.end(), (m.group("h") or m.group("b") or m.group("p")).strip().strip("*: ").strip())
             for m in _HEADING.finditer(text)]
 
 
@@ -66,12 +66,8 @@ def _question_section(text: str) -> str | None:
     i = found[-1]
     start = heads[i][1]
     rest = (_QUESTION_TITLE.match(heads[i][2]).group("rest") or "").strip()  # "## Problem: Two Sum" keeps its title
-    end = len(text)
-    for s, _, title in heads[i + 1:]:
-        if _STOP_TITLE.match(title):
-            end = s
-            break
-    return (rest + "\n\n" if rest else "") + text[start:end].lstrip("\n")
+    end = next((s for s, _, title in heads[i + 1:] if _STOP_TITLE.match(title)), None)
+    return rest + "\n\n" + text[start:end].lstrip("\n")  # _tidy strips what is left at either end
 
 
 def _tidy(text: str) -> str:
@@ -88,7 +84,7 @@ def _tidy(text: str) -> str:
     text = _PREFIX.sub("", text, count=1).strip()
     # a solution the model added anyway is cut off, never kept as part of the question
     for s, _, title in _headings(text):
-        if s > 0 and re.match(r"^(?:solution|answer|reference solution)\b", title, re.I):
+        if s > 0 and re.match(r"^(?:solution|answer|reference solution)\b", title.lower()):
             text = text[:s].rstrip()
             break
     return text

@@ -75,3 +75,85 @@ def test_prefill_rejects(prefix: str, continuation: object, why: str) -> None:
     with pytest.raises(Reject) as e:
         glue_prefill(prefix, continuation, ("<|eot_id|>",))
     assert e.value.reason == why
+
+
+def _reject(text, **kw):
+    with pytest.raises(Reject) as e:
+        extract_question(text, **kw)
+    return e.value.reason, str(e.value)
+
+
+def test_each_rejection_says_why_in_its_own_words() -> None:
+    assert _reject("  \n") == ("empty", "empty: the model returned nothing")
+    assert _reject(None) == ("empty", "empty: the model returned nothing")
+    said = ("abstained", "abstained: the model said the seed is not enough for a question")
+    assert _reject("**NO_QUESTION**.", abstain="no_question") == said
+    assert _reject("`NO_QUESTION`", abstain="NO_QUESTION") == said
+    assert _reject(f"{BEGIN}\nNO_QUESTION.\n{END}", abstain="no_question") == said  # the question itself
+    assert _reject("A long analysis of the snippet and what it does.", require_section=True) == (
+        "no_question_section", "no_question_section: no question markers or 'Question' heading in the answer")
+    word = "a" * 90
+    assert _reject(f"{word} b") == ("too_short", f"too_short: {(word + ' b')[:80]!r}")
+    long = "word " * 2401
+    assert _reject(long) == ("too_long", f"too_long: {len(long.strip())} characters")
+    assert str(Reject("plain")) == "plain" and Reject("plain").reason == "plain"
+
+
+def test_the_length_limits_are_inclusive() -> None:
+    from kodcode_async.extract import MAX_CHARS
+
+    assert extract_question("abcd efgh ijkl mnopq") == "abcd efgh ijkl mnopq"  # 20 characters, 4 words
+    assert _reject("abcd efgh ijkl mnop")[0] == "too_short"  # 19 characters
+    assert _reject("abcdefghij klmnopqrst uvw")[0] == "too_short"  # 3 words
+    exact = ("x" * 9 + " ") * (MAX_CHARS // 10 - 1) + "x" * 10
+    assert len(exact) == MAX_CHARS and extract_question(exact) == exact
+    assert _reject(exact + "y")[0] == "too_long"
+
+
+def test_markers_take_the_last_question_up_to_its_first_end() -> None:
+    assert extract_question(f"{BEGIN}draft that was dropped{END}\n{BEGIN}\n{Q}\n{END} trailing {END}") == Q
+    assert _reject(f"{BEGIN}{END} and then a long line of text that is not the question")[0] == "too_short"
+
+
+def test_reasoning_is_removed_before_anything_is_read() -> None:
+    assert extract_question(f"<think>Let me think of a question.</think>{Q}") == Q
+    assert extract_question(f"the template opened the thinking... </think>\n{Q}") == Q
+
+
+def test_headings_of_every_form_open_the_question_and_others_close_it() -> None:
+    for heading in ("Problem:", "**Question:**", "### Task", "## Question 2 -"):
+        assert extract_question(f"Intro text here.\n{heading}\n{Q}\n## Analysis\nIt tests binary search.") == Q
+    # A heading that is not a question's stops it; a solution the model added is cut from the question.
+    assert extract_question(f"## Question\n{Q}\n## Tests\nassert f()") == Q
+    assert extract_question(f"{BEGIN}\n{Q}\n## Solution\ndef f(): pass\n{END}") == Q
+    design = "## Solution Design\nDesign a rate limiter class that allows n calls per minute for each user."
+    assert extract_question(f"{BEGIN}\n{design}\n{END}") == design  # a heading that opens the question stays
+
+
+def test_tidying_drops_chatter_rules_and_one_numbered_prefix() -> None:
+    assert extract_question(f"Sure! Here is a question.\n\n{Q}\n\n---\n***\nLet me know if you want more.") == Q
+    assert extract_question(f"Question 1: Task: {Q}") == f"Task: {Q}"
+
+
+def test_a_prefill_continuation_joins_its_prefix_cleanly() -> None:
+    assert glue_prefill("Write ", "a function that sums a list.") == "Write a function that sums a list."
+    assert glue_prefill("Write a", " function that sums a list.") == "Write a function that sums a list."
+    assert glue_prefill("Find", "X in a sorted list of numbers.") == "Find X in a sorted list of numbers."
+    assert glue_prefill("Given a list of numbers", ", return the sum of them.") == (
+        "Given a list of numbers, return the sum of them.")
+    assert glue_prefill("", "Write a function that sums a list.") == "Write a function that sums a list."
+    stop = ("<|im_end|>",)
+    assert glue_prefill("Write", " a function that sums a list.<|im_end|>more<|im_end|>", stop) == (
+        "Write a function that sums a list.")
+    assert glue_prefill("Write", " a function that sums a list.\n\nEND more END", ("\n\nEND", "END")) == (
+        "Write a function that sums a list.")
+    for bad, detail in ((None, "the model returned nothing"), ("  <|im_end|>", "the model wrote nothing after the prefix")):
+        with pytest.raises(Reject) as e:
+            glue_prefill("Write", bad, stop)
+        assert str(e.value) == f"empty: {detail}"
+    with pytest.raises(Reject) as e:
+        glue_prefill("Write", " f.")
+    assert str(e.value) == "too_short: 'Write f.'"
+    with pytest.raises(Reject) as e:
+        glue_prefill("Write", " x" * 6000)
+    assert str(e.value) == "too_long: 12005 characters"
