@@ -7,7 +7,8 @@ its diff, so each one can be explained or killed.
 Targets: the verdict mapping (sandbox/verdict.py), the stdin comparison rules (sandbox/stdio.py),
 difficulty and chosen trial (kodcode_async/stages/solutions.py: difficulty, kodcode_row,
 SolveOptions), the journal (kodcode_async/journal.py), the parser (kodcode_async/parsing.py) and
-the writers' recovery (kodcode_async/writers.py). Functions of those files outside the targets
+the writers' recovery (kodcode_async/writers.py), question extraction (kodcode_async/extract.py),
+seed files (kodcode_async/seeds.py) and the on-disk id set (kodcode_async/idset.py). Functions of those files outside the targets
 (the solve stage's request/parse/settle, exercised end to end by the pipeline tests) are listed
 but not scored.
 
@@ -31,6 +32,9 @@ TARGETS = {
     "kodcode_async.journal": None,
     "kodcode_async.parsing": None,
     "kodcode_async.writers": None,
+    "kodcode_async.extract": None,
+    "kodcode_async.seeds": None,
+    "kodcode_async.idset": None,
 }
 GOAL = 0.90
 

@@ -81,7 +81,7 @@ def _tidy(text: str) -> str:
     while lines and (_CHATTER_CLOSE.match(lines[-1]) or not lines[-1].strip() or lines[-1].strip() in ("---", "***")):
         lines.pop()
     text = "\n".join(lines).strip()
-    text = _PREFIX.sub("", text, count=1).strip()
+    text = _PREFIX.sub("", text).strip()  # anchored at the start: one prefix at most
     # a solution the model added anyway is cut off, never kept as part of the question
     for s, _, title in _headings(text):
         if s > 0 and re.match(r"^(?:solution|answer|reference solution)\b", title.lower()):

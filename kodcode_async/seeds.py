@@ -115,7 +115,7 @@ def _first(row: dict, wanted: str, candidates: tuple[str, ...]) -> object:
 def _read(path: str) -> bytes:
     try:
         if path.endswith(".gz"):
-            with gzip.open(path, "rb") as f:
+            with gzip.open(path) as f:  # binary by default
                 return f.read()
         with open(path, "rb") as f:
             return f.read()

@@ -157,3 +157,30 @@ def test_a_prefill_continuation_joins_its_prefix_cleanly() -> None:
     with pytest.raises(Reject) as e:
         glue_prefill("Write", " x" * 6000)
     assert str(e.value) == "too_long: 12005 characters"
+
+
+def test_abstaining_is_read_before_a_section_is_required_and_only_when_said() -> None:
+    said = ("abstained", "abstained: the model said the seed is not enough for a question")
+    assert _reject("`NO_QUESTION`.", abstain="no_question", require_section=True) == said
+    assert _reject("no_question", abstain="NO_QUESTION", require_section=True) == said
+    assert extract_question(Q, abstain="NO_QUESTION") == Q
+    assert extract_question(f"### **Task**\n{Q}") == Q  # emphasis inside a heading
+    indented = extract_question(f"## Problem: Lower Bound\n  {Q}\n## Analysis\nx")
+    assert indented == f"Lower Bound\n\n  {Q}"  # the section's own indentation is kept
+
+
+def test_prefill_length_limits_are_inclusive() -> None:
+    from kodcode_async.extract import MAX_CHARS
+
+    assert glue_prefill("abcd efgh", " ijkl mnopq") == "abcd efgh ijkl mnopq"  # 20 characters, 4 words
+    for short in (" ijkl mnop", " ijklmnopqrstu"):  # 19 characters; 3 words
+        with pytest.raises(Reject, match="too_short"):
+            glue_prefill("abcd efgh", short)
+    with pytest.raises(Reject) as e:
+        glue_prefill("a" * 85, " b")
+    assert str(e.value) == f"too_short: {('a' * 85)[:80]!r}"
+    exact = "x" * (MAX_CHARS - 12)
+    assert len(glue_prefill("Write a b c", " " + exact)) == MAX_CHARS
+    with pytest.raises(Reject, match="too_long"):
+        glue_prefill("Write a b c", " " + exact + "y")
+    assert glue_prefill("Write a", "\nfunction that sums a list.") == "Write a\nfunction that sums a list."

@@ -161,3 +161,29 @@ def test_a_full_journal_fails_every_waiting_put_with_enospc_naming_the_file(tmp_
     j.put_meta("small", 1)
     assert j.get_meta("small") == 1
     j.close()
+
+
+def test_hits_count_answers_found_and_a_journal_that_cannot_open_names_its_path(tmp_path):
+    import errno
+
+    import pytest
+
+    j = Journal(str(tmp_path / "j.sqlite"))
+
+    async def go():
+        await j.put("llm", "s", "a", 0, "h", 1)
+        j._pending[("llm", "s", "b", 0, "h")] = b"2"  # pending, not yet committed
+        return j.get("llm", "s", "b", 0, "h"), j.get("llm", "s", "a", 0, "h"), j.get("llm", "s", "z", 0, "h")
+
+    assert asyncio.run(go()) == (2, 1, None) and j.hits == 2
+    j._pending.clear()
+    j.db.execute(f"PRAGMA max_page_count = {j.db.execute('PRAGMA page_count').fetchone()[0]}")
+    j._pending[("llm", "s", "c", 0, "h")] = b'"' + b"x" * 50_000 + b'"'
+    with pytest.raises(OSError) as e:  # no put waiting: the flush raises it itself
+        j.flush()
+    assert e.value.errno == errno.ENOSPC
+    j.db.close()
+    missing = str(tmp_path / "no-such-dir" / "j.sqlite")
+    with pytest.raises(OSError) as e:
+        Journal(missing)
+    assert e.value.filename == missing

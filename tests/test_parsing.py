@@ -264,3 +264,32 @@ def test_the_star_import_goes_first_or_after_future_imports():
     assert with_solution_import("import math\n") == star + "\nimport math\n"
     src = '"""doc"""\nfrom __future__ import annotations\nimport math\n'
     assert with_solution_import(src) == '"""doc"""\nfrom __future__ import annotations\n' + star + "import math\n"
+
+
+def test_a_stdin_answer_gives_the_program_and_its_cases_or_says_what_is_wrong():
+    import pytest
+
+    from kodcode_async.parsing import ParseError, parse_program_and_cases
+
+    def answer(program, cases):
+        return (f"<|Solution Begin|>\n{program}\n<|Solution End|>\n<|Test Begin|>\n{cases}\n<|Test End|>")
+
+    got = parse_program_and_cases(answer("\nprint(int(input()) * 2)\n", '[{"input": "2\\n", "output": "4", "x": 1}]'))
+    assert got.program == "print(int(input()) * 2)\n" and got.cases == [{"input": "2\n", "output": "4"}]
+    for text, why in [
+        (None, "empty response"), ("  \n", "empty response"),
+        (answer("  ", '[{"input": "", "output": ""}]'), "no solution section"),
+        ("<|Test Begin|>[]<|Test End|>", "no solution section"),
+        (answer("print(1)", "  "), "no test section with input/output cases"),
+        ("<|Solution Begin|>print(1)<|Solution End|>", "no test section with input/output cases"),
+        (answer("print(1)", "[]"), "the test section is not a non-empty JSON list of cases"),
+        (answer("print(1)", '{"input": "", "output": ""}'), "the test section is not a non-empty JSON list of cases"),
+        (answer("print(1)", '[{"input": "", "output": ""}, 3]'), 'case 1 is not {"input": string, "output": string}'),
+        (answer("print(1)", '[{"input": 1, "output": ""}]'), 'case 0 is not {"input": string, "output": string}'),
+        (answer("print(1)", '[{"input": "", "output": 2}]'), 'case 0 is not {"input": string, "output": string}'),
+    ]:
+        with pytest.raises(ParseError) as e:
+            parse_program_and_cases(text)
+        assert str(e.value) == why, text
+    with pytest.raises(ParseError, match=r"^the test section is not JSON: "):
+        parse_program_and_cases(answer("print(1)", "[{"))

@@ -195,3 +195,25 @@ def test_file_shapes_and_unreadable_files(tmp_path: Path) -> None:
     gz = tmp_path / "ok.json.gz"
     gz.write_bytes(gzip.compress(json.dumps([{"question": "Write a function that doubles a number."}]).encode()))
     assert load_seeds(SeedSource("evol", str(gz)), "fewshot")[0][0].text == "Write a function that doubles a number."
+
+
+def test_named_fields_empty_files_and_indented_code(tmp_path: Path) -> None:
+    one = tmp_path / "one.json"  # one object that is a row itself, by its named text field
+    one.write_text(json.dumps({"body": "Write a function that merges two dicts.", "items": [{"x": 1}]}))
+    seeds, _ = load_seeds(SeedSource("evol", str(one), text="body"), "fewshot")
+    assert [s.text for s in seeds] == ["Write a function that merges two dicts."]
+    ids = tmp_path / "ids.jsonl"
+    ids.write_text(json.dumps({"slug": "", "question": "Write a function that merges two dicts."}) + "\n")
+    assert load_seeds(SeedSource("evol", str(ids), id="slug"), "fewshot")[0][0].id == "0"
+    code = tmp_path / "code.jsonl"
+    code.write_text(json.dumps({"code": "\n    return x  # inside a block\n"}) + "\n")
+    assert load_seeds(SeedSource("algorithm", str(code)), "snippet")[0][0].text == "    return x  # inside a block"
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n  \n")
+    with pytest.raises(SeedError) as e:
+        load_seeds(SeedSource("evol", str(empty)), "fewshot")
+    assert str(e.value) == f"{empty}: no usable seed for subset evol"
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"question": "Write a function."}, ')
+    with pytest.raises(SeedError, match=r"invalid JSON \(a file that starts with '\[' must be one JSON list\)"):
+        load_seeds(SeedSource("evol", str(broken)), "fewshot")

@@ -322,3 +322,28 @@ def test_the_declared_tests_and_the_collected_count_decide_a_pass():
     # The process vanished (no exit status) after its session passed: not a pass.
     v = map_verdict(JOB, end(events(Collected(1), Event(P), Done(exit_code=0)), code=None), "none")
     assert (v.status, v.reason) == ("fail", "the job process vanished after a passing session")
+
+
+def test_a_failed_stdin_case_names_its_exit_and_last_error_line():
+    from sandbox.verdict import failed_case
+
+    assert failed_case("case[0]", 1, "Traceback\n  File x\nValueError: bad\n\n") == (
+        Outcome("case[0]", "failed", "exit 1: ValueError: bad"), False)
+    assert failed_case("case[1]", 1, "MemoryError\n")[1] is True
+    assert failed_case("case[2]", -9, "") == (Outcome("case[2]", "failed", "exit -9: killed by SIGKILL"), False)
+    assert failed_case("case[3]", 3, " \n") == (Outcome("case[3]", "failed", "exit 3: exited with code 3"), False)
+    assert failed_case("case[4]", 1, "E" * 400)[0].message == "exit 1: " + "E" * 250
+
+
+def test_the_exit_code_is_pytests_own_and_a_non_mark_decorator_marks_nothing():
+    failed = Outcome("test_solution.py::test_a", "failed")
+    v = map_verdict(JOB, end(events(Collected(1), Event(failed), Done(exit_code=1)), code=0), "none")
+    assert v.status == "fail" and v.exit_code == 1  # as a fresh `pytest` would have exited
+    made = (Collected(1), Event(failed), Done(exit_code=1))
+    v = map_verdict(JOB, JobEnd(events=b"", stdout=b"", stderr=b"", exit_code=0, cpu_s=0, peak_rss_mb=0, wall_s=0,
+                                timed_out=False, flooded=False, trusted=made), "none")
+    assert v.exit_code == 0  # the supervisor's own events: the process's status stands
+    v = map_verdict(JOB, end(events(Collected(1), Event(failed), Done(exit_code=1)), code=3), "none")
+    assert v.exit_code == 3
+    assert declared_tests("import pytest\n@pytest.fixture\n@pytest.mark.parametrize('a', [1])\n"
+                          "def test_p(a): pass\n").marked == frozenset()
