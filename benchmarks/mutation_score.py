@@ -4,13 +4,19 @@ Runs `mutmut run` (configured in pyproject.toml: [tool.mutmut]; the fast unit te
 modules are the test selection), then scores each target and lists every surviving mutant with
 its diff, so each one can be explained or killed.
 
-Targets: the verdict mapping (sandbox/verdict.py), the stdin comparison rules (sandbox/stdio.py),
-difficulty and chosen trial (kodcode_async/stages/solutions.py: difficulty, kodcode_row,
-SolveOptions), the journal (kodcode_async/journal.py), the parser (kodcode_async/parsing.py) and
-the writers' recovery (kodcode_async/writers.py), question extraction (kodcode_async/extract.py),
-seed files (kodcode_async/seeds.py) and the on-disk id set (kodcode_async/idset.py). Functions of those files outside the targets
-(the solve stage's request/parse/settle, exercised end to end by the pipeline tests) are listed
-but not scored.
+Targets, the modules where a silent bug corrupts rows, verdicts or the figures users read:
+* verdicts: the verdict mapping (sandbox/verdict.py), the stdin comparison rules (sandbox/stdio.py);
+* rows: difficulty, chosen trial and row (kodcode_async/stages/solutions.py: difficulty,
+  kodcode_row, SolveOptions), the parser (parsing.py), question extraction (extract.py), seed
+  files (seeds.py), tagging's answer rules (stages/tagging.py), the published shape and export
+  (schema.py, export.py);
+* what a run keeps: the journal (journal.py), the writers' recovery (writers.py), the on-disk id
+  set (idset.py), the run directory (rundir.py);
+* figures: the engine's per-stage counts and busy time (engine.py);
+* serve's request validation and response shape (serve.py: job_from_run_code, _clamp,
+  run_code_response, _full, Metrics.observe).
+Functions of those files outside the targets (the solve stage's request/parse/settle, serve's
+HTTP handlers: exercised end to end by the pipeline and serve tests) are listed but not scored.
 
 Usage: python benchmarks/mutation_score.py [--no-run]     (needs `pip install -e '.[dev]'`)
 """
@@ -35,6 +41,15 @@ TARGETS = {
     "kodcode_async.extract": None,
     "kodcode_async.seeds": None,
     "kodcode_async.idset": None,
+    "kodcode_async.engine": None,
+    "kodcode_async.rundir": None,
+    "kodcode_async.schema": None,
+    "kodcode_async.export": None,
+    # serve: its request validation and response shape (the server's I/O is tested over HTTP)
+    "kodcode_async.serve": {"xǁSandboxServerǁjob_from_run_code", "x__clamp", "x_run_code_response",
+                            "xǁSandboxServerǁ_full", "xǁMetricsǁobserve", "x__sandbox_error"},
+    # tagging: the rules an answer must meet (the stages' LLM round trips are tested end to end)
+    "kodcode_async.stages.tagging": {"x_parse_json_object", "x__category", "x_validate"},
 }
 GOAL = 0.90
 

@@ -53,7 +53,7 @@ def test_a_python_body_becomes_a_stdin_job_and_a_pytest_body_a_test_of_its_solut
                       coverage=False, stdin_tests=[StdinCase("hi")])
     assert s.job_from_run_code({"code": "x", "language": "python"}).limits == Limits(wall_s=10.0, memory_mb=1024)
     assert s.job_from_run_code({"code": "x", "stdin": None}).stdin_tests == [StdinCase("")]
-    solution = base64.b64encode("def f():\n    return 1\n".encode()).decode()
+    solution = base64.b64encode(b"def f():\n    return 1\n").decode()
     job = s.job_from_run_code({"code": "def test_f(): pass", "language": "pytest", "files": {"solution.py": solution},
                                "memory_limit_MB": 10**9})
     assert job == Job(id="run_code", solution="def f():\n    return 1\n", test="def test_f(): pass",

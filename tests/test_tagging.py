@@ -46,3 +46,43 @@ def test_only_the_head_of_a_huge_answer_is_searched() -> None:
     with pytest.raises(TagError, match="no JSON object"):
         parse_json_object("x" * MAX_ANSWER_CHARS + '{"quality": "good"}')
     assert parse_json_object("x" * 100 + '{"quality": "good"}') == {"quality": "good"}
+
+
+def test_each_label_is_normalised_with_exact_messages() -> None:
+    assert validate("quality", {"quality": " Excellent ", "explanation": None}) == {"quality": "excellent",
+                                                                                 "explanation": ""}
+    assert validate("quality", {"quality": "very poor", "explanation": 3}) == {"quality": "very poor",
+                                                                             "explanation": "3"}
+    assert validate("category", {"primary": "math"}) == {"primary": "math", "others": []}
+    assert validate("judge", {"online_judge": False}) == {"online_judge": False, "reason": ""}
+    assert validate("judge", {"online_judge": True, "reason": "reads stdin"}) == {"online_judge": True,
+                                                                                "reason": "reads stdin"}
+    assert validate("filter", {"category": "Math", "reason": "sums"}) == {"category": "math", "reason": "sums"}
+    for tag, value, message in [
+        ("quality", {"quality": 4}, "quality 4 is not one of very poor, poor, average, good, excellent"),
+        ("quality", {}, "quality None is not one of very poor, poor, average, good, excellent"),
+        ("category", {"primary": "math", "others": ["cooking"]}, "category 'cooking' is not one of the listed "
+                                                                 "categories"),
+        ("category", {"primary": 7}, "category 7 is not one of the listed categories"),
+        ("judge", {"online_judge": 1}, "online_judge must be true or false, got 1"),
+    ]:
+        with pytest.raises(TagError) as e:
+            validate(tag, value)
+        assert str(e.value) == message
+    with pytest.raises(ValueError, match="unknown tag colour"):
+        validate("colour", {})
+
+
+def test_the_last_object_that_parses_is_taken_from_prose_with_braces() -> None:
+    assert parse_json_object('use {x} and {"a": 1} then {"b": 2} done {') == {"b": 2}
+    assert parse_json_object('{"a": {"b": 1}, "c": 2}') == {"a": {"b": 1}, "c": 2}  # nested: the whole object
+    assert parse_json_object('note {"a": 1} {oops}') == {"a": 1}  # a later brace pair that does not parse
+    assert parse_json_object('x {"a": "}"} y') == {"a": "}"}  # a brace inside a string
+    assert parse_json_object("reasoning {\"q\": 1}</think>\n{\"q\": 2}") == {"q": 2}
+    for answer, message in [(None, "empty answer"), ("  \n", "empty answer"),
+                            ("{1, 2}", "the answer's JSON does not parse"),
+                            ("{a} and {b}", "the answer's JSON does not parse")]:
+        with pytest.raises(TagError) as e:
+            parse_json_object(answer)
+        assert str(e.value) == message, answer
+    assert parse_json_object('{"a": 1} and [1]') == {"a": 1}
