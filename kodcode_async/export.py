@@ -45,7 +45,7 @@ def _run_info(run_dir: str) -> tuple[dict, list[str]]:
     if not os.path.isdir(run_dir):
         raise ExportError(f"{run_dir} is not a directory; give the run directory of `kodcode-async run --out`")
     try:
-        with open(os.path.join(run_dir, RUN_JSON), "rb") as f:
+        with open(os.path.join(run_dir, RUN_JSON), "rb") as f:  # pragma: no mutate - text mode reads the same in UTF-8 locales
             fingerprint = orjson.loads(f.read())["fingerprint"]
     except (FileNotFoundError, orjson.JSONDecodeError, KeyError, TypeError):
         if not os.path.exists(os.path.join(run_dir, FILES["instruct"])):
@@ -54,7 +54,7 @@ def _run_info(run_dir: str) -> tuple[dict, list[str]]:
         fingerprint = {}
     notes = []
     try:
-        with open(os.path.join(run_dir, MANIFEST), "rb") as f:
+        with open(os.path.join(run_dir, MANIFEST), "rb") as f:  # pragma: no mutate - as above
             manifest = orjson.loads(f.read())
         if not manifest.get("complete"):
             notes.append(f"the run is unfinished ({manifest.get('unfinished', '?')} items left); exporting the rows "
@@ -65,7 +65,7 @@ def _run_info(run_dir: str) -> tuple[dict, list[str]]:
     return fingerprint, notes
 
 
-def verl_row(row: dict, index: int, v1_ids: bool = True) -> dict:
+def verl_row(row: dict, index: int, v1_ids: bool) -> dict:
     subset, question_id = ((schema.v1_subset(row["subset"]), schema.v1_question_id(row)) if v1_ids
                            else (row["subset"], row["question_id"]))
     return {
@@ -104,7 +104,7 @@ def export(run_dir: str, fmt: str, output: str | None = None, *, style: str = "a
     attempts = max([len(r.get("gpt_pass_sequence") or []) for r in rows] +
                    [int((fingerprint.get("solutions") or {}).get("max_attempts") or 0)])
     out = output or os.path.join(run_dir, "export", NAMES[fmt])
-    os.makedirs(os.path.dirname(os.path.abspath(out)) or ".", exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -114,7 +114,7 @@ def export(run_dir: str, fmt: str, output: str | None = None, *, style: str = "a
         target = schema.dataset_schema(nick, attempts, sft_nick)
         table = schema.table([schema.published_row(r, i, nick, sft_nick, v1_ids) for i, r in enumerate(rows)],
                              target)
-    tmp = out + ".tmp"
+    tmp = out + ".tmp"  # pragma: no mutate - any name beside the output works
     if fmt in ("jsonl", "parquet", "verl"):
         try:  # the file appears whole or not at all: a full disk leaves neither it nor the temporary
             if fmt == "jsonl":

@@ -360,3 +360,43 @@ def test_plain_and_async_sources_stream_the_same():
 
     assert asyncio.run(collect([1, 2, 3])) == asyncio.run(collect(gen())) == [1, 2, 3]
     assert run(Chain([Double()]), gen())[0] and sorted(run(Chain([Double()]), gen())[0]) == [2, 4, 6]
+
+
+def test_exact_refusals_and_a_stream_stage_runs_as_one_task():
+    class NoName:
+        concurrency = 1
+
+    from kodcode_async.engine import stage_kind
+
+    with pytest.raises(TypeError) as e:
+        stage_kind(NoName())
+    assert "defines neither process nor process_stream" in str(e.value) and "NoName object" in str(e.value)
+    with pytest.raises(ValueError) as e:
+        Chain([])
+    assert str(e.value) == "a chain needs at least one stage"
+
+    class Wide(Dedup):
+        name, concurrency = "wide", 8
+
+    chain = Chain([Wide()])
+    assert chain.tasks == [1] and chain.stats[0].concurrency == 1 and chain.stats[0].kind == "stream"
+    assert chain.sunk == 0 and chain.in_flight() == 0  # figures exist before the first run
+    out, drops = run(chain, [1, 1, 2])
+    assert out == [1, 2] and drops == [("wide", "duplicate", 1)] and chain.sunk == 2
+
+
+def test_the_error_itself_reaches_on_unfinished_and_every_failure_is_counted():
+    class Down(RuntimeError):
+        kind = "http_503"
+
+    class Failing:
+        name, concurrency = "failing", 2
+
+        async def process(self, x):
+            raise Down(f"down {x}")
+
+    seen = []
+    chain = Chain([Failing()], item_errors=(Down,))
+    run(chain, [1, 2, 3], on_unfinished=lambda stage, item, e: seen.append((stage, item, str(e))))
+    assert sorted(seen) == [("failing", 1, "down 1"), ("failing", 2, "down 2"), ("failing", 3, "down 3")]
+    assert chain.stats[0].unfinished == {"http_503": 3}

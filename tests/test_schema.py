@@ -181,3 +181,52 @@ def test_export_refuses_what_it_cannot_export_in_one_line(tmp_path):
         with pytest.raises(ExportError) as e:
             export(*args, **kw)
         assert str(e.value).startswith(message), str(e.value)
+
+
+def test_export_takes_the_styles_asked_the_sft_columns_and_the_runs_attempts(tmp_path):
+    import json
+
+    import pyarrow.parquet as pq
+
+    from kodcode_async.export import export
+
+    fingerprint = {"stages": ["solutions", "style", "sft"], "sft": {"nickname": "r1"},
+                   "solutions": {"max_attempts": 12}}
+    d = _run_dir(tmp_path, rows=[{**ROW, "r1_pass_sequence": [1], "r1_correctness": True, "r1_solution": "s"}],
+                 manifest={"complete": True}, fingerprint=fingerprint)
+    (d / "verified_complete.jsonl").write_text(json.dumps({**ROW, "style": "complete"}) + "\n")
+    t = pq.read_table(export(str(d), "parquet").path)
+    assert t.column("style").to_pylist() == ["instruct", "complete"]
+    assert len(t.schema.field("trials").type) == 12 and t.column("r1_correctness").to_pylist() == ["True", None]
+    assert pq.read_table(export(str(d), "parquet", style="instruct").path).column("style").to_pylist() == ["instruct"]
+    assert pq.read_table(export(str(d), "parquet", style="complete").path).column("style").to_pylist() == ["complete"]
+    # Without the sft stage in the run, its nickname is not a column.
+    (d / "run.json").write_text(json.dumps({"fingerprint": {**fingerprint, "stages": ["solutions"]}}))
+    assert "r1_correctness" not in pq.read_table(export(str(d), "parquet").path).schema.names
+    no_style = {k: v for k, v in ROW.items() if k != "style"}
+    (d / "verified.jsonl").write_text(json.dumps(no_style) + "\n")
+    (d / "verified_complete.jsonl").unlink()
+    assert pq.read_table(export(str(d), "verl").path).to_pylist()[0]["extra_info"]["style"] == "instruct"
+
+
+def test_a_failed_export_leaves_no_temporary_and_hf_writes_locally(tmp_path):
+    import pytest
+
+    from kodcode_async.export import ExportError, export
+
+    d = _run_dir(tmp_path, manifest={"complete": True})
+    blocked = tmp_path / "blocked.jsonl"
+    blocked.mkdir()  # the final rename fails: a directory is in the way
+    with pytest.raises(OSError):
+        export(str(d), "jsonl", str(blocked))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocked.jsonl", "run"]
+    with pytest.raises(ExportError) as e:
+        export(str(d), "xml")
+    assert str(e.value) == "unknown format 'xml': choose jsonl, parquet, verl, hf"
+    got = export(str(d), "hf", str(tmp_path / "hf"), push_to_hub="me/data", token=None)
+    assert got.notes == (f"not pushed to me/data: no Hugging Face token (set HF_TOKEN or run `huggingface-cli "
+                         f"login`); the dataset is in {tmp_path / 'hf'}",)
+    import datasets
+
+    assert datasets.load_from_disk(str(tmp_path / "hf"))[0]["question_id"] == "Leetcode_000003_0_I"
+    assert export(str(d), "hf", str(tmp_path / "hf2")).notes == ()

@@ -86,3 +86,21 @@ def test_the_last_object_that_parses_is_taken_from_prose_with_braces() -> None:
             parse_json_object(answer)
         assert str(e.value) == message, answer
     assert parse_json_object('{"a": 1} and [1]') == {"a": 1}
+
+
+def test_more_exact_messages_and_brace_scanning() -> None:
+    for answer, message in [("no braces", "no JSON object in the answer"), ("[1]", "no JSON object in the answer")]:
+        with pytest.raises(TagError) as e:
+            parse_json_object(answer)
+        assert str(e.value) == message
+    with pytest.raises(TagError) as e:
+        validate("category", {"primary": "math", "others": "math"})
+    assert str(e.value) == "others must be a list"
+    assert validate("filter", {"category": "math", "reason": None}) == {"category": "math", "reason": ""}
+    assert validate("filter", {"category": "math"}) == {"category": "math", "reason": ""}
+    # the fallback scan: an object at the very start, one that needs a later closing brace, and
+    # reasoning whose own braces are ignored
+    assert parse_json_object('{"a": "x}y"} {bad') == {"a": "x}y"}
+    assert parse_json_object('{"k": {"n": 1}} then {') == {"k": {"n": 1}}
+    assert parse_json_object('{"a": 1} {} {') == {}
+    assert parse_json_object('<think>{"x": 1}</think> answer: {"y": 2} {') == {"y": 2}
