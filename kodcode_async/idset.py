@@ -7,13 +7,19 @@ private temporary database (an empty file name: a file in the temporary director
 deletes when the connection closes) behind a page cache of 2 MB, so memory stays flat and
 lookups stay ~2 us however many ids there are (benchmarks/kodcode_scale.py measures the run).
 
-One connection, used from one thread: the event loop's (the run's stages and writers).
+One connection, used from one thread: the event loop's (the run's stages and writers). When
+the temporary directory is full, a write raises OSError (ENOSPC) naming it, as the journal does,
+so the CLI says so in one line. With no rollback journal a failed write may leave the
+temporary database inconsistent, so after one such error every later use raises the same error.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 from collections.abc import Iterable, Iterator
+
+from kodcode_async.journal import storage_errors
 
 _ADD = "INSERT OR IGNORE INTO ids VALUES (?)"
 _HAS = "SELECT 1 FROM ids WHERE id = ?"
@@ -33,20 +39,43 @@ class IdSet:
         self._db.execute("CREATE TABLE ids (id TEXT PRIMARY KEY) WITHOUT ROWID")  # pragma: no mutate
         self._db.execute("BEGIN")  # pragma: no mutate
         self._len = 0
+        self._broken: OSError | None = None
         self.update(ids)
+
+    def _failed(self, error: sqlite3.Error) -> OSError:
+        """The OSError a full temporary directory is (any other SQLite error is raised as it is);
+        remembered, since the database may be inconsistent after it."""
+        try:
+            with storage_errors(tempfile.gettempdir()):
+                raise error
+        except OSError as e:
+            self._broken = e
+            return e
 
     def add(self, item_id: str) -> bool:
         """Add one id; True when it was not there yet."""
-        new = self._db.execute(_ADD, (item_id,)).rowcount == 1
+        if self._broken is not None:
+            raise self._broken
+        try:
+            new = self._db.execute(_ADD, (item_id,)).rowcount == 1
+        except sqlite3.Error as e:
+            raise self._failed(e) from e
         self._len += new
         return new
 
     def update(self, ids: Iterable[str]) -> None:
+        if self._broken is not None:
+            raise self._broken
         before = self._db.total_changes
-        self._db.executemany(_ADD, ((i,) for i in ids))
+        try:
+            self._db.executemany(_ADD, ((i,) for i in ids))
+        except sqlite3.Error as e:
+            raise self._failed(e) from e
         self._len += self._db.total_changes - before
 
     def __contains__(self, item_id: object) -> bool:
+        if self._broken is not None:
+            raise self._broken
         return isinstance(item_id, str) and self._db.execute(_HAS, (item_id,)).fetchone() is not None
 
     def __len__(self) -> int:

@@ -64,3 +64,23 @@ def test_reading_input_refuses_a_repeated_id_and_skips_finished_ones(tmp_path):
     assert sorted(i for got, _ in per_shard for i in got) == ["a", "b", "c", "d", "e"]
     assert all(shard_of(i, 2) == k for k, (got, _) in enumerate(per_shard) for i in got)
     assert sorted(r["line"] for _, rej in per_shard for r in rej) == [3, 6]
+
+
+def test_a_full_temporary_directory_is_an_enospc_naming_it():
+    import errno
+    import tempfile
+
+    import pytest
+
+    s = IdSet(["a"])
+    pages = s._db.execute("PRAGMA page_count").fetchone()[0]
+    s._db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own "database or disk is full"
+    with pytest.raises(OSError) as e:
+        s.update(f"id-{i:06d}-{'x' * 40}" for i in range(5000))
+    assert e.value.errno == errno.ENOSPC and e.value.filename == tempfile.gettempdir()
+    first = e.value
+    # Without a rollback journal the database may now be inconsistent: every later use says the same.
+    for use in (lambda: s.add("b"), lambda: "a" in s, lambda: s.update(["c"])):
+        with pytest.raises(OSError) as e:
+            use()
+        assert e.value is first
