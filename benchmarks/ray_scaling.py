@@ -86,9 +86,23 @@ def rows(out: str) -> dict:
             if os.path.exists(os.path.join(out, n))}
 
 
+def simulated_cluster(nodes: int, cpus_each: int, fast_health_check: bool = False):  # noqa: ANN201
+    """Ray's own `Cluster` with `nodes` raylets on this machine (workers at nice 0, as a local
+    instance runs them), connected; returns it and the nodes added after the head."""
+    from ray.cluster_utils import Cluster
+
+    system = {"worker_niceness": 0}
+    if fast_health_check:  # a lost node is noticed within ~3 s (Ray's default takes ~30 s)
+        system |= {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus_each, "_system_config": system})
+    others = [cluster.add_node(num_cpus=cpus_each) for _ in range(nodes - 1)]
+    cluster.wait_for_nodes()
+    init_ray(cluster.address)
+    return cluster, others
+
+
 def by_nodes(tmp: str, questions: str, recorded: str, workers: int, counts: list[int], repeats: int) -> None:
     import ray
-    from ray.cluster_utils import Cluster
 
     for n in counts:
         if workers % n:
@@ -105,12 +119,7 @@ def by_nodes(tmp: str, questions: str, recorded: str, workers: int, counts: list
                 results[name].append(time.perf_counter() - t)
             else:
                 n = int(name.split()[1])
-                cluster = Cluster(initialize_head=True, head_node_args={
-                    "num_cpus": max(1, cores // n), "_system_config": {"worker_niceness": 0}})
-                for _ in range(n - 1):
-                    cluster.add_node(num_cpus=max(1, cores // n))
-                cluster.wait_for_nodes()
-                init_ray(cluster.address)
+                cluster, _ = simulated_cluster(n, max(1, cores // n))
                 try:
                     t = time.perf_counter()
                     report = run_on_ray(config(questions, out, workers), {"kind": "recorded", "recorded_path": recorded},
@@ -146,12 +155,7 @@ def lose_node(tmp: str, questions: str, recorded: str, repeats: int) -> None:
     results: dict[str, list[tuple[float, int]]] = {"3 nodes": [], "3 nodes, 1 lost": []}  # (s, restarts)
     for r in range(repeats):
         for name in results:
-            # A lost node is noticed within ~3 s (Ray's default health check takes ~30 s).
-            cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": {
-                "worker_niceness": 0, "health_check_period_ms": 1000, "health_check_failure_threshold": 3}})
-            others = [cluster.add_node(num_cpus=1) for _ in range(2)]
-            cluster.wait_for_nodes()
-            init_ray(cluster.address)
+            cluster, others = simulated_cluster(3, 1, fast_health_check=True)
             removed: list[int] = []
 
             def on_progress(snap: dict, lose: bool = "lost" in name, cluster: Cluster = cluster,

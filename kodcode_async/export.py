@@ -9,7 +9,6 @@ empty file with the full schema.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ import orjson
 from kodcode_async import schema
 from kodcode_async.jsonl import iter_lines
 from kodcode_async.rundir import MANIFEST, RUN_JSON
+from kodcode_async.writers import replacing
 
 FILES = {"instruct": "verified.jsonl", "complete": "verified_complete.jsonl"}
 NAMES = {"jsonl": "dataset.jsonl", "parquet": "dataset.parquet", "verl": "verl.parquet", "hf": "hf_dataset"}
@@ -114,20 +114,15 @@ def export(run_dir: str, fmt: str, output: str | None = None, *, style: str = "a
         target = schema.dataset_schema(nick, attempts, sft_nick)
         table = schema.table([schema.published_row(r, i, nick, sft_nick, v1_ids) for i, r in enumerate(rows)],
                              target)
-    tmp = out + ".tmp"  # pragma: no mutate - any name beside the output works
     if fmt in ("jsonl", "parquet", "verl"):
-        try:  # the file appears whole or not at all: a full disk leaves neither it nor the temporary
+        # the file appears whole or not at all: a full disk leaves neither it nor the temporary
+        with replacing(out) as tmp:
             if fmt == "jsonl":
                 with open(tmp, "wb") as f:
                     for row in table.to_pylist():
                         f.write(orjson.dumps(row) + b"\n")
             else:
                 pq.write_table(table, tmp)
-            os.replace(tmp, out)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
     else:
         notes += _write_hf(table, out, push_to_hub, private, token)
     return Exported(out, len(rows), tuple(notes))

@@ -52,10 +52,13 @@ class IdSet:
             self._broken = e
             return e
 
-    def add(self, item_id: str) -> bool:
-        """Add one id; True when it was not there yet."""
+    def _usable(self) -> None:
         if self._broken is not None:
             raise self._broken
+
+    def add(self, item_id: str) -> bool:
+        """Add one id; True when it was not there yet."""
+        self._usable()
         try:
             new = self._db.execute(_ADD, (item_id,)).rowcount == 1
         except sqlite3.Error as e:
@@ -64,8 +67,7 @@ class IdSet:
         return new
 
     def update(self, ids: Iterable[str]) -> None:
-        if self._broken is not None:
-            raise self._broken
+        self._usable()
         before = self._db.total_changes
         try:
             self._db.executemany(_ADD, ((i,) for i in ids))
@@ -74,9 +76,9 @@ class IdSet:
         self._len += self._db.total_changes - before
 
     def __contains__(self, item_id: object) -> bool:
-        if self._broken is not None:
-            raise self._broken
-        return isinstance(item_id, str) and self._db.execute(_HAS, (item_id,)).fetchone() is not None
+        self._usable()
+        # An empty set (a first run's finished items: asked once per item) answers without SQL.
+        return bool(self._len) and isinstance(item_id, str) and self._db.execute(_HAS, (item_id,)).fetchone() is not None
 
     def __len__(self) -> int:
         return self._len

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Iterator
 
 import orjson
 
@@ -89,17 +90,25 @@ class JsonlWriter:
             self._f = None
 
 
-def write_json_atomic(path: str, data: object) -> None:
-    """`path` holds the old content or the new, never a part; a failed write (a full disk) leaves
-    no temporary file behind."""
-    tmp = f"{path}.tmp"
+@contextlib.contextmanager
+def replacing(path: str, suffix: str = ".tmp") -> Iterator[str]:
+    """A temporary path beside `path` to write to: when the block ends normally it replaces
+    `path` (which holds the old content or the new, never a part); when it raises (a full disk),
+    the temporary file is removed and `path` keeps what it held."""
+    tmp = path + suffix  # pragma: no mutate - any name beside the output works
     try:
-        with open(tmp, "wb") as f:
-            f.write(orjson.dumps(data, option=orjson.OPT_INDENT_2))
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_json_atomic(path: str, data: object) -> None:
+    """`path` holds the old content or the new, never a part; a failed write (a full disk) leaves
+    no temporary file behind."""
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        f.write(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+        f.flush()
+        os.fsync(f.fileno())

@@ -110,6 +110,12 @@ class ItemFailure(Exception):
     kind = "server_down"
 
 
+class Down(RuntimeError):
+    """An item error with the kind the backend gives a 503."""
+
+    kind = "http_503"
+
+
 def test_item_errors_leave_items_unfinished_and_other_errors_stop_the_chain():
     class Flaky:
         name, concurrency = "flaky", 2
@@ -275,9 +281,6 @@ def test_each_stage_counts_what_came_in_went_out_was_dropped_or_left_unfinished(
                 raise KeyError("no kind attribute")
             return x
 
-    class Down(RuntimeError):
-        kind = "http_503"
-
     unfinished = []
     chain = Chain([Fan(), Double(), Dedup()])
     assert chain.kinds == ["fanout", "map", "stream"] and chain.tasks == [3, 4, 1]
@@ -386,9 +389,6 @@ def test_exact_refusals_and_a_stream_stage_runs_as_one_task():
 
 
 def test_the_error_itself_reaches_on_unfinished_and_every_failure_is_counted():
-    class Down(RuntimeError):
-        kind = "http_503"
-
     class Failing:
         name, concurrency = "failing", 2
 

@@ -33,7 +33,6 @@ Ray is imported only here, and this module only when `--executor ray` is chosen.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
@@ -52,6 +51,7 @@ from kodcode_async.idset import IdSet
 from kodcode_async.jsonl import count_rows, iter_lines
 from kodcode_async.run import STAGES, TIMELINE_S, RunConfig, RunReport, RunStats, execute, fingerprint
 from kodcode_async.rundir import RunDir
+from kodcode_async.writers import replacing
 from sandbox import Job, Verdict
 from sandbox.pool import SandboxConfig, SandboxPool, SandboxUnavailable
 
@@ -838,10 +838,9 @@ def _merge_file(sources: list[str], dest: str) -> int:
     KodCode-sized merge holds ~450k rows of ~10 KB. On a write error (a full disk) the partial
     copy is removed and `dest` keeps what it held; the error goes up."""
     seen = IdSet()
-    tmp = dest + ".merging"
     n = 0
     try:
-        with open(tmp, "wb") as out:
+        with replacing(dest, ".merging") as tmp, open(tmp, "wb") as out:
             for src in sources:
                 if not os.path.exists(src):
                     continue
@@ -855,11 +854,8 @@ def _merge_file(sources: list[str], dest: str) -> int:
                     if seen.add(hashlib.blake2b(key, digest_size=16).hexdigest()):
                         out.write(line)
                         n += 1
-        os.replace(tmp, dest)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(e, OSError) and e.filename is None:  # a failed write names no file: say which
+    except OSError as e:
+        if e.filename is None:  # a failed write names no file: say which
             raise OSError(e.errno, e.strerror, dest) from e
         raise
     finally:
