@@ -12,6 +12,9 @@ Targets, the modules where a silent bug corrupts rows, verdicts or the figures u
   (schema.py, export.py);
 * what a run keeps: the journal (journal.py), the writers' recovery (writers.py), the on-disk id
   set (idset.py), the run directory (rundir.py);
+* what a run drops: near-duplicates and benchmark overlap (stages/dedup.py, stages/decontam.py),
+  the completion-style checks (stages/style.py);
+* the RL reward: the code judged and the score of a verdict (rewards.py);
 * figures: the engine's per-stage counts and busy time (engine.py);
 * serve's request validation and response shape (serve.py: job_from_run_code, _clamp,
   run_code_response, _full, Metrics.observe).
@@ -50,6 +53,12 @@ TARGETS = {
                             "xǁSandboxServerǁ_full", "xǁMetricsǁobserve", "x__sandbox_error"},
     # tagging: the rules an answer must meet (the stages' LLM round trips are tested end to end)
     "kodcode_async.stages.tagging": {"x_parse_json_object", "x__category", "x_validate"},
+    "kodcode_async.stages.dedup": None,
+    "kodcode_async.stages.decontam": None,
+    "kodcode_async.stages.style": None,
+    # rewards: the code judged, the score of a verdict, a batch on a pool (the server path and the
+    # per-process pool's thread are tested end to end in test_serve.py and test_reward_hacking.py)
+    "kodcode_async.rewards": {"x_extract_code", "x__result", "x_acompute_score_batch", "x__score_with_pool"},
 }
 GOAL = 0.90
 

@@ -3,7 +3,6 @@ the batch way, decisions replayed on resume, and the real embedding model (all-M
 bundled offline) on known pairs."""
 
 import asyncio
-import random
 from pathlib import Path
 
 import numpy as np
@@ -14,65 +13,10 @@ from kodcode_async.engine import Dropped
 from kodcode_async.journal import Journal
 from kodcode_async.stages.base import Item
 from kodcode_async.stages.decontam import (
-    BenchmarkError,
     DecontamStage,
     humaneval_questions,
-    jsonl_questions,
-    load_benchmarks,
 )
-from kodcode_async.stages.dedup import DedupStage, NearIndex, OrderedDecider
-
-
-def planted(n: int, dim: int = 32, dups: int = 60, seed: int = 0) -> np.ndarray:
-    """Random unit vectors with `dups` planted near-copies of earlier ones."""
-    rng = np.random.default_rng(seed)
-    vecs = rng.standard_normal((n, dim)).astype(np.float32)
-    for i in rng.choice(np.arange(1, n), size=dups, replace=False):
-        j = int(rng.integers(0, i))
-        vecs[i] = vecs[j] + 0.05 * rng.standard_normal(dim)
-    return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
-
-
-def batch_way(vecs: np.ndarray, threshold: float) -> list[bool]:
-    """The reference: all vectors at once; a question is a duplicate if any earlier one is this close."""
-    sims = vecs @ vecs.T
-    return [bool(i > 0 and sims[i, :i].max() >= threshold) for i in range(len(vecs))]
-
-
-def test_streaming_decisions_equal_the_batch_way_whatever_order_embeddings_arrive_in() -> None:
-    vecs = planted(600)
-    want = batch_way(vecs, 0.9)
-    assert 40 <= sum(want) <= 60  # the planted copies, and nothing else, are duplicates
-
-    async def stream() -> tuple[list[bool], int]:
-        decider = OrderedDecider(NearIndex(vecs.shape[1]), 0.9)
-        seqs = [decider.number() for _ in range(len(vecs))]
-        order = list(range(len(vecs)))
-        random.Random(3).shuffle(order)  # embeddings finish in any order
-        futures = {}
-        for n, i in enumerate(order):
-            futures[i] = decider.ready(seqs[i], f"q{i}", vecs[i])
-            if n % 7 == 0:
-                await asyncio.sleep(0)
-        decisions = [await futures[i] for i in range(len(vecs))]
-        return [d[0] for d in decisions], decider.batches
-
-    got, batches = asyncio.run(stream())
-    assert got == want
-    assert 1 < batches < len(vecs)  # micro-batches, neither one barrier nor one search per question
-
-
-def test_a_duplicate_names_its_nearest_earlier_question_even_inside_one_batch() -> None:
-    vecs = planted(5, dups=0)
-    vecs[3] = vecs[1]
-    async def go() -> list:
-        decider = OrderedDecider(NearIndex(vecs.shape[1]), 0.95)
-        seqs = [decider.number() for _ in vecs]
-        futures = [decider.ready(s, f"q{i}", v) for i, (s, v) in enumerate(zip(seqs, vecs))]
-        return [await f for f in futures]
-    decisions = asyncio.run(go())
-    assert [d[0] for d in decisions] == [False, False, False, True, False]
-    assert decisions[3][1] == "q1" and decisions[3][2] == pytest.approx(1.0, abs=1e-5)
+from kodcode_async.stages.dedup import DedupStage
 
 
 @pytest.fixture(scope="module")
@@ -142,19 +86,6 @@ def test_decontamination_catches_a_humaneval_paraphrase_and_passes_an_unrelated_
     assert not isinstance(rb, Dropped) and b["benchmark_similarity"] < 0.8
 
 
-def test_user_benchmarks_load_from_jsonl_and_bad_ones_are_named(tmp_path: Path) -> None:
-    good = tmp_path / "mbpp.jsonl"
-    good.write_text('{"task_id": 11, "text": "Write a function to remove the first and last occurrence of a char."}\n')
-    assert [(b.task_id, b.text[:14]) for b in jsonl_questions(str(good))] == [("11", "Write a functi")]
-    assert len(load_benchmarks(("humaneval", str(good)))) == 165
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"task_id": 1}\n')
-    with pytest.raises(BenchmarkError, match="bad.jsonl:1: no question"):
-        load_benchmarks((str(bad),))
-    with pytest.raises(BenchmarkError, match="missing.jsonl"):
-        load_benchmarks((str(tmp_path / "missing.jsonl"),))
-
-
 def test_the_embedder_batches_concurrent_texts_encodes_repeats_once_and_replays_from_the_journal(
         tmp_path: Path, model: Embedder) -> None:
     texts = [f"Write a function number {i} that adds {i} to its argument." for i in range(150)]
@@ -193,24 +124,3 @@ def test_an_unknown_embedding_model_stops_the_run_with_one_clear_error(tmp_path:
     assert "error: cannot load the embedding model 'no-such-org/no-such-embedding-model'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (out / "questions.jsonl").exists()
-
-
-def test_the_approximate_hnsw_index_agrees_with_the_exact_one_on_planted_duplicates() -> None:
-    vecs = planted(3000, dim=64, dups=150, seed=4)
-    want = batch_way(vecs, 0.9)
-
-    async def stream(kind: str) -> tuple[list[bool], int]:
-        decider = OrderedDecider(NearIndex(vecs.shape[1], kind), 0.9)
-        futures = []
-        for i, v in enumerate(vecs):
-            futures.append(decider.ready(decider.number(), f"q{i}", v))
-            if i % 50 == 49:
-                await asyncio.sleep(0)  # one micro-batch per 50: most neighbours are found in the index
-        return [(await f)[0] for f in futures], decider.batches
-
-    flat, batches = asyncio.run(stream("flat"))
-    assert flat == want and batches == 60
-    hnsw, _ = asyncio.run(stream("hnsw"))
-    assert sum(a == b for a, b in zip(hnsw, want)) / len(want) >= 0.99
-    with pytest.raises(ValueError, match="flat or hnsw"):
-        NearIndex(8, "lsh")

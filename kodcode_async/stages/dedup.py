@@ -100,23 +100,23 @@ def decide_batch(index: NearIndex, vecs: np.ndarray, ids: list[str], threshold: 
     sims, pos = index.nearest(vecs)
     best_sim = sims.astype(np.float64)
     best_id = [index.ids[p] if p >= 0 else "" for p in pos]
-    if len(vecs) > 1:  # earlier questions of the same batch: the strictly lower triangle
-        inner = (vecs @ vecs.T).astype(np.float64)
-        inner[np.triu_indices(len(vecs))] = -np.inf
-        nearest = inner.argmax(axis=1)
-        inside = inner[np.arange(len(vecs)), nearest]
-        for i in np.flatnonzero(inside > best_sim):
-            best_sim[i], best_id[i] = inside[i], ids[nearest[i]]
+    # earlier questions of the same batch: the strictly lower triangle (a batch of one has none)
+    inner = (vecs @ vecs.T).astype(np.float64)
+    inner[np.triu_indices(len(vecs))] = -np.inf
+    nearest = inner.argmax(axis=1)
+    inside = inner[np.arange(len(vecs)), nearest]
+    for i in np.flatnonzero(inside > best_sim):  # a tie keeps the earlier one: the index's
+        best_sim[i], best_id[i] = inside[i], ids[nearest[i]]
     index.add(vecs, ids)
     return [(bool(s >= threshold), b, float(s) if np.isfinite(s) else 0.0) for s, b in zip(best_sim, best_id)]
 
 
 @dataclass(slots=True)
 class _Waiting:
-    item_id: str
-    vec: np.ndarray | None
     decided: asyncio.Future
-    replay: dict | None = None
+    item_id: str = ""
+    vec: np.ndarray | None = None
+    replay: dict | None = None  # a decision already made (replayed, or a skip): nothing to search
 
 
 class OrderedDecider:
@@ -136,16 +136,23 @@ class OrderedDecider:
         self.next_seq += 1
         return seq
 
-    def ready(self, seq: int, item_id: str, vec: np.ndarray | None, replay: dict | None = None) -> asyncio.Future:
-        fut = asyncio.get_running_loop().create_future()
-        self.waiting[seq] = _Waiting(item_id, vec, fut, replay)
-        self._schedule()
-        return fut
+    def ready(self, seq: int, item_id: str, vec: np.ndarray) -> asyncio.Future:
+        """The question numbered `seq` has its vector: the future is its (duplicate?, nearest, similarity)."""
+        return self._wait(seq, _Waiting(asyncio.get_running_loop().create_future(), item_id, vec))
+
+    def replay(self, seq: int, decision: dict) -> asyncio.Future:
+        """The question numbered `seq` was decided by an earlier run (its vector is in the index):
+        its turn comes in order, and the future is that decision."""
+        return self._wait(seq, _Waiting(asyncio.get_running_loop().create_future(), replay=decision))
 
     def skip(self, seq: int) -> None:
         """A numbered question that will never be ready (its embedding failed): do not wait for it."""
-        self.waiting[seq] = _Waiting("", None, asyncio.get_running_loop().create_future(), {"skip": True})
+        self.replay(seq, {})
+
+    def _wait(self, seq: int, waiting: _Waiting) -> asyncio.Future:
+        self.waiting[seq] = waiting
         self._schedule()
+        return waiting.decided
 
     def _schedule(self) -> None:
         # Decide once per loop tick, not once per call: an embedding batch wakes its questions'
@@ -193,7 +200,8 @@ class DedupStage:
 
     async def start(self) -> None:
         """Load the index with every earlier decision (a resumed run), in decision order."""
-        index = NearIndex(int(self.embedder.dim or 0), self.index_kind)
+        assert self.embedder.dim, "the embedder was not started"
+        index = NearIndex(self.embedder.dim, self.index_kind)
         records = self.journal.records("dedup", self.name) if self.journal is not None else []
         if records:
             index.add(np.stack([_unpack(body["v"]) for _, body in records]),  # type: ignore[index]
@@ -208,7 +216,7 @@ class DedupStage:
         recorded = self.replayed.get(item.id)
         try:
             if recorded is not None:  # decided in an earlier run: same fate, its vector is in the index
-                await self.decider.ready(seq, item.id, None, replay=recorded)
+                await self.decider.replay(seq, recorded)
                 dup, nearest, sim = recorded["dup"], recorded["nearest"], recorded["similarity"]
             else:
                 vec = await self.embedder.embed(item.row["question"])
