@@ -75,6 +75,10 @@ class SandboxConfig:
     # instead of at start-up, and keeps a small, fast-forking heap while it runs only stdin
     # programs (`serve` does this: /run_code's python mode is often all it gets).
     warm_pytest_at_start: bool = True
+    # False: each pytest job runs a fresh `pytest.main` with none of the patches to pytest's
+    # internals (sandbox/worker/pytest_internals.py): the same verdicts, several times slower per
+    # job. Also what a worker does by itself on a pytest outside the checked versions.
+    pytest_fast_path: bool = True
     pytest_plugins: tuple[str, ...] = ()
     # Top-level packages jobs may not import even if installed (to emulate a reference environment).
     blocked_imports: tuple[str, ...] = ()
@@ -155,7 +159,7 @@ class Worker:
             options = WorkerOptions(
                 root=isolation.SANDBOX_ROOT, isolation=self.bwrap.label, namespaces=True,
                 preload=list(self.config.preload), preload_on_demand=list(self.config.preload_on_demand),
-                lazy_pytest=not self.config.warm_pytest_at_start,
+                lazy_pytest=not self.config.warm_pytest_at_start, pytest_fast_path=self.config.pytest_fast_path,
                 pytest_plugins=list(self.config.pytest_plugins),
                 drop_to_uid=isolation.SANDBOX_UID if os.geteuid() == 0 else None,
                 blocked_imports=list(self.config.blocked_imports), site_dirs=isolation.user_site_dirs(),
@@ -172,7 +176,7 @@ class Worker:
         options = WorkerOptions(
             root=root, isolation="none", preload=list(self.config.preload),
             preload_on_demand=list(self.config.preload_on_demand),
-            lazy_pytest=not self.config.warm_pytest_at_start,
+            lazy_pytest=not self.config.warm_pytest_at_start, pytest_fast_path=self.config.pytest_fast_path,
             pytest_plugins=list(self.config.pytest_plugins), blocked_imports=list(self.config.blocked_imports),
             package_parent=_PACKAGE_PARENT, strict_compare=self.config.strict_compare)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": root, "TMPDIR": os.path.join(root, "tmp"),

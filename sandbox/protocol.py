@@ -112,6 +112,8 @@ class WorkerOptions(msgspec.Struct, frozen=True):
     preload_on_demand: list[str] = []
     # The pytest phase of the warm-up (preloads, pytest's session, coverage) waits for the first pytest job.
     lazy_pytest: bool = False
+    # False: pytest.main per job, with none of the patches to pytest's internals (pytest_internals.py).
+    pytest_fast_path: bool = True
     pytest_plugins: list[str] = []
     drop_to_uid: int | None = None
     blocked_imports: list[str] = []
@@ -266,6 +268,12 @@ class Done(msgspec.Struct, tag="done"):
 
 
 JobEvent = Collected | TestEvent | Done
+
+
+class SessionStarted(msgspec.Struct, tag="started"):
+    """Job side only, never sent to the supervisor: a session configured inside the job (pytest.main
+    per job) has started, and the job's guard takes its plugins' fingerprint now, before any job code
+    is imported (guard_unsafe.install)."""
 _event_decoder = msgspec.msgpack.Decoder(JobEvent)
 
 

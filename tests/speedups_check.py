@@ -73,6 +73,13 @@ def traverse_node() -> None:
 
 
 def location_fix() -> None:
+    if "getattr" not in rewrite.AssertionRewriter.visit_Assert.__code__.co_names:
+        # pytest 8.0's loop copies the assert's location onto every node, unlike the later loop the
+        # fix was written for: the fix must stay out (the sandbox then runs pytest's own loop).
+        problem = pytest_speedups.install_location_fix(rewrite)
+        assert problem and "not the version" in problem, problem
+        assert not hasattr(rewrite.AssertionRewriter.visit_Assert, "__wrapped__")
+        return
     sources = tests() + [EXTRA]
     expected = [rewritten(src) for src in sources]
     rewrite.traverse_node = pytest_speedups.traverse_node

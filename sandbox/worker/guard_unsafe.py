@@ -30,7 +30,7 @@ import sys
 
 import msgspec
 
-from sandbox.protocol import Collected, Done, JobEvent, TestEvent, TestOutcome
+from sandbox.protocol import Collected, Done, JobEvent, SessionStarted, TestEvent, TestOutcome
 
 EMIT = "kodcode.sandbox.event"
 _PROTECTED_MODULES = ("_pytest", "pytest", "pluggy", "coverage", "sandbox")
@@ -65,22 +65,28 @@ def install(fd: int, box: list, config, sender, callers: dict, strict_mode: bool
     write = os.write
     pack = struct.Struct(">I").pack
     encode = msgspec.msgpack.Encoder().encode
-    decode = msgspec.msgpack.Decoder(JobEvent).decode
+    decode = msgspec.msgpack.Decoder(JobEvent | SessionStarted).decode
     pluggy_dir = os.path.dirname(pluggy.__file__) + os.sep
 
-    def hook_fingerprint() -> tuple:
+    def hook_fingerprint(config) -> tuple:  # noqa: ANN001
         """Every hook's implementations, by identity: a plugin registered by the solution changes it."""
         return _tuple((name, _tuple(_id(impl.function) for impl in caller.get_hookimpls()))
                       for name, caller in _sorted(_vars(config.pluginmanager.hook).items())
                       if _isinstance(caller, HookCaller))
 
-    start_hooks = hook_fingerprint() if config is not None else ()
+    # With a session started in the zygote, its plugins are known now; with pytest.main per job
+    # (config None), when the job's session starts (SessionStarted, before any job code is imported).
+    state = {"done": False, "tampered": "", "config": config,
+             "start_hooks": hook_fingerprint(config) if config is not None else None}
     collected: dict[int, tuple] = {}  # id(item) -> (item, its test function's code)
-    state = {"done": False, "tampered": ""}
 
     def tampered() -> str:
-        if not state["tampered"] and config is not None:
-            now = hook_fingerprint()
+        if not state["tampered"]:
+            config, start_hooks = state["config"], state["start_hooks"]
+            if config is None:  # fail closed: a pass cannot be trusted without the plugins' fingerprint
+                state["tampered"] = "the job's pytest session was not seen starting: its plugins cannot be checked"
+                return state["tampered"]
+            now = hook_fingerprint(config)
             if now != start_hooks:
                 changed = [name for (name, impls) in now if (name, impls) not in start_hooks]
                 state["tampered"] = ("pytest's hook implementations were changed during the run (a plugin was added: "
@@ -136,6 +142,12 @@ def install(fd: int, box: list, config, sender, callers: dict, strict_mode: bool
             message = decode(args[0])
         except msgspec.DecodeError:
             return
+        if _isinstance(message, SessionStarted):
+            session = anchor.f_locals.get("session") if anchor is not None else None
+            started = _getattr(session, "config", None)
+            if state["config"] is None and started is not None:
+                state["config"], state["start_hooks"] = started, hook_fingerprint(started)
+            return  # for the guard only
         if _isinstance(message, Collected):
             session = anchor.f_locals.get("self") if anchor is not None else None
             items = _list(_getattr(session, "items", None) or [])

@@ -152,22 +152,22 @@ def memoised_startend(original):  # noqa: ANN001, ANN201 - wraps pytest's functi
 
 def install() -> list[str]:
     """Patch pytest in this process; returns what could not be patched (empty when all went in)."""
+    from sandbox.worker import pytest_internals as internals
+
     problems = []
     try:
-        from _pytest.assertion import rewrite
-
+        rewrite = internals.assertion_rewrite()
         if callable(getattr(rewrite, "traverse_node", None)):
             rewrite.traverse_node = traverse_node
             problem = install_location_fix(rewrite)
             if problem:
                 problems.append(problem)
         else:
-            problems.append("_pytest.assertion.rewrite.traverse_node not found")
+            problems.append("the assertion rewriter has no traverse_node")
     except ImportError as e:
         problems.append(f"assertion rewriting: {e}")
     try:
-        from _pytest._code import code, source
-
+        code, source = internals.traceback_source()
         original = getattr(source, "get_statement_startend2", None)
         if callable(original) and not hasattr(original, "__wrapped__"):
             fast = memoised_startend(original)
@@ -176,7 +176,7 @@ def install() -> list[str]:
             if getattr(code, "get_statement_startend2", None) is original:
                 code.get_statement_startend2 = fast
         elif original is None:
-            problems.append("_pytest._code.source.get_statement_startend2 not found")
+            problems.append("the source module has no get_statement_startend2")
     except ImportError as e:
         problems.append(f"traceback formatting: {e}")
     return problems

@@ -14,39 +14,16 @@ import sys
 import msgspec
 from pluggy import HookimplMarker
 
-from sandbox.protocol import RESULT_FD, Collected, Done, TestEvent, TestOutcome, encode
+from sandbox.protocol import RESULT_FD, Collected, Done, SessionStarted, TestEvent, TestOutcome, encode
+from sandbox.worker import pytest_internals as internals
 from sandbox.worker.guard_unsafe import EMIT
-
-# pytest's machinery between a test function and its report. Code that replaces any of these
-# (a known reward hack: "make every report say passed") makes the job's passes untrustworthy.
-GUARDED = (
-    ("_pytest.python", "Function", "runtest"), ("_pytest.python", None, "pytest_pyfunc_call"),
-    ("_pytest.python", "Module", "collect"), ("_pytest.main", "Session", "perform_collect"),
-    ("_pytest.runner", "CallInfo", "from_call"), ("_pytest.runner", None, "call_and_report"),
-    ("_pytest.runner", None, "call_runtest_hook"), ("_pytest.runner", None, "runtestprotocol"),
-    ("_pytest.runner", None, "pytest_runtest_makereport"), ("_pytest.runner", None, "check_interactive_exception"),
-    ("_pytest.reports", "TestReport", "from_item_and_call"), ("_pytest.reports", "BaseReport", "passed"),
-    ("_pytest.reports", "BaseReport", "failed"), ("_pytest.reports", "BaseReport", "skipped"),
-    ("pluggy._callers", None, "_multicall"), ("pluggy._hooks", "HookCaller", "__call__"),
-)
-
-
-def _guarded_objects() -> dict[str, object]:
-    found = {}
-    for module, owner, name in GUARDED:
-        mod = sys.modules.get(module) or __import__(module, fromlist=["_"])
-        holder = getattr(mod, owner, None) if owner else mod
-        value = vars(holder).get(name, getattr(holder, name, None)) if holder is not None else None
-        if value is not None:  # names differ a little across pytest versions: guard those that exist
-            found[f"{module}.{owner + '.' if owner else ''}{name}"] = value
-    return found
 
 
 class Reporter:
     """pytest plugin, registered once in the zygote, active only in job processes.
 
     Besides streaming outcomes it checks them: a "passed" call report for a test whose function
-    never ran, or that raised, or any change to pytest's reporting machinery (GUARDED, captured
+    never ran, or that raised, or any change to pytest's reporting machinery (internals.GUARDED, captured
     here in the zygote) turns the outcome into a failure with the reason. Those are the ways a
     solution can make failing tests look passed from inside the process.
     """
@@ -57,14 +34,14 @@ class Reporter:
         self.memory_error = False
         self.order_seed: int | None = None
         self._outcomes: dict[str, TestOutcome] = {}
-        self._pristine = _guarded_objects()
+        self._pristine = internals.guarded_objects()
         self._calls: dict[str, str] = {}  # nodeid -> "returned" | "raised <type>"
         self._plain: set[str] = set()  # plain test functions (not unittest or doctest items)
         self.tampered = ""
 
     def _changed(self) -> str:
         if not self.tampered:
-            now = _guarded_objects()
+            now = internals.guarded_objects()
             changed = sorted(k for k, v in self._pristine.items() if now.get(k) is not v)
             if changed:
                 self.tampered = f"pytest internals were replaced during the run ({', '.join(changed)[:300]})"
@@ -72,7 +49,7 @@ class Reporter:
 
     def pytest_runtest_call(self, item) -> None:  # noqa: ANN001
         # Only plain functions go through pytest_pyfunc_call (unittest and doctest items do not).
-        if type(item).__name__ == "Function" and type(item).__module__ == "_pytest.python":
+        if internals.is_plain_function(item):
             self._plain.add(item.nodeid)
 
     @HookimplMarker("pytest")(wrapper=True)  # pytest.hookimpl, without importing pytest here
@@ -105,12 +82,11 @@ class Reporter:
 
     def emit_callers(self, extra: tuple = ()) -> dict:
         """For guard_unsafe.install: who may send events, and from which pytest call path."""
-        from _pytest.main import Session
-        from _pytest.runner import call_and_report
-
+        start, collect, report = internals.report_paths()
         cls = type(self)
-        callers = {cls.pytest_collection_finish.__code__: frozenset({Session.perform_collect.__code__}),
-                   cls.pytest_runtest_logreport.__code__: frozenset({call_and_report.__code__}),
+        callers = {cls.pytest_sessionstart.__code__: frozenset({start}),
+                   cls.pytest_collection_finish.__code__: frozenset({collect}),
+                   cls.pytest_runtest_logreport.__code__: frozenset({report}),
                    cls.pytest_collectreport.__code__: None}
         callers.update((code, None) for code in extra)
         return callers
@@ -118,6 +94,19 @@ class Reporter:
     def pytest_collection_modifyitems(self, session, config, items) -> None:  # noqa: ANN001 - pytest hook
         if self.order_seed is not None:  # flakiness reruns: another test order
             random.Random(self.order_seed).shuffle(items)
+
+    @HookimplMarker("pytest")(trylast=True)  # after pytest's own (the fixture manager registers itself there)
+    def pytest_sessionstart(self, session) -> None:  # noqa: ANN001
+        # With pytest.main per job: the job guard fingerprints the session's plugins now, before
+        # the job's code is imported (in the zygote, where the fast path starts its session, no
+        # guard is listening yet).
+        self._send(SessionStarted())
+
+    def pytest_internalerror(self, excrepr, excinfo) -> None:  # noqa: ANN001
+        # The session ended in an internal error: remember what raised, for the verdict's reason
+        # (finish_session records it first on the fast path; pytest.main gets here only).
+        if not internals.INTERNAL_ERROR_CAUSE and excinfo is not None:
+            internals.INTERNAL_ERROR_CAUSE[:] = [type(excinfo.value).__name__]
 
     def pytest_collection_finish(self, session) -> None:  # noqa: ANN001
         self._send(Collected(count=len(session.items)))
@@ -235,8 +224,7 @@ _TRACING: list = [None]  # the Coverage object while a window is open, else None
 
 def _pause_while_rewriting() -> None:
     """Patch pytest's assert rewriter (once) to run untraced inside a coverage window."""
-    from _pytest.assertion import rewrite
-
+    rewrite = internals.assertion_rewrite()
     original = getattr(rewrite, "_rewrite_test", None)
     if not callable(original) or hasattr(original, "__wrapped__"):
         return
@@ -285,7 +273,7 @@ def run_pytest_unsafe(warm, coverage_on: bool, solution: str, box: list,  # noqa
                     # global capture started, then suspended until the session runs.
                     warm.capman.start_global_capturing()
                     warm.capman.suspend_global_capture()
-                code = int(run_started_session(warm.config, warm.session))
+                code = int(internals.finish_session(warm.config, warm.session))
             else:
                 import pytest
 
@@ -300,8 +288,8 @@ def run_pytest_unsafe(warm, coverage_on: bool, solution: str, box: list,  # noqa
     pct = line_coverage(cov, warm.area.solution_path, solution) if cov else None
     if reporter._changed() and code == 0:
         code, reason = 1, reporter.tampered  # whatever the reports said, this run proves nothing
-    if code == 3 and not reason and INTERNAL_ERROR_CAUSE:
-        cause = INTERNAL_ERROR_CAUSE[0]
+    if code == 3 and not reason and internals.INTERNAL_ERROR_CAUSE:
+        cause = internals.INTERNAL_ERROR_CAUSE[0]
         if cause == "MemoryError":
             reporter.memory_error = True  # the job's memory ran out inside pytest's own code: still "memory"
         elif cause in ("RecursionError", "SystemError"):
@@ -315,66 +303,6 @@ def run_pytest_unsafe(warm, coverage_on: bool, solution: str, box: list,  # noqa
     sys.stderr.flush()
     reporter._send(Done(exit_code=code, coverage=pct, memory_error=reporter.memory_error, reason=reason))
     return 0
-
-
-INTERNAL_ERROR_CAUSE: list[str] = []  # the exception that made pytest's session end in an internal error
-
-
-def run_started_session(config, session) -> int:  # noqa: ANN001
-    """The rest of pytest's `wrap_session` after pytest_sessionstart, which ran in the zygote.
-
-    Mirrors _pytest.main.wrap_session (pytest 8 and 9) from `initstate = 2` on, with the
-    default protocol `_main`: the same exit codes, interrupt and internal-error handling,
-    sessionfinish and unconfigure, so the verdict is the one a fresh `pytest` would give.
-    """
-    import _pytest._code
-    from _pytest import timing
-    from _pytest.main import ExitCode, _main
-    from _pytest.outcomes import Exit, Failed
-    from pytest import UsageError
-
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None and hasattr(reporter, "_session_start"):
-        reporter._session_start = timing.Instant()  # durations count from the job, not the warm-up
-    session.exitstatus = ExitCode.OK
-    try:
-        try:
-            session.exitstatus = _main(config, session) or 0
-        except UsageError:
-            session.exitstatus = ExitCode.USAGE_ERROR
-        except Failed:
-            session.exitstatus = ExitCode.TESTS_FAILED
-        except (KeyboardInterrupt, Exit):
-            excinfo = _pytest._code.ExceptionInfo.from_current()
-            exitstatus = ExitCode.INTERRUPTED
-            if isinstance(excinfo.value, Exit) and excinfo.value.returncode is not None:
-                exitstatus = excinfo.value.returncode
-            config.hook.pytest_keyboard_interrupt(excinfo=excinfo)
-            session.exitstatus = exitstatus
-        except BaseException as e:
-            session.exitstatus = ExitCode.INTERNAL_ERROR
-            INTERNAL_ERROR_CAUSE[:] = [type(e).__name__]
-            excinfo = _pytest._code.ExceptionInfo.from_current()
-            try:
-                config.notify_exception(excinfo, config.option)
-            except Exit as exc:
-                if exc.returncode is not None:
-                    session.exitstatus = exc.returncode
-                sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
-            else:
-                if isinstance(excinfo.value, SystemExit):
-                    sys.stderr.write("mainloop: caught unexpected SystemExit!\n")
-    finally:
-        excinfo = None
-        os.chdir(session.startpath)
-        try:
-            config.hook.pytest_sessionfinish(session=session, exitstatus=session.exitstatus)
-        except Exit as exc:
-            if exc.returncode is not None:
-                session.exitstatus = exc.returncode
-            sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
-        config._ensure_unconfigure()
-    return session.exitstatus
 
 
 def warm_line_coverage(cov, path: str) -> None:  # noqa: ANN001

@@ -105,8 +105,9 @@ def rewrite_strict(module: ast.Module) -> None:
 
 def install_strict_compare() -> None:
     """Make pytest's assertion rewriter run `rewrite_strict` first (in the zygote, before any job)."""
-    from _pytest.assertion import rewrite
+    from sandbox.worker.pytest_internals import assertion_rewrite
 
+    rewrite = assertion_rewrite()
     original = rewrite.rewrite_asserts
     if getattr(original, "__kodcode_strict__", False):
         return

@@ -235,14 +235,20 @@ def _prepare_pytest(warm: Warm, options: WorkerOptions) -> None:
     fnmatch compiles. Jobs are forks of this process, so all of that is done here once: a
     throw-away session warms the imports and caches, then the real config is configured and its
     session started. What remains per job is exactly the part of pytest's wrap_session after
-    pytest_sessionstart (see pytest_unsafe.run_started_session).
+    pytest_sessionstart (see pytest_internals.finish_session).
     """
     import pytest  # noqa: F401 - imported for its side effects in the warm heap
 
-    from sandbox.worker import pytest_speedups
+    from sandbox.worker import pytest_internals, pytest_speedups
 
-    for problem in pytest_speedups.install():
-        warm.warnings.append(f"pytest speed-up not installed ({problem}); results are the same, only slower")
+    fast = options.pytest_fast_path
+    if fast and (problem := pytest_internals.fast_path_problem()):
+        warm.warnings.append(problem)
+        fast = False
+    if fast:
+        # Inside the checked versions, a speed-up that does not apply (its target differs in this
+        # version: pytest_speedups checks each) leaves pytest's own code, which gives the same results.
+        pytest_speedups.install()
     area = warm.area
     warm.pytest_args = pytest_args(area, options.pytest_plugins)
     try:
@@ -256,8 +262,9 @@ def _prepare_pytest(warm: Warm, options: WorkerOptions) -> None:
         warm.warnings.append(f"coverage unavailable: {e}")
     os.chdir(area.job_dir)
     try:
-        _throwaway_session(warm)
-        _start_session(warm)
+        _throwaway_session(warm, windows=fast)
+        if fast:
+            _start_session(warm)
     except Exception as e:  # noqa: BLE001 - fall back to a full pytest.main per job
         warm.config = warm.session = warm.capman = None
         warm.warnings.append(f"pre-started pytest session unavailable ({type(e).__name__}: {e}); "
@@ -267,13 +274,14 @@ def _prepare_pytest(warm: Warm, options: WorkerOptions) -> None:
         area.reset()
 
 
-def _throwaway_session(warm: Warm) -> None:
+def _throwaway_session(warm: Warm, windows: bool) -> None:
     """Run one real session in this process, for the imports and caches it leaves behind.
 
-    It runs with coverage on in the same windows as a job, which fills coverage's per-file
-    "trace this file?" cache for every file pytest's machinery executes there (jobs start with
-    it instead of asking coverage's Python-level check again for each file, ~5 ms per job); the
-    job paths are fixed, so the decisions hold for every job. The lines it recorded are dropped.
+    On the fast path (`windows`) it runs with coverage on in the same windows as a job, which
+    fills coverage's per-file "trace this file?" cache for every file pytest's machinery executes
+    there (jobs start with it instead of asking coverage's Python-level check again for each file,
+    ~5 ms per job); the job paths are fixed, so the decisions hold for every job. The lines it
+    recorded are dropped.
     """
     import linecache
 
@@ -282,21 +290,21 @@ def _throwaway_session(warm: Warm) -> None:
     area = warm.area
     write_text(area.solution_path, "def double(x):\n    return 2 * x\n")
     write_text(area.test_path, WARM_UP_TEST)
-    windows = None
+    plugin = None
     collector = getattr(warm.coverage, "_collector", None) if warm.coverage is not None else None
-    if collector is not None and isinstance(getattr(collector, "data", None), dict):
-        windows = coverage_windows_plugin()
-        windows.cov = warm.coverage
+    if windows and collector is not None and isinstance(getattr(collector, "data", None), dict):
+        plugin = coverage_windows_plugin()
+        plugin.cov = warm.coverage
     devnull = os.open(os.devnull, os.O_WRONLY)
     saved = os.dup(1)
     os.dup2(devnull, 1)  # its report is of no interest
     try:
-        pytest.main(list(warm.pytest_args), plugins=[windows] if windows is not None else [])
+        pytest.main(list(warm.pytest_args), plugins=[plugin] if plugin is not None else [])
     finally:
         os.dup2(saved, 1)
         os.close(saved)
         os.close(devnull)
-    if windows is not None:
+    if plugin is not None:
         collector.data.clear()  # keep the dict the tracers share; forget the warm-up's lines
         if collector.data:
             raise RuntimeError("coverage data could not be cleared after warm-up")
@@ -320,8 +328,7 @@ def _open_fds() -> set[int]:
 
 
 def _start_session(warm: Warm) -> None:
-    from _pytest.config import _prepareconfig
-    from _pytest.main import Session
+    from sandbox.worker import pytest_internals as internals
 
     area = warm.area
     write_text(area.test_path, "def test_placeholder():\n    pass\n")
@@ -331,14 +338,12 @@ def _start_session(warm: Warm) -> None:
             os.dup2(os.open(os.devnull, os.O_RDONLY), fd)
             before.add(fd)
     warm.coverage_windows = coverage_windows_plugin()
-    config = _prepareconfig(list(warm.pytest_args), plugins=[warm.reporter, warm.coverage_windows])
+    config = internals.prepare_config(list(warm.pytest_args), plugins=[warm.reporter, warm.coverage_windows])
     capman = config.pluginmanager.getplugin("capturemanager")
     if capman is not None:
         # Capture started while parsing; each job starts its own on fresh temp files.
         capman.stop_global_capturing()
-    session = Session.from_config(config)
-    config._do_configure()
-    config.hook.pytest_sessionstart(session=session)
+    session = internals.start_session(config)
     stderr = os.fstat(2)
     for fd in _open_fds() - before:
         st = os.fstat(fd)
