@@ -484,7 +484,7 @@ def _finish_run(o: argparse.Namespace, report: RunReport, progress: Progress) ->
 
 
 def _run_on_ray(o: argparse.Namespace, config: object, spec: dict, sft_spec: dict | None) -> int:
-    """`run --executor ray`: the same run, sharded over a Ray cluster (kodcode_async/executors/ray.py)."""
+    """`run --executor ray`: the same run, sharded over a Ray cluster (kodcode_async/executors/ray/)."""
     from kodcode_async.backends import BackendDead
     from kodcode_async.executors.ray import RayOptions, RayUnavailable, run_on_ray
     from kodcode_async.rundir import RunDirMismatch

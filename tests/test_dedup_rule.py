@@ -447,17 +447,18 @@ def test_decontamination_names_the_nearest_benchmark_question_and_drops_at_or_ab
         stage = DecontamStage(table_embedder(None), bench, 1.0, concurrency=2)
         await stage.start()
         items = [Item("a", {"question": "fib", "subset": "s1"}), Item("b", {"question": "sort again", "subset": "s2"}),
-                 Item("c", {"question": "sort", "subset": "s2"}), Item("d", {"question": "fib"})]
+                 Item("c", {"question": "sort", "subset": "s2"}), Item("d", {"question": "fib"}),
+                 Item("e", {"question": "fib", "subset": "s1"})]
         return stage, [await stage.process(it) for it in items]
 
-    stage, (a, b, c, d) = asyncio.run(go())
+    stage, (a, b, c, d, e) = asyncio.run(go())
     assert isinstance(a, Dropped) and a.reason == "benchmark_overlap"
     assert a.item.row | {} == {"question": "fib", "subset": "s1", "benchmark_similarity": 1.0,
                                "benchmark_instruction": "fib", "benchmark_task_id": "B/0"}
     assert not isinstance(b, Dropped) and b.row["benchmark_task_id"] == "B/1"
     assert b.row["benchmark_similarity"] == round(float(VECTORS["sort again"] @ VECTORS["sort"]), 6) < 1.0
-    assert isinstance(c, Dropped) and isinstance(d, Dropped)
-    assert stage.contaminated == {"B/0": 2, "B/1": 1} and stage.per_subset == {"s1": 1, "s2": 1, "": 1}
+    assert isinstance(c, Dropped) and isinstance(d, Dropped) and isinstance(e, Dropped)
+    assert stage.contaminated == {"B/0": 3, "B/1": 1} and stage.per_subset == {"s1": 2, "s2": 1, "": 1}
     assert stage.concurrency == 2 and stage.index.ids == ["B/0", "B/1"]
 
 

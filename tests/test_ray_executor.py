@@ -262,7 +262,7 @@ def test_progress_snapshots_add_up_by_stage():
 
 
 def test_merge_keeps_each_row_once_and_leaves_torn_lines_out(tmp_path):
-    from kodcode_async.executors.ray import _merge_file
+    from kodcode_async.executors.ray.merge import merge_file as _merge_file
 
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     a.write_text('{"question_id": "x", "v": 1}\n{"question_id": "y", "v": 2}\n{"question_id": "z", "v"')  # torn
@@ -379,7 +379,7 @@ def test_a_run_directory_at_an_fsspec_url_gives_the_same_rows_and_resumes(demo_r
 def test_a_job_goes_to_the_least_loaded_pool_and_not_to_one_that_just_failed():
     import time as clock
 
-    from kodcode_async.executors.ray import AVOID_S, _pick
+    from kodcode_async.executors.ray.clients import AVOID_S, _pick
 
     never = -AVOID_S * 2
     assert _pick([3, 1], [4, 2], [never, never]) == 0  # (3+1)/4 < (1+1)/2? equal -> the first

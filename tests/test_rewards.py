@@ -41,3 +41,35 @@ def test_a_batch_is_scored_in_order_on_the_given_pool_with_the_time_limit_asked(
     assert [(s["score"], s["acc"], s["status"]) for s in scores] == [
         (1.0, True, "pass"), (0.0, False, "fail"), (0.0, False, "timeout"), (1.0, True, "pass")]
     assert scores[1]["reason"] == "1 of 1 tests failed" and scores[0]["reason"] == ""
+
+
+def test_a_batch_is_scored_by_a_running_serve_with_its_token_or_by_a_pool_of_its_own(isolated) -> None:
+    from kodcode_async.serve import ServeConfig, serve
+
+    responses = ["```python\ndef add(a, b):\n    return a + b\n```", "def add(a, b):\n    return 5\n",
+                 "def add(a, b):\n    return a * b\n"]
+
+    async def go() -> tuple[list[dict], list[dict], str]:
+        ready = asyncio.get_running_loop().create_future()
+        server = asyncio.create_task(serve(ServeConfig(port=0, token="s3cret", sandbox=SandboxConfig(workers=1)),
+                                           on_ready=ready.set_result))
+        try:
+            port = await asyncio.wait_for(ready, 120)
+            url = f"http://127.0.0.1:{port}"
+            remote = await acompute_score_batch(["k"] * 3, responses, [TEST] * 3, sandbox_url=url, token="s3cret",
+                                                timeout_s=5.0)
+            try:
+                await acompute_score_batch(["k"], responses[:1], [TEST], sandbox_url=url, token="wrong")
+                refused = ""
+            except RuntimeError as e:
+                refused = str(e)
+        finally:
+            server.cancel()
+            await asyncio.gather(server, return_exceptions=True)
+        own = await acompute_score_batch(["k"] * 3, responses, [TEST] * 3, timeout_s=5.0)  # no pool given: its own
+        return remote, own, refused
+
+    remote, own, refused = asyncio.run(go())
+    assert [s["score"] for s in remote] == [1.0, 1.0, 0.0]  # 2 + 3 == 5: the tests are what they are
+    assert [(s["score"], s["status"]) for s in own] == [(s["score"], s["status"]) for s in remote]
+    assert refused.startswith("http://127.0.0.1:") and "answered HTTP 401" in refused

@@ -30,7 +30,7 @@ def test_names_the_tests_import_from_solution_by_name_or_attribute_and_every_nam
     assert named == {"a", "b", "e"}
     assert used == {"a", "b", "e", "solution", "x", "other", "y"}
     assert names_tests_import("def broken(:\n") == (set(), set())
-    assert names_tests_import("") == (set(), set())
+    assert names_tests_import("") == names_tests_import(None) == (set(), set())
 
 
 def fn(source: str) -> ast.FunctionDef:
@@ -113,9 +113,10 @@ def row(**extra) -> dict:
             "test_info": [{"function_name": "helper"}, {"function_name": "add"}], **extra}
 
 
-def stage_with_answers(tmp_path, answers: dict[str, str]) -> tuple[StyleStage, Journal]:
+def stage_with_answers(tmp_path, answers: dict[str, str | list[str]]) -> tuple[StyleStage, Journal]:
     recorded = tmp_path / "rec.jsonl"
-    recorded.write_bytes(b"".join(orjson.dumps({"stage": "style", "item_id": k, "attempt": 0, "response": v}) + b"\n"
+    recorded.write_bytes(b"".join(orjson.dumps({"stage": "style", "item_id": k, "attempt": 0,
+                                                **({"responses": v} if isinstance(v, list) else {"response": v})}) + b"\n"
                                   for k, v in answers.items()))
     journal = Journal(str(tmp_path / "journal.sqlite"))
     llm = LLMClient(make_backend("recorded", recorded_path=str(recorded)), journal, Limiter(2), "m")
@@ -146,16 +147,21 @@ def test_the_request_asks_for_the_function_the_tests_use_with_the_question_and_s
 
 
 def test_rejections_record_the_check_its_reason_and_the_stub_and_are_counted(tmp_path) -> None:
-    stage, journal = stage_with_answers(tmp_path, {
+    answers = {
         "prose": "I would rather not write code today.",
         "bare": "def add(a, b=1):\n    return a + b",  # no fence, but code: checked as the stub
         "fenced": "Sure.\n```python\n\n\ndef add(a, b=0):\n    pass\n\n\n```\nDone.",
         "blank": "```python\n   \n```",
-    })
+        "nothing": [],  # the model gave no text at all
+        "prose_then_def": "Here it is:\ndef add(a, b=0):\n    pass\n",  # a def on a later line: the whole answer
+        "indented": "\n  def add(a, b=1):\n    return aX\n\n",  # only newlines are cut around it
+    }
+    stage, journal = stage_with_answers(tmp_path, answers)
 
     async def go() -> dict:
-        items = {k: Item(k, row(question_id=k)) for k in ("prose", "bare", "fenced", "blank")}
+        items = {k: Item(k, row(question_id=k)) for k in answers}
         items["program"] = Item("program", row(question_id="program", format="stdin"))
+        items["program2"] = Item("program2", row(question_id="program2", format="stdin"))
         for it in items.values():
             assert await stage.process(it) is it
         return {k: it.side for k, it in items.items()}
@@ -175,4 +181,10 @@ def test_rejections_record_the_check_its_reason_and_the_stub_and_are_counted(tmp
     assert got["program"] == {"question_id": "program", "check": "stdin", "stub": None,
                               "reason": "a stdin/stdout program has no function signature to turn into a "
                                         "completion task"}
-    assert stage.checks == {"parse": 2, "signature": 1, "examples": 1, "stdin": 1}
+    assert got["nothing"] == {"question_id": "nothing", "check": "parse", "reason": "no code block in the answer",
+                              "stub": None}
+    assert got["prose_then_def"]["check"] == "parse" and got["prose_then_def"]["reason"].startswith(
+        "stub does not parse: ")
+    assert got["prose_then_def"]["stub"] == "Here it is:\ndef add(a, b=0):\n    pass\n"
+    assert got["indented"]["check"] == "parse" and got["indented"]["stub"] == "  def add(a, b=1):\n    return aX\n"
+    assert stage.checks == {"parse": 5, "signature": 1, "examples": 1, "stdin": 2} and stage.concurrency == 2

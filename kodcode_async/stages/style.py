@@ -27,10 +27,10 @@ from sandbox import Job, Limits
 
 STAGE = "style"
 
-def names_tests_import(test: str) -> tuple[set[str], set[str]]:
-    """(names the tests import from solution by name, every name the tests use)."""
+def names_tests_import(test: str | None) -> tuple[set[str], set[str]]:
+    """(names the tests import from solution by name, every name the tests use); none without tests."""
     try:
-        tree = ast.parse(test)
+        tree = ast.parse(test or "")
     except SyntaxError:
         return set(), set()
     named: set[str] = set()
@@ -85,20 +85,32 @@ def _scope_problem(ours: dict[str, ast.AST], theirs: dict[str, ast.AST], prefix:
     return ""
 
 
+def _docstring(node: ast.AST) -> str | None:
+    return ast.get_docstring(node, clean=False)  # pragma: no mutate - as written (clean=None is clean=False)
+
+
 def docstrings(tree: ast.Module) -> dict[str, str]:
-    """Every docstring of the stub (module, functions, classes, methods), by qualified name."""
+    """Every docstring of the stub (module, functions, classes, methods), by qualified name, as
+    written (the doctest parser reads the examples' indentation)."""
     out = {}
-    if doc := ast.get_docstring(tree, clean=False):
+    if doc := _docstring(tree):
         out["<module>"] = doc
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            if doc := ast.get_docstring(node, clean=False):
+            if doc := _docstring(node):
                 out[node.name] = doc
             if isinstance(node, ast.ClassDef):
                 for m in node.body:
-                    if isinstance(m, ast.FunctionDef | ast.AsyncFunctionDef) and (doc := ast.get_docstring(m, clean=False)):
+                    if isinstance(m, ast.FunctionDef | ast.AsyncFunctionDef) and (doc := _docstring(m)):
                         out[f"{node.name}.{m.name}"] = doc
     return out
+
+
+def stub_of(answer: str) -> str:
+    """The stub in a model's answer: its last Python block, else the whole answer when a line of it
+    starts a def or class; newlines around it cut, one at the end. '' when there is none."""
+    stub = extract_final_code(answer) or (answer if re.search(r"^\s*(def|class)\s", answer, re.M) else "")
+    return stub.strip("\n") + "\n" if stub.strip() else ""
 
 
 def check_stub(stub: str, solution: str, test: str) -> tuple[Rejection | None, dict[str, str]]:
@@ -174,15 +186,16 @@ class StyleStage:
                                                              "to turn into a completion task"}))
             return item
         texts = await self.llm.complete(self.request(item))
-        text = texts[0] if texts else ""
-        stub = extract_final_code(text) or (text if re.search(r"^\s*(def|class)\s", text, re.M) else "")
-        stub = stub.strip("\n") + "\n" if stub.strip() else ""
+        stub = stub_of(texts[0]) if texts else ""
         rejection, examples = (("parse", "no code block in the answer"), {}) if not stub else \
             check_stub(stub, row["solution"], row["test"])
         if rejection is None:
-            job = Job(id=f"{item.id}/style", solution=row["solution"], test=DOCTEST_MODULE.format(examples=examples),
-                      limits=self.limits, coverage=False)
-            v = await self.sandbox.verify(STAGE, item.id, 0, job)
+            test = DOCTEST_MODULE.format(examples=examples)
+            # The id names the job in the pool's logs; coverage is not read: neither changes the verdict.
+            job = Job(id=f"{item.id}/style", solution=row["solution"], test=test, coverage=False,  # pragma: no mutate
+                      limits=self.limits)
+            # the journal's key: one doctest job per question (any fixed attempt number is the same key)
+            v = await self.sandbox.verify(STAGE, item.id, 0, job)  # pragma: no mutate
             if not v.passed:
                 rejection = ("doctest", f"the stub's examples {v.status} against the verified solution: {v.reason}")
         if rejection is not None:
@@ -198,9 +211,9 @@ class StyleStage:
 
     def request(self, item: Item) -> Request:
         row = item.row
-        named, used = names_tests_import(row.get("test") or "")
+        named, used = names_tests_import(row.get("test"))
         declared = [i["function_name"] for i in row.get("test_info", [])]
         target = next((n for n in declared if n in used), declared[0] if declared else (sorted(named) or ["?"])[0])
         prompt = self.prompts.style_user.format(question=row["question"], solution=row.get("solution") or "", name=target)
         return Request(stage=STAGE, item_id=item.id, attempt=0,
-                       messages=[{"role": "user", "content": prompt}], sampling=Sampling(n=1, temperature=0.2, seed=0))
+                       messages=[{"role": "user", "content": prompt}], sampling=Sampling(temperature=0.2, seed=0))

@@ -1,0 +1,116 @@
+"""Putting the shards back together: their files into the run directory (each row once), their
+progress snapshots into one live view, their reports into one."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import orjson
+
+from kodcode_async.idset import IdSet
+from kodcode_async.jsonl import iter_lines
+from kodcode_async.run import STAGES, RunReport
+from kodcode_async.writers import replacing
+
+
+def merge_file(sources: list[str], dest: str) -> int:
+    """Concatenate the shards' copies of one file into `dest` (atomically), each distinct row once.
+    A torn last line (a runner killed mid-write) is left out: that shard's resume rewrites it.
+    Rows are told apart by a 128-bit digest of their canonical form, kept on disk (IdSet): a
+    KodCode-sized merge holds ~450k rows of ~10 KB. On a write error (a full disk) the partial
+    copy is removed and `dest` keeps what it held; the error goes up."""
+    seen = IdSet()
+    n = 0
+    try:
+        with replacing(dest, ".merging") as tmp, open(tmp, "wb") as out:
+            for src in sources:
+                if not os.path.exists(src):
+                    continue
+                for _, line in iter_lines(src):
+                    if not line.endswith(b"\n"):
+                        continue
+                    try:
+                        key = orjson.dumps(orjson.loads(line), option=orjson.OPT_SORT_KEYS)
+                    except orjson.JSONDecodeError:
+                        continue
+                    if seen.add(hashlib.blake2b(key, digest_size=16).hexdigest()):
+                        out.write(line)
+                        n += 1
+    except OSError as e:
+        if e.filename is None:  # a failed write names no file: say which
+            raise OSError(e.errno, e.strerror, dest) from e
+        raise
+    finally:
+        seen.close()
+    return n
+
+
+def _add(a: dict, b: dict) -> None:
+    """Numbers add up, nested counters merge, lists concatenate; strings keep the first."""
+    for k, v in b.items():
+        if isinstance(v, bool):
+            a[k] = a.get(k, True) and v
+        elif isinstance(v, (int, float)):
+            a[k] = round(a.get(k, 0) + v, 3)
+        elif isinstance(v, dict):
+            _add(a.setdefault(k, {}), v)
+        elif isinstance(v, list) and k not in a:
+            a[k] = list(v)
+        elif k not in a:
+            a[k] = v
+
+
+def merge_snapshots(snaps: list[dict], elapsed: float, isolation: str) -> dict:
+    """The runners' progress snapshots as one (per-stage lines summed by stage name)."""
+    stages: dict[str, dict] = {}
+    llm: dict = {}
+    box: dict = {}
+    for s in snaps:
+        for st in s.get("stages", []):
+            _add(stages.setdefault(st["name"], {"name": st["name"], "kind": st["kind"]}),
+                 {k: v for k, v in st.items() if k not in ("name", "kind")})
+        _add(llm, s.get("llm", {}))
+        _add(box, s.get("sandbox", {}))
+    order = {name: i for i, name in enumerate(STAGES)}
+    for st in stages.values():
+        st.setdefault("dropped", {})
+        st.setdefault("unfinished", {})
+    return {"elapsed_s": elapsed, "total": None, "finished": sum(s.get("finished", 0) for s in snaps),
+            "stages": sorted(stages.values(), key=lambda st: order.get(st["name"].split(".")[0], 0)),
+            "llm": {"requests": 0, "replayed": 0, "errors": {}, "in_flight": 0, "limit": 0, "completion_tokens": 0,
+                    "parse_errors": 0, "style_checks": {}} | llm,
+            "sandbox": {"jobs": 0, "replayed": 0, "busy": 0, "workers": 0, "statuses": {}} | box,
+            "unfinished": sum(s.get("unfinished", 0) for s in snaps), "isolation": isolation}
+
+
+def sum_reports(report: RunReport, reports: list[dict], pools: list[dict], isolation: str, timeline: list[dict],
+                started: float) -> None:
+    """The shards' reports added into `report` (which holds the merged files' counts); `pools`: each
+    pool actor's info (its workers count once, however many shards used it)."""
+    llm: dict = {}
+    box: dict = {}
+    stages: dict[str, dict] = {}
+    for r in reports:
+        _add(llm, r["llm"])
+        _add(box, r["sandbox"])
+        for st in r["stages"]:
+            _add(stages.setdefault(st["name"], {"name": st["name"], "kind": st["kind"]}),
+                 {k: v for k, v in st.items() if k not in ("name", "kind")})
+        report.files.update(r["files_this_run"])
+        report.unfinished.update(r["unfinished"])
+        report.unfinished_examples += r["unfinished_examples"][:20 - len(report.unfinished_examples)]
+        report.rejected_rows += r["rejected_rows"]
+        report.resumed_items += r["resumed_questions"]
+        report.questions = report.questions or r.get("question_synthesis", {})
+    # The pool actors are shared: the cluster's workers once, not once per shard.
+    box["workers"] = sum(i["workers"] for i in pools)
+    box["isolation"] = isolation
+    report.llm, report.sandbox = llm, box
+    report.stages = list(stages.values())
+    report.rejected_rows.sort(key=lambda r: r.get("line", 0))
+    report.timeline = timeline
+    report.wall_s = time.monotonic() - started
+    for name, n in list(report.existing.items()):
+        report.existing[name] = n - report.files[name]  # stats.json counts this run's rows apart
