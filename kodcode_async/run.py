@@ -203,6 +203,33 @@ class RunStats:
                 "difficulty": dict(self.difficulty), "failure_reasons": dict(self.failure_reasons)}
 
 
+def add_counts(into: dict, more: dict) -> None:
+    """Add `more` into `into`: numbers add up, nested counters merge, flags hold when both do,
+    lists and strings keep the first seen."""
+    for k, v in more.items():
+        if isinstance(v, bool):
+            into[k] = into.get(k, True) and v
+        elif isinstance(v, (int, float)):
+            into[k] = round(into.get(k, 0) + v, 3)
+        elif isinstance(v, dict):
+            add_counts(into.setdefault(k, {}), v)
+        elif isinstance(v, list) and k not in into:
+            into[k] = list(v)
+        elif k not in into:
+            into[k] = v
+
+
+def add_stage_counts(into: list[dict], more: list[dict]) -> None:
+    """Per-stage counters (the report's `stages`, a progress snapshot's) added by stage name."""
+    by_name = {st["name"]: st for st in into}
+    for st in more:
+        mine = by_name.get(st["name"])
+        if mine is None:
+            mine = by_name[st["name"]] = {"name": st["name"], "kind": st["kind"]}
+            into.append(mine)
+        add_counts(mine, {k: v for k, v in st.items() if k not in ("name", "kind")})
+
+
 @dataclass(slots=True)
 class RunReport:
     """Everything stats.json says about a run; `as_dict` is its on-disk form."""
@@ -226,6 +253,20 @@ class RunReport:
 
     def total(self, name: str) -> int:
         return self.files[name] + self.existing[name]
+
+    def merge(self, other: RunReport) -> None:
+        """Add what another run of the same configuration did (a shard's run): its counters, the rows
+        it wrote, what it left unfinished, the rows it rejected. The dataset, the files found from
+        earlier runs, the timeline and the wall time are the merger's own to set."""
+        add_stage_counts(self.stages, other.stages)
+        add_counts(self.llm, other.llm)
+        add_counts(self.sandbox, other.sandbox)
+        self.files.update(other.files)
+        self.unfinished.update(other.unfinished)
+        self.unfinished_examples += other.unfinished_examples[:20 - len(self.unfinished_examples)]
+        self.rejected_rows = sorted(self.rejected_rows + other.rejected_rows, key=lambda r: r.get("line", 0))
+        self.resumed_items += other.resumed_items
+        self.questions = self.questions or other.questions
 
     def as_dict(self) -> dict:
         llm, sandbox = self.llm, self.sandbox

@@ -29,6 +29,10 @@ from kodcode_async.stages.decontam import (
 )
 from kodcode_async.stages.dedup import DedupStage, NearIndex, OrderedDecider, decide_batch
 
+# Every test here takes well under a second; a broken decider hangs instead (a hang uses no CPU):
+# fail it after 10 s rather than at the suite's 300.
+pytestmark = pytest.mark.timeout(10)
+
 
 def planted(n: int, dim: int = 32, dups: int = 60, seed: int = 0) -> np.ndarray:
     """Random unit vectors with `dups` planted near-copies of earlier ones."""

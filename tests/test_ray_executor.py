@@ -261,6 +261,35 @@ def test_progress_snapshots_add_up_by_stage():
     assert snap["sandbox"]["jobs"] == 5
 
 
+def test_shard_reports_merge_into_one_counting_each_thing_once():
+    from collections import Counter
+
+    from kodcode_async.run import RunReport, RunStats
+
+    def shard(k: int) -> RunReport:
+        return RunReport(RunStats(3), stages=[{"name": "solutions", "kind": "map", "items_in": 2 + k,
+                                               "dropped": {"failed": k}, "busy_s": 0.5}],
+                         rejected_rows=[{"line": 9 - 5 * k, "reason": "r"}], resumed_items=k,
+                         unfinished=Counter({"http_500": k}), unfinished_examples=[{"id": f"u{k}-{i}"} for i in range(15)],
+                         files=Counter({"verified.jsonl": 3 + k}), llm={"requests": 4, "errors": {"http_500": k}},
+                         sandbox={"jobs": 6, "statuses": {"pass": 5, "fail": 1}, "flaky": 0},
+                         questions={"prefill": {"made": 7}} if k == 0 else {}, item_files=["verified.jsonl"])
+
+    merged = RunReport(RunStats(3))
+    for k in (0, 1):
+        merged.merge(shard(k))
+    assert merged.stages == [{"name": "solutions", "kind": "map", "items_in": 5, "dropped": {"failed": 1},
+                              "busy_s": 1.0}]
+    assert merged.rejected_rows == [{"line": 4, "reason": "r"}, {"line": 9, "reason": "r"}]  # in input order
+    assert merged.resumed_items == 1 and merged.unfinished == {"http_500": 1}
+    assert [e["id"] for e in merged.unfinished_examples] == [f"u0-{i}" for i in range(15)] + [
+        f"u1-{i}" for i in range(5)]  # at most 20 examples
+    assert merged.files == {"verified.jsonl": 7}
+    assert merged.llm == {"requests": 8, "errors": {"http_500": 1}}
+    assert merged.sandbox == {"jobs": 12, "statuses": {"pass": 10, "fail": 2}, "flaky": 0}
+    assert merged.questions == {"prefill": {"made": 7}}
+
+
 def test_merge_keeps_each_row_once_and_leaves_torn_lines_out(tmp_path):
     from kodcode_async.executors.ray.merge import merge_file as _merge_file
 

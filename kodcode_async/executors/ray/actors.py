@@ -174,7 +174,7 @@ class ShardRunner:
             if sft_backend is not None:
                 await sft_backend.close()
         self.snapshot["finished_all"] = True
-        return ShardResult(report=report.as_dict(), host=os.uname().nodename, actor_failures=pool.actor_failures,
+        return ShardResult(report=report, host=os.uname().nodename, actor_failures=pool.actor_failures,
                            generation_failures=getattr(backend, "actor_failures", 0))
 
     @staticmethod

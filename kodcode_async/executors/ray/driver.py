@@ -431,7 +431,7 @@ class _Driver:
         last_dirs = dirs[-phases[-1][1]:]
         reports = [r.report for r in results]
         internal = {"questions.jsonl"} if len(phases) > 1 else set()  # the first phase's hand-over file
-        final = sorted({n for r in reports for n in r["item_files"]} - internal)
+        final = sorted({n for r in reports for n in r.item_files} - internal)
         names = sorted({n for d in dirs if os.path.isdir(d) for n in os.listdir(d)
                         if n.endswith(".jsonl") and (d in last_dirs or n not in internal)})
         report = RunReport(RunStats(self.config.solve.max_attempts), model=self.config.solve.model_name,

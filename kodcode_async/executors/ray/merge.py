@@ -11,7 +11,7 @@ import orjson
 
 from kodcode_async.idset import IdSet
 from kodcode_async.jsonl import iter_lines
-from kodcode_async.run import STAGES, RunReport
+from kodcode_async.run import STAGES, RunReport, add_counts, add_stage_counts
 from kodcode_async.writers import replacing
 
 
@@ -47,69 +47,36 @@ def merge_file(sources: list[str], dest: str) -> int:
     return n
 
 
-def _add(a: dict, b: dict) -> None:
-    """Numbers add up, nested counters merge, lists concatenate; strings keep the first."""
-    for k, v in b.items():
-        if isinstance(v, bool):
-            a[k] = a.get(k, True) and v
-        elif isinstance(v, (int, float)):
-            a[k] = round(a.get(k, 0) + v, 3)
-        elif isinstance(v, dict):
-            _add(a.setdefault(k, {}), v)
-        elif isinstance(v, list) and k not in a:
-            a[k] = list(v)
-        elif k not in a:
-            a[k] = v
-
-
 def merge_snapshots(snaps: list[dict], elapsed: float, isolation: str) -> dict:
     """The runners' progress snapshots as one (per-stage lines summed by stage name)."""
-    stages: dict[str, dict] = {}
+    stages: list[dict] = []
     llm: dict = {}
     box: dict = {}
     for s in snaps:
-        for st in s.get("stages", []):
-            _add(stages.setdefault(st["name"], {"name": st["name"], "kind": st["kind"]}),
-                 {k: v for k, v in st.items() if k not in ("name", "kind")})
-        _add(llm, s.get("llm", {}))
-        _add(box, s.get("sandbox", {}))
+        add_stage_counts(stages, s.get("stages", []))
+        add_counts(llm, s.get("llm", {}))
+        add_counts(box, s.get("sandbox", {}))
     order = {name: i for i, name in enumerate(STAGES)}
-    for st in stages.values():
+    for st in stages:
         st.setdefault("dropped", {})
         st.setdefault("unfinished", {})
     return {"elapsed_s": elapsed, "total": None, "finished": sum(s.get("finished", 0) for s in snaps),
-            "stages": sorted(stages.values(), key=lambda st: order.get(st["name"].split(".")[0], 0)),
+            "stages": sorted(stages, key=lambda st: order.get(st["name"].split(".")[0], 0)),
             "llm": {"requests": 0, "replayed": 0, "errors": {}, "in_flight": 0, "limit": 0, "completion_tokens": 0,
                     "parse_errors": 0, "style_checks": {}} | llm,
             "sandbox": {"jobs": 0, "replayed": 0, "busy": 0, "workers": 0, "statuses": {}} | box,
             "unfinished": sum(s.get("unfinished", 0) for s in snaps), "isolation": isolation}
 
 
-def sum_reports(report: RunReport, reports: list[dict], pools: list[dict], isolation: str, timeline: list[dict],
-                started: float) -> None:
-    """The shards' reports added into `report` (which holds the merged files' counts); `pools`: each
+def sum_reports(report: RunReport, reports: list[RunReport], pools: list[dict], isolation: str,
+                timeline: list[dict], started: float) -> None:
+    """The shards' reports merged into `report` (which holds the merged files' counts); `pools`: each
     pool actor's info (its workers count once, however many shards used it)."""
-    llm: dict = {}
-    box: dict = {}
-    stages: dict[str, dict] = {}
     for r in reports:
-        _add(llm, r["llm"])
-        _add(box, r["sandbox"])
-        for st in r["stages"]:
-            _add(stages.setdefault(st["name"], {"name": st["name"], "kind": st["kind"]}),
-                 {k: v for k, v in st.items() if k not in ("name", "kind")})
-        report.files.update(r["files_this_run"])
-        report.unfinished.update(r["unfinished"])
-        report.unfinished_examples += r["unfinished_examples"][:20 - len(report.unfinished_examples)]
-        report.rejected_rows += r["rejected_rows"]
-        report.resumed_items += r["resumed_questions"]
-        report.questions = report.questions or r.get("question_synthesis", {})
+        report.merge(r)
     # The pool actors are shared: the cluster's workers once, not once per shard.
-    box["workers"] = sum(i["workers"] for i in pools)
-    box["isolation"] = isolation
-    report.llm, report.sandbox = llm, box
-    report.stages = list(stages.values())
-    report.rejected_rows.sort(key=lambda r: r.get("line", 0))
+    report.sandbox["workers"] = sum(i["workers"] for i in pools)
+    report.sandbox["isolation"] = isolation
     report.timeline = timeline
     report.wall_s = time.monotonic() - started
     for name, n in list(report.existing.items()):

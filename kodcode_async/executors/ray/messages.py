@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import msgspec
 
 from kodcode_async.backends import Request
-from kodcode_async.run import RunConfig
+from kodcode_async.run import RunConfig, RunReport
 from sandbox import Job, Verdict
 
 encode = msgspec.msgpack.Encoder().encode
@@ -54,7 +54,7 @@ class ShardTask:
 class ShardResult:
     """What a runner hands back when its run is done."""
 
-    report: dict  # RunReport.as_dict() of the shard's run
+    report: RunReport  # the shard's run
     host: str
     actor_failures: int  # sends that met a dead or restarting pool actor
     generation_failures: int  # the same for generation actors
