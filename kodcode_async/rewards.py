@@ -117,7 +117,7 @@ async def acompute_score_batch(data_sources: Sequence[str], solution_strs: Seque
         return await _score_with_server(sandbox_url, codes, ground_truths, timeout_s, token)
     if pool is not None:
         return await _score_with_pool(pool, codes, ground_truths, timeout_s)
-    async with SandboxPool(SandboxConfig()) as own:
+    async with SandboxPool() as own:  # the default configuration
         return await _score_with_pool(own, codes, ground_truths, timeout_s)
 
 
