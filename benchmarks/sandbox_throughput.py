@@ -140,9 +140,9 @@ def print_table(title: str, ref: Total, ours: Total) -> float:
     return ratio
 
 
-def agreement(rows: list[dict], ref: Total, ours: Total) -> None:
+def agreement(rows: list[dict], ref: Total, ours: Total, what: str = "this run's reference") -> None:
     same = sum(a.label == b.label for a, b in zip(ref.runs, ours.runs))
-    print(f"verdicts identical to this run's reference: {same}/{len(rows)}")
+    print(f"verdicts identical to {what}: {same}/{len(rows)}")
     for r, a, b in zip(rows, ref.runs, ours.runs):
         if a.label != b.label:
             print(f"  differs: {r['id']}: reference {a.label}, ours {b.label}")
@@ -254,7 +254,7 @@ async def part_plain(jobs: int) -> None:
     print_table(f"plain: {len(rows)} algorithm-corpus trials, coverage on, the fast path", ref, fast)
     print_table("plain: the same trials on the plain path (pytest.main per job)", ref, plain)
     print(f"fast path / plain path trials/s: {fast.rate / plain.rate:.2f}x")
-    agreement(rows, fast, plain)
+    agreement(rows, fast, plain, "the fast path's")
 
 
 async def main() -> None:

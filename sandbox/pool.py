@@ -76,8 +76,8 @@ class SandboxConfig:
     # programs (`serve` does this: /run_code's python mode is often all it gets).
     warm_pytest_at_start: bool = True
     # False: each pytest job runs a fresh `pytest.main` with none of the patches to pytest's
-    # internals (sandbox/worker/pytest_internals.py): the same verdicts, several times slower per
-    # job. Also what a worker does by itself on a pytest outside the checked versions.
+    # internals (sandbox/worker/pytest_internals.py): the same verdicts, ~45 ms more per job
+    # (benchmarks/RESULTS.md). Also what a worker does by itself on a pytest outside the checked versions.
     pytest_fast_path: bool = True
     pytest_plugins: tuple[str, ...] = ()
     # Top-level packages jobs may not import even if installed (to emulate a reference environment).
