@@ -23,6 +23,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import replace
 
 from kodcode_async.backends import Backend
+from kodcode_async.options import DEFAULTS
 from kodcode_async.run import RunConfig, RunReport, execute
 from kodcode_async.stages.base import Item
 from kodcode_async.stages.sft import SFTOptions, SFTStage
@@ -46,7 +47,7 @@ class RunUnfinished(RuntimeError):
 
 class Pipeline:
     def __init__(self, backend: Backend, *, solve: SolveOptions | None = None, sandbox: SandboxConfig | None = None,
-                 workers: int = 128, style: bool = False, sft: SFTOptions | None = None,
+                 workers: int = DEFAULTS["workers"], style: bool = False, sft: SFTOptions | None = None,
                  sft_backend: Backend | None = None, sft_model_name: str = "", synth: SynthOptions | None = None,
                  stop_after: str | None = None) -> None:
         self.backend = backend

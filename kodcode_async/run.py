@@ -31,6 +31,7 @@ from kodcode_async.engine import Chain, Dropped, aiter_items
 from kodcode_async.idset import IdSet
 from kodcode_async.journal import Journal
 from kodcode_async.jsonl import count_rows, iter_lines
+from kodcode_async.options import DEFAULTS, STAGES
 from kodcode_async.prompts import DEFAULT as DEFAULT_PROMPTS
 from kodcode_async.prompts import PromptError, Prompts
 from kodcode_async.resources import Limiter, LLMClient, SandboxClient
@@ -51,10 +52,9 @@ if TYPE_CHECKING:  # the embedding stack (numpy, and torch when it loads) is imp
 
 log = logging.getLogger("kodcode_async.run")
 
-# In chain order; a config turns some of them on. "questions" is a group of chain stages
+# STAGES, in chain order (declared with the options); a config turns some of them on. "questions" is a group of chain stages
 # (generate, filter, decontamination, dedup) whose rows go to questions.jsonl; "tags" labels
 # questions (made here or read from --input) before they are solved.
-STAGES = ("questions", "tags", "solutions", "style", "sft")
 TAGS = ("quality", "category", "judge")
 TIMELINE_S = 2.0  # seconds between timeline samples (doubled whenever the timeline fills up)
 TIMELINE_MAX = 1000  # samples kept: a week-long run keeps a timeline of the same size
@@ -65,7 +65,7 @@ CHECKPOINT_S = 30.0  # how often a running pipeline rewrites stats.json
 class RunConfig:
     input_path: str
     out_dir: str
-    workers: int = 128
+    workers: int = DEFAULTS["workers"]
     solve: SolveOptions = field(default_factory=SolveOptions)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     style: bool = False  # convert verified questions to completion style
@@ -145,6 +145,8 @@ def fingerprint(config: RunConfig) -> dict:
                      "prompt": config.prompts.stage_hash("sft")}
     fp["sandbox"] = {"limits": msgspec.to_builtins(s.limits), "flaky_reruns": config.sandbox.flaky_reruns,
                      "blocked_imports": list(config.sandbox.blocked_imports)}
+    if config.sandbox.strict_compare:  # only when on: run directories made before it existed still match
+        fp["sandbox"]["strict_compare"] = True
     return fp
 
 

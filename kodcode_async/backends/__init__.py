@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from kodcode_async.backends.base import Backend, BackendDead, Completion, LLMRequestError, Request, Sampling
+from kodcode_async.options import DEFAULTS
 
 
 def make_backend(kind: str, *, model: str = "", base_url: str = "", api_key: str | None = None,
-                 recorded_path: str = "", workers: int = 128, timeout_s: float = 600.0, max_retries: int = 5,
+                 recorded_path: str = "", workers: int = DEFAULTS["workers"],
+                 timeout_s: float = DEFAULTS["request_timeout"], max_retries: int = DEFAULTS["max_retries"],
                  engine=None, tensor_parallel_size: int = 1) -> Backend:  # noqa: ANN001
     """The factory: one place that knows every backend."""
     if kind == "openai":

@@ -32,6 +32,7 @@ import orjson
 from yarl import URL
 
 from kodcode_async.backends.base import Completion, LLMRequestError, Request
+from kodcode_async.options import DEFAULTS
 
 log = logging.getLogger("kodcode_async.backends.openai")
 
@@ -46,11 +47,11 @@ class OpenAIConfig:
     base_url: str
     model: str
     api_key: str | None = None  # resolved by the CLI from the configured env var; never logged
-    timeout_s: float = 600.0
-    max_retries: int = 5
+    timeout_s: float = DEFAULTS["request_timeout"]
+    max_retries: int = DEFAULTS["max_retries"]
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
-    max_in_flight: int = 128
+    max_in_flight: int = DEFAULTS["workers"]
     # How long in total one request may spend waiting out 429s and 503s before it is given up.
     max_rate_limit_wait_s: float = 900.0
     # Idle keep-alive connections are closed after this; cloud NATs forget idle flows after 30-350 s.

@@ -6,6 +6,7 @@ import orjson
 
 from kodcode_async.backends.base import Completion, LLMRequestError, Request
 from kodcode_async.jsonl import iter_lines
+from kodcode_async.options import DEFAULTS
 
 
 class RecordedBackend:
@@ -13,7 +14,7 @@ class RecordedBackend:
 
     name = "recorded"
 
-    def __init__(self, path: str, max_in_flight: int = 128) -> None:
+    def __init__(self, path: str, max_in_flight: int = DEFAULTS["workers"]) -> None:
         self.max_in_flight = max_in_flight
         self.calls = 0
         self._answers: dict[tuple[str, str, int], list[str]] = {}

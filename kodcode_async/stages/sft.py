@@ -11,6 +11,7 @@ import asyncio
 from dataclasses import dataclass
 
 from kodcode_async.backends import Request, Sampling
+from kodcode_async.options import DEFAULTS
 from kodcode_async.parsing import extract_final_code
 from kodcode_async.prompts import DEFAULT as DEFAULT_PROMPTS
 from kodcode_async.prompts import Prompts
@@ -23,7 +24,7 @@ STAGE = "sft"
 @dataclass(frozen=True, slots=True)
 class SFTOptions:
     n: int = 3
-    nickname: str = "r1"
+    nickname: str = DEFAULTS["sft_nickname"]
     temperature: float = 0.6
     max_tokens: int = 16384
     limits: Limits = Limits()

@@ -16,6 +16,7 @@ import orjson
 
 from kodcode_async.backends import Request, Sampling
 from kodcode_async.engine import Dropped
+from kodcode_async.options import DEFAULTS
 from kodcode_async.parsing import ParseError, build_test_info, parse_program_and_cases, parse_solution_and_test
 from kodcode_async.prompts import DEFAULT as DEFAULT_PROMPTS
 from kodcode_async.prompts import Prompts
@@ -27,14 +28,14 @@ STAGE = "solutions"
 
 @dataclass(frozen=True, slots=True)
 class SolveOptions:
-    attempts: int = 3
-    max_attempts: int = 10
-    temperature: float = 0.7
-    max_tokens: int = 4096
+    attempts: int = DEFAULTS["attempts"]
+    max_attempts: int = DEFAULTS["max_attempts"]
+    temperature: float = DEFAULTS["temperature"]
+    max_tokens: int = DEFAULTS["max_tokens"]
     model_name: str = ""
     limits: Limits = Limits()
     coverage: bool = True
-    seed: int = 0  # attempt k samples with seed + k
+    seed: int = DEFAULTS["seed"]  # attempt k samples with seed + k
 
     def __post_init__(self) -> None:
         if not 1 <= self.attempts <= self.max_attempts:

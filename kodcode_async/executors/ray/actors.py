@@ -25,6 +25,7 @@ from kodcode_async.executors.ray.messages import (
     encode,
 )
 from kodcode_async.executors.storage import MIRROR_S, Mirror, fetch, is_url
+from kodcode_async.options import DEFAULTS
 from kodcode_async.run import RunConfig, execute
 from sandbox.pool import SandboxConfig, SandboxPool
 
@@ -180,7 +181,7 @@ class ShardRunner:
     @staticmethod
     def _backend(spec: dict, actors: list | None) -> Backend:
         if actors:
-            return ActorBackend(actors, max_in_flight=spec.get("workers", 128))
+            return ActorBackend(actors, max_in_flight=spec.get("workers", DEFAULTS["workers"]))
         return make_backend(**spec)
 
     def _progress(self, snap: dict) -> None:

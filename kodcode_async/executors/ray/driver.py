@@ -19,6 +19,7 @@ from kodcode_async.executors.ray.merge import merge_file, merge_snapshots, sum_r
 from kodcode_async.executors.ray.messages import ShardResult, ShardTask
 from kodcode_async.executors.storage import Mirror, is_url
 from kodcode_async.jsonl import count_rows, iter_lines
+from kodcode_async.options import DEFAULTS
 from kodcode_async.run import TIMELINE_S, RunConfig, RunReport, RunStats, fingerprint
 from kodcode_async.rundir import RunDir
 from sandbox.pool import SandboxConfig, SandboxUnavailable
@@ -309,7 +310,7 @@ class _Driver:
     def _task(self, shard: _Shard) -> ShardTask:
         # --workers is the cluster's LLM requests in flight: each of a phase's runners gets its share
         # (with generation actors: a share of what all the engines keep in flight).
-        total = self.backend_spec.get("workers", 128)
+        total = self.backend_spec.get("workers", DEFAULTS["workers"])
         if self.gen_actors:
             total = len(self.gen_actors) * int(total * 1.25)  # each engine batches --workers; see VLLMConfig
         share = -(-total // shard.count)
