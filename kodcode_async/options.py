@@ -20,11 +20,11 @@ import tomllib
 from dataclasses import dataclass, replace
 
 from kodcode_async.prompts import TEMPLATES
+from kodcode_async.stages import PLANS
 from sandbox.protocol import Limits
 
-# In chain order (the engine's `run.STAGES` is this tuple). The subset names are those of
-# `subsets.SUBSETS`; a test keeps them in step.
-STAGES = ("questions", "tags", "solutions", "style", "sft")
+STAGES = tuple(PLANS)  # in chain order
+# The names of `subsets.SUBSETS`, here so that --help imports no engine; a test keeps them in step.
 SUBSET_NAMES = ("leetcode", "codeforces", "apps", "taco", "code_contests", "package", "evol", "algorithm",
                 "data_structure", "docs", "prefill", "filter")
 BACKENDS = ("openai", "vllm", "recorded")

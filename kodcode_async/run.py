@@ -1,8 +1,8 @@
 """One run: the stage list built from config, the chain run over a run directory, the run report.
 
 `execute` is the only way a run is started: the CLI and the Python API both call it, so no
-option is wired twice. A run is the list of named stages `STAGES` (those the config turns on),
-cut to `start_at`..`stop_after`; the rows of its last stage go to that stage's output file, so a
+option is wired twice. A run is the list of stages in `kodcode_async.stages.PLANS` that the config
+turns on (each stage's plan says when, what it builds and what shapes its rows), cut to `start_at`..`stop_after`; the rows of its last stage go to that stage's output file, so a
 run that stops early leaves rows the next stage can be started from.
 
 An item is finished when its row is in the final output file or in a stage's drop file (e.g.
@@ -14,7 +14,6 @@ verdicts come from the journal.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 import zlib
@@ -31,19 +30,17 @@ from kodcode_async.engine import Chain, Dropped, aiter_items
 from kodcode_async.idset import IdSet
 from kodcode_async.journal import Journal
 from kodcode_async.jsonl import count_rows, iter_lines
-from kodcode_async.options import DEFAULTS, STAGES
+from kodcode_async.options import DEFAULTS
 from kodcode_async.prompts import DEFAULT as DEFAULT_PROMPTS
 from kodcode_async.prompts import PromptError, Prompts
 from kodcode_async.resources import Limiter, LLMClient, SandboxClient
 from kodcode_async.rundir import JOURNAL, RunDir
 from kodcode_async.seeds import Seed, load_seeds
-from kodcode_async.stages import style
-from kodcode_async.stages.base import BadRow, Item
-from kodcode_async.stages.questions import QuestionStage, SkipFinished
+from kodcode_async.stages import plans
+from kodcode_async.stages.base import BadRow, Item, RunStage, StageClients
 from kodcode_async.stages.sft import SFTOptions, SFTStage
-from kodcode_async.stages.solutions import SolveOptions, SolveStage
+from kodcode_async.stages.solutions import SolveOptions
 from kodcode_async.stages.style import StyleStage
-from kodcode_async.stages.tagging import FilterStage, TagStage
 from kodcode_async.subsets import SUBSETS, SynthOptions, prompt_rows
 from sandbox.pool import SandboxConfig, SandboxPool
 
@@ -52,9 +49,8 @@ if TYPE_CHECKING:  # the embedding stack (numpy, and torch when it loads) is imp
 
 log = logging.getLogger("kodcode_async.run")
 
-# STAGES, in chain order (declared with the options); a config turns some of them on. "questions" is a group of chain stages
-# (generate, filter, decontamination, dedup) whose rows go to questions.jsonl; "tags" labels
-# questions (made here or read from --input) before they are solved.
+# "questions" is a group of chain stages (generate, filter, decontamination, dedup) whose rows go
+# to questions.jsonl; "tags" labels questions (made here or read from --input) before they are solved.
 TAGS = ("quality", "category", "judge")
 TIMELINE_S = 2.0  # seconds between timeline samples (doubled whenever the timeline fills up)
 TIMELINE_MAX = 1000  # samples kept: a week-long run keeps a timeline of the same size
@@ -100,12 +96,11 @@ class RunConfig:
 
     def stage_names(self) -> list[str]:
         """The stages of this run, in order."""
-        on = [n for n in STAGES if n == "solutions" or (n == "questions" and self.synth is not None)
-              or (n == "tags" and self.tags) or (n == "style" and self.style) or (n == "sft" and self.sft is not None)]
+        every = plans()
+        on = [p.name for p in every if p.turned_on(self)]
         for flag, name in (("--start-at", self.start_at), ("--stop-after", self.stop_after)):
             if name is not None and name not in on:
-                hint = {"style": " (turn it on with --style)", "sft": " (turn it on with --sft-n N)",
-                        "questions": " (turn it on with --subsets)", "tags": " (turn it on with --tag)"}.get(name, "")
+                hint = next((f" (turn it on with {p.how_to_turn_on})" for p in every if p.name == name), "")
                 raise ValueError(f"{flag} {name}: not a stage of this run; its stages are {', '.join(on)}{hint}")
         first = on.index(self.start_at) if self.start_at else 0
         last = on.index(self.stop_after) if self.stop_after else len(on) - 1
@@ -114,62 +109,19 @@ class RunConfig:
         return on[first:last + 1]
 
 
-def _hash(*texts: str) -> str:
-    return hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
-
-
 def fingerprint(config: RunConfig) -> dict:
-    """What shapes the rows of a run directory (not how fast they come: workers, isolation)."""
+    """What shapes the rows of a run directory (not how fast they come: workers, isolation): each
+    stage's own part (its plan's), and the sandbox's limits and rules."""
     names = config.stage_names()
     s = config.solve
     fp: dict = {"stages": names}
-    if "questions" in names and config.synth is not None:
-        fp["questions"] = synth_fingerprint(config.synth, config.prompts)
-    if "tags" in names:
-        fp["tags"] = {"model": config.solve.model_name,
-                      "prompts": {t: config.prompts.stage_hash(f"tag.{t}") for t in config.tags}}
-    if "solutions" in names:
-        fp["solutions"] = {"model": s.model_name, "attempts": s.attempts, "max_attempts": s.max_attempts,
-                           "temperature": s.temperature, "max_tokens": s.max_tokens, "seed": s.seed,
-                           "coverage": s.coverage,
-                           "prompt": config.prompts.stage_hash("solutions")}
-        if config.synth is not None and config.synth.stdin_format:
-            fp["solutions"]["stdin_prompt"] = config.prompts.stage_hash("solutions_stdin")
-    if "style" in names:
-        fp["style"] = {"model": s.model_name, "prompt": config.prompts.stage_hash("style"),
-                       "doctest": _hash(style.DOCTEST_MODULE)}
-    if "sft" in names and config.sft is not None:
-        o = config.sft
-        fp["sft"] = {"model": config.sft_model_name, "n": o.n, "nickname": o.nickname, "temperature": o.temperature,
-                     "max_tokens": o.max_tokens, "seed": o.seed, "limits": msgspec.to_builtins(o.limits),
-                     "prompt": config.prompts.stage_hash("sft")}
+    for plan in plans():
+        if plan.name in names:
+            fp[plan.name] = plan.fingerprint(config)
     fp["sandbox"] = {"limits": msgspec.to_builtins(s.limits), "flaky_reruns": config.sandbox.flaky_reruns,
                      "blocked_imports": list(config.sandbox.blocked_imports)}
     if config.sandbox.strict_compare:  # only when on: run directories made before it existed still match
         fp["sandbox"]["strict_compare"] = True
-    return fp
-
-
-def _file_hash(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
-def synth_fingerprint(o: SynthOptions, prompts: Prompts) -> dict:
-    """What shapes the questions: options, seed files (by content), templates."""
-    methods = sorted({SUBSETS[s].method for s in o.subsets})
-    # through JSON, as run.json stores it: tuples become lists, so a rerun compares equal
-    fp = orjson.loads(orjson.dumps(msgspec.to_builtins({k: getattr(o, k) for k in o.__dataclass_fields__
-                                                        if k != "seeds"})))
-    fp["seeds"] = [{"subset": s.subset, "text": s.text, "id": s.id, "package": s.package,
-                    "content": _file_hash(s.path)} for s in o.seeds]
-    fp["prompts"] = {m: (prompts.prefill[o.prefill_template].hash() if m == "prefill" and o.prefill_template in
-                         prompts.prefill else prompts.stage_hash(m)) for m in methods}
-    if any(SUBSETS[s].classify for s in o.subsets):
-        fp["prompts"]["filter"] = prompts.stage_hash("filter")
     return fp
 
 
@@ -352,45 +304,10 @@ def read_items(source: str | Iterable[dict] | AsyncIterable[dict], read_item: Ca
     return items()
 
 
-def build_stages(config: RunConfig, llm: LLMClient, sft_llm: LLMClient, sandbox: SandboxClient,
-                 concurrency: int, *, embedder: Embedder | None = None, journal: Journal | None = None,
-                 done: Container[str] | None = None) -> list:
-    """The run's chain stages, in order, each given the clients it asks. "questions" is several."""
-    make = {
-        "questions": lambda: question_stages(config, llm, concurrency, embedder, journal, done if done is not None else set()),
-        "tags": lambda: [TagStage(tag, llm, concurrency, config.prompts) for tag in config.tags],
-        "solutions": lambda: [SolveStage(config.solve, llm, sandbox, concurrency, config.prompts)],
-        "style": lambda: [StyleStage(llm, sandbox, concurrency, config.solve.limits, config.prompts)],
-        "sft": lambda: [SFTStage(config.sft or SFTOptions(), sft_llm, sandbox, concurrency, config.prompts)],
-    }
-    return [stage for name in config.stage_names() for stage in make[name]()]
-
-
-def question_stages(config: RunConfig, llm: LLMClient, concurrency: int, embedder: Embedder | None,
-                    journal: Journal | None, done: Container[str]) -> list:
-    """Generate -> filter (classifying subsets) -> decontamination -> dedup -> skip finished.
-
-    Decontamination comes before dedup so that a benchmark copy never enters the dedup index;
-    finished questions are skipped only after dedup, which must see every question to decide
-    the rest the same way in a resumed run."""
-    o = config.synth
-    assert o is not None
-    stages: list = [QuestionStage(o, llm, concurrency, config.prompts)]
-    if any(SUBSETS[s].classify for s in o.subsets):
-        stages.append(FilterStage(llm, concurrency, o.filter_keep, config.prompts))
-    if o.embeds:
-        from kodcode_async.stages.decontam import DecontamStage, load_benchmarks
-        from kodcode_async.stages.dedup import DedupStage
-
-        assert embedder is not None
-        # Enough tasks that a whole embedding batch can be waiting at once.
-        many = max(concurrency, embedder.batch * 2)
-        if o.decontam_threshold is not None:
-            stages.append(DecontamStage(embedder, load_benchmarks(o.benchmarks), o.decontam_threshold, many))
-        if o.dedup_threshold is not None:
-            stages.append(DedupStage(embedder, journal, o.dedup_threshold, many, o.dedup_index))
-    stages.append(SkipFinished(done))
-    return stages
+def build_stages(config: RunConfig, clients: StageClients) -> list[RunStage]:
+    """The run's chain stages, in order: each stage that is on builds its own (questions: a group)."""
+    names = config.stage_names()
+    return [stage for plan in plans() if plan.name in names for stage in plan.build(config, clients)]
 
 
 def load_all_seeds(o: SynthOptions) -> tuple[dict[str, list[Seed]], list[dict]]:
@@ -502,19 +419,17 @@ class _Run:
     async def run(self, source: str | Iterable[dict] | AsyncIterable[dict], starting: asyncio.Future) -> None:
         self.sandbox = SandboxClient(self.pool, self.journal, starting)
         # Items per stage: enough that every LLM slot can be busy, and every sandbox worker.
-        self.stages = build_stages(self.config, self.llm, self.sft_llm, self.sandbox,
-                                   max(self.limiter.limit, self.pool.size * 2), embedder=self.embedder,
-                                   journal=self.journal, done=self.finished)
+        clients = StageClients(self.llm, self.sft_llm, self.sandbox, max(self.limiter.limit, self.pool.size * 2),
+                               embedder=self.embedder, journal=self.journal, done=self.finished)
+        self.stages = build_stages(self.config, clients)
         self.chain = Chain(self.stages, item_errors=(LLMRequestError,))
         self.final_file = self.stages[-1].output
         self.drop_files = {s.name: s.drop_file for s in self.stages if s.drop_file}
         done = self._recover()
-        synth_first = isinstance(self.stages[0], QuestionStage)
         if self.embedder is not None:
             await self.embedder.start()  # the model loads in the embedder's thread, not on this loop
-            for stage in self.stages:
-                if hasattr(stage, "start"):  # decontam embeds its benchmarks, dedup reloads its decisions
-                    await stage.start()
+        for stage in self.stages:
+            await stage.start()  # e.g. decontam embeds its benchmarks, dedup reloads its decisions
         if isinstance(source, str) and self.shard is None:  # a shard's share is known only once read
             rows = count_rows(source)
             self.total = max(0, min(rows, self.config.limit if self.config.limit is not None else rows) - len(done))
@@ -525,7 +440,8 @@ class _Run:
                  self.pool.isolation)
         # A synthesis run reads its prompts again (answers come from the journal) and skips the
         # finished questions after dedup (SkipFinished); other runs skip finished items at once.
-        items = read_items(source, self.stages[0].read_item, set() if synth_first else done,
+        first = self.stages[0]
+        items = read_items(source, first.read_item, set() if first.replays_finished else done,
                            self.report.rejected_rows, self.config.limit, self.shard)
         await self.chain.run(items, self.sink, on_drop=self.on_drop, on_unfinished=self.on_unfinished,
                              on_tick=self.on_tick, tick_s=0.5)
@@ -613,55 +529,35 @@ class _Run:
         report.wall_s = time.monotonic() - self.started
 
 
-def question_stats(stages: list, embedder: Embedder | None) -> dict:
-    """Per subset: prompts answered, questions made, rejected by reason, filtered out, contaminated,
-    duplicates, kept. A resumed synthesis run sees every question again, so these are totals."""
-    gen = next((s for s in stages if isinstance(s, QuestionStage)), None)
-    tags = {s.tag: {"invalid_answers": sum(s.invalid.values())} for s in stages if isinstance(s, TagStage)}
-    if gen is None:
-        return {"tags": tags} if tags else {}
-    from kodcode_async.stages.decontam import DecontamStage
-    from kodcode_async.stages.dedup import DedupStage
-
-    per: dict[str, dict] = {}
-    for subset in gen.options.subsets:
-        per[subset] = {"questions": gen.made[subset],
-                       "rejected": {r: n for (s, r), n in sorted(gen.rejects.items()) if s == subset}}
-    out: dict = {"per_subset": per, **({"tags": tags} if tags else {})}
+def stage_stats(stages: list[RunStage]) -> dict:
+    """Every stage's counters (`RunStage.stats`), added up by report section."""
+    out: dict = {}
     for stage in stages:
-        if isinstance(stage, FilterStage):
-            out["filter"] = {"categories": dict(stage.categories), "invalid_answers": sum(stage.invalid.values()),
-                             "keep": list(stage.keep)}
-            for subset in per:
-                per[subset]["filtered_out"] = stage.dropped[subset]
-        elif isinstance(stage, DecontamStage):
-            out["contaminated"] = dict(stage.contaminated)
-            for subset in per:
-                per[subset]["contaminated"] = stage.per_subset[subset]
-        elif isinstance(stage, DedupStage):
-            for subset in per:
-                per[subset]["duplicates"] = stage.duplicates[subset]
-            out["dedup_batches"] = stage.decider.batches if stage.decider else 0
-        elif isinstance(stage, SkipFinished):
-            for subset in per:
-                per[subset]["kept"] = stage.kept[subset]
-            out["finished_earlier"] = stage.skipped
+        add_counts(out, stage.stats())
+    return out
+
+
+def question_stats(stages: list[RunStage], embedder: Embedder | None) -> dict:
+    """Per subset: prompts answered, questions made, rejected by reason, filtered out, contaminated,
+    duplicates, kept; the filter's categories; the tags' invalid answers. A resumed synthesis run
+    sees every question again, so these are totals."""
+    out = stage_stats(stages).get("questions", {})
     if embedder is not None:
         out["embedder"] = {"model": embedder.model_name, "encoded": embedder.encoded, "replayed": embedder.replayed,
                            "batches": embedder.batches}
     return out
 
 
-def _llm_stats(clients: list[LLMClient], stages: list) -> dict:
+def _llm_stats(clients: list[LLMClient], stages: list[RunStage]) -> dict:
     unique = list({id(c): c for c in clients}.values())
     errors: Counter = Counter()
     for c in unique:
         errors.update(c.errors)
-    style_checks = next((s.checks for s in stages if isinstance(s, StyleStage)), {})
+    own = stage_stats(stages).get("llm", {})
     return {"requests": sum(c.requests for c in unique), "replayed": sum(c.replayed for c in unique),
             "errors": dict(errors), "in_flight": unique[0].limiter.in_flight, "limit": unique[0].limiter.limit,
             "completion_tokens": sum(c.completion_tokens for c in {id(c.backend): c for c in unique}.values()),
-            "parse_errors": sum(getattr(s, "parse_errors", 0) for s in stages), "style_checks": dict(style_checks)}
+            "parse_errors": own.get("parse_errors", 0), "style_checks": own.get("style_checks", {})}
 
 
 def _sandbox_stats(sandbox: SandboxClient) -> dict:

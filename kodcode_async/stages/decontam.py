@@ -21,7 +21,7 @@ import orjson
 from kodcode_async.embedder import Embedder
 from kodcode_async.engine import Dropped
 from kodcode_async.jsonl import iter_lines
-from kodcode_async.stages.base import Item
+from kodcode_async.stages.base import Item, RunStage
 
 if TYPE_CHECKING:
     from kodcode_async.stages.dedup import NearIndex
@@ -107,16 +107,16 @@ def load_benchmarks(names: tuple[str, ...]) -> list[BenchmarkQuestion]:
     return out
 
 
-class DecontamStage:
+class DecontamStage(RunStage):
     """Every question gets benchmark_similarity / _instruction / _task_id of its nearest benchmark
     question; at or above the threshold it is Dropped into contaminated.jsonl."""
 
     name = "decontam"
     drop_file = "contaminated.jsonl"
-    side_files = ()
 
     def __init__(self, embedder: Embedder, benchmarks: list[BenchmarkQuestion], threshold: float,
-                 concurrency: int) -> None:
+                 concurrency: int, subsets: tuple[str, ...] = ()) -> None:
+        self.subsets = subsets
         self.embedder = embedder
         self.benchmarks = benchmarks
         self.threshold = threshold
@@ -124,6 +124,10 @@ class DecontamStage:
         self.index: NearIndex | None = None
         self.contaminated: Counter = Counter()  # benchmark task id -> questions dropped
         self.per_subset: Counter = Counter()  # subset -> questions dropped
+
+    def stats(self) -> dict:
+        return {"questions": {"contaminated": dict(self.contaminated),
+                              "per_subset": {s: {"contaminated": self.per_subset[s]} for s in self.subsets}}}
 
     async def start(self) -> None:
         vecs = await asyncio.gather(*(self.embedder.embed(b.text) for b in self.benchmarks))

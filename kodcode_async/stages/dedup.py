@@ -29,7 +29,7 @@ import numpy as np
 from kodcode_async.embedder import Embedder, _pack, _unpack
 from kodcode_async.engine import Dropped
 from kodcode_async.journal import Journal
-from kodcode_async.stages.base import Item
+from kodcode_async.stages.base import Item, RunStage
 
 
 class NearIndex:
@@ -183,13 +183,13 @@ class OrderedDecider:
                 w.decided.set_result(w.replay)
 
 
-class DedupStage:
+class DedupStage(RunStage):
     name = "dedup"
     drop_file = "duplicates.jsonl"
-    side_files = ()
 
     def __init__(self, embedder: Embedder, journal: Journal | None, threshold: float, concurrency: int,
-                 index: str = "flat") -> None:
+                 index: str = "flat", subsets: tuple[str, ...] = ()) -> None:
+        self.subsets = subsets
         self.embedder = embedder
         self.index_kind = index
         self.journal = journal
@@ -199,6 +199,10 @@ class DedupStage:
         self.replayed: dict[str, dict] = {}
         self.duplicates: Counter = Counter()  # subset -> dropped
         self.seen: Counter = Counter()  # subset -> questions checked
+
+    def stats(self) -> dict:
+        return {"questions": {"per_subset": {s: {"duplicates": self.duplicates[s]} for s in self.subsets},
+                              "dedup_batches": self.decider.batches if self.decider else 0}}
 
     async def start(self) -> None:
         """Load the index with every earlier decision (a resumed run), in decision order."""

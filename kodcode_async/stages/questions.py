@@ -10,8 +10,13 @@ sample's index, so they are the same in every rerun.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import AsyncIterator, Container
+from typing import TYPE_CHECKING
+
+import msgspec
+import orjson
 
 from kodcode_async.backends import Request, Sampling
 from kodcode_async.engine import Dropped
@@ -19,8 +24,11 @@ from kodcode_async.extract import Reject, extract_question, glue_prefill
 from kodcode_async.prompts import DEFAULT as DEFAULT_PROMPTS
 from kodcode_async.prompts import PromptError, Prompts
 from kodcode_async.resources import LLMClient
-from kodcode_async.stages.base import BadRow, Item
+from kodcode_async.stages.base import BadRow, Item, RunStage, StageClients, StagePlan
 from kodcode_async.subsets import ABSTAIN, SUBSETS, SynthOptions
+
+if TYPE_CHECKING:
+    from kodcode_async.run import RunConfig
 
 STAGE = "questions"
 # A seed longer than this is cut (with a note to the model): one huge documentation page or
@@ -48,12 +56,11 @@ def prompt_item(row: object, lineno: int) -> Item:
     return Item(row["prompt_id"], row)
 
 
-class QuestionStage:
+class QuestionStage(RunStage):
     name = STAGE
-    output = "questions.jsonl"
     drop_file = "questions_rejected.jsonl"
-    side_files = ()
     read_item = staticmethod(prompt_item)
+    replays_finished = True  # dedup must see every question again; SkipFinished ends the group
 
     def __init__(self, options: SynthOptions, llm: LLMClient, concurrency: int,
                  prompts: Prompts = DEFAULT_PROMPTS) -> None:
@@ -68,6 +75,12 @@ class QuestionStage:
         self.template = prompts.prefill.get(options.prefill_template)
         self.rejects: Counter = Counter()  # (subset, reason) -> answers
         self.made: Counter = Counter()  # subset -> questions
+
+    def stats(self) -> dict:
+        per = {subset: {"questions": self.made[subset],
+                        "rejected": {r: n for (s, r), n in sorted(self.rejects.items()) if s == subset}}
+               for subset in self.options.subsets}
+        return {"questions": {"per_subset": per}}
 
     def prompt_hash(self, subset: str) -> str:
         method = SUBSETS[subset].method
@@ -139,7 +152,7 @@ class QuestionStage:
         return Request(STAGE, item.id, 0, messages=[{"role": "user", "content": text}], sampling=sampling), None
 
 
-class SkipFinished:
+class SkipFinished(RunStage):
     """Ends the question stages: questions whose rows an earlier run already wrote go no further.
 
     A resumed run regenerates every prompt's questions (from the journal: no request is sent
@@ -148,13 +161,16 @@ class SkipFinished:
 
     name = "resume"
     output = "questions.jsonl"  # the rows of a run that stops after the question stages
-    drop_file = None
-    side_files = ()
 
-    def __init__(self, done: Container[str]) -> None:
+    def __init__(self, done: Container[str], subsets: tuple[str, ...] = ()) -> None:
         self.done = done  # filled by the run from its output files before the first item comes
+        self.subsets = subsets
         self.skipped = 0
         self.kept: Counter = Counter()  # subset -> questions that came through every question stage
+
+    def stats(self) -> dict:
+        return {"questions": {"per_subset": {s: {"kept": self.kept[s]} for s in self.subsets},
+                              "finished_earlier": self.skipped}}
 
     async def process_stream(self, items: AsyncIterator[Item]) -> AsyncIterator[Item]:
         async for item in items:
@@ -163,3 +179,61 @@ class SkipFinished:
                 self.skipped += 1
                 continue
             yield item
+
+
+def question_stages(config: RunConfig, clients: StageClients) -> list[RunStage]:
+    """Generate -> filter (classifying subsets) -> decontamination -> dedup -> skip finished.
+
+    Decontamination comes before dedup so that a benchmark copy never enters the dedup index;
+    finished questions are skipped only after dedup, which must see every question to decide
+    the rest the same way in a resumed run."""
+    from kodcode_async.stages.tagging import FilterStage
+
+    o = config.synth
+    assert o is not None
+    stages: list[RunStage] = [QuestionStage(o, clients.llm, clients.concurrency, config.prompts)]
+    if any(SUBSETS[s].classify for s in o.subsets):
+        stages.append(FilterStage(clients.llm, clients.concurrency, o.filter_keep, config.prompts, subsets=o.subsets))
+    if o.embeds:
+        from kodcode_async.stages.decontam import DecontamStage, load_benchmarks
+        from kodcode_async.stages.dedup import DedupStage
+
+        embedder = clients.embedder
+        assert embedder is not None
+        # Enough tasks that a whole embedding batch can be waiting at once.
+        many = max(clients.concurrency, embedder.batch * 2)
+        if o.decontam_threshold is not None:
+            stages.append(DecontamStage(embedder, load_benchmarks(o.benchmarks), o.decontam_threshold, many,
+                                        subsets=o.subsets))
+        if o.dedup_threshold is not None:
+            stages.append(DedupStage(embedder, clients.journal, o.dedup_threshold, many, o.dedup_index,
+                                     subsets=o.subsets))
+    stages.append(SkipFinished(clients.done, o.subsets))
+    return stages
+
+
+def _file_hash(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def synth_fingerprint(o: SynthOptions, prompts: Prompts) -> dict:
+    """What shapes the questions: options, seed files (by content), templates."""
+    methods = sorted({SUBSETS[s].method for s in o.subsets})
+    # through JSON, as run.json stores it: tuples become lists, so a rerun compares equal
+    fp = orjson.loads(orjson.dumps(msgspec.to_builtins({k: getattr(o, k) for k in o.__dataclass_fields__
+                                                        if k != "seeds"})))
+    fp["seeds"] = [{"subset": s.subset, "text": s.text, "id": s.id, "package": s.package,
+                    "content": _file_hash(s.path)} for s in o.seeds]
+    fp["prompts"] = {m: (prompts.prefill[o.prefill_template].hash() if m == "prefill" and o.prefill_template in
+                         prompts.prefill else prompts.stage_hash(m)) for m in methods}
+    if any(SUBSETS[s].classify for s in o.subsets):
+        fp["prompts"]["filter"] = prompts.stage_hash("filter")
+    return fp
+
+
+PLAN = StagePlan(STAGE, turned_on=lambda c: c.synth is not None, how_to_turn_on="--subsets",
+                 build=question_stages, fingerprint=lambda c: synth_fingerprint(c.synth, c.prompts))

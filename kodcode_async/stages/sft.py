@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import msgspec
 
 from kodcode_async.backends import Request, Sampling
 from kodcode_async.options import DEFAULTS
@@ -16,8 +19,11 @@ from kodcode_async.parsing import extract_final_code
 from kodcode_async.prompts import DEFAULT as DEFAULT_PROMPTS
 from kodcode_async.prompts import Prompts
 from kodcode_async.resources import LLMClient, SandboxClient
-from kodcode_async.stages.base import Item, verified_item
+from kodcode_async.stages.base import Item, RunStage, StagePlan, verified_item
 from sandbox import Job, Limits
+
+if TYPE_CHECKING:
+    from kodcode_async.run import RunConfig
 
 STAGE = "sft"
 
@@ -31,13 +37,12 @@ class SFTOptions:
     seed: int = 0
 
 
-class SFTStage:
+class SFTStage(RunStage):
     """A verified row in; the same row out with `<nick>_*` columns, and a ShareGPT conversation
     beside it when an answer passed the question's tests."""
 
     name = STAGE
     output = "verified.jsonl"
-    drop_file = None  # drops nothing
     read_item = staticmethod(verified_item)
     conversations_file = "sft.jsonl"
     side_files = (conversations_file,)
@@ -85,3 +90,16 @@ def sharegpt(question: str, answer: str, question_id: str) -> dict:
     """One LLaMA-Factory / ShareGPT conversation."""
     return {"question_id": question_id,
             "conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]}
+
+
+def _fingerprint(config: RunConfig) -> dict:
+    o = config.sft or SFTOptions()
+    return {"model": config.sft_model_name, "n": o.n, "nickname": o.nickname, "temperature": o.temperature,
+            "max_tokens": o.max_tokens, "seed": o.seed, "limits": msgspec.to_builtins(o.limits),
+            "prompt": config.prompts.stage_hash(STAGE)}
+
+
+PLAN = StagePlan(STAGE, turned_on=lambda c: c.sft is not None, how_to_turn_on="--sft-n N",
+                 build=lambda c, clients: [SFTStage(c.sft or SFTOptions(), clients.sft_llm, clients.sandbox,
+                                                    clients.concurrency, c.prompts)],
+                 fingerprint=_fingerprint)

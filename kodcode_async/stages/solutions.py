@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -21,8 +22,11 @@ from kodcode_async.parsing import ParseError, build_test_info, parse_program_and
 from kodcode_async.prompts import DEFAULT as DEFAULT_PROMPTS
 from kodcode_async.prompts import Prompts
 from kodcode_async.resources import LLMClient, SandboxClient
-from kodcode_async.stages.base import Item, question_item
+from kodcode_async.stages.base import Item, RunStage, StagePlan
 from sandbox import Job, Limits, StdinCase
+
+if TYPE_CHECKING:
+    from kodcode_async.run import RunConfig
 
 STAGE = "solutions"
 
@@ -60,14 +64,12 @@ def pass_percentage(passes: int, attempts: int) -> float:
     return round(passes / attempts, 3) if attempts else 0.0
 
 
-class SolveStage:
+class SolveStage(RunStage):
     """Question row in; the KodCode-V1 row out when an attempt passed, else Dropped("fail") with it."""
 
     name = STAGE
     output = "verified.jsonl"  # where the chain's rows go when this stage ends it
     drop_file = "failed.jsonl"
-    side_files = ()
-    read_item = staticmethod(question_item)
 
     def __init__(self, options: SolveOptions, llm: LLMClient, sandbox: SandboxClient, concurrency: int,
                  prompts: Prompts = DEFAULT_PROMPTS) -> None:
@@ -79,6 +81,9 @@ class SolveStage:
         self.sandbox = sandbox
         self.concurrency = concurrency
         self.parse_errors = 0
+
+    def stats(self) -> dict:
+        return {"llm": {"parse_errors": self.parse_errors}}
 
     async def process(self, item: Item) -> Item | Dropped:
         first = await asyncio.gather(*(self.attempt(item, k) for k in range(self.options.attempts)),
@@ -165,3 +170,19 @@ def kodcode_row(question: dict, trials: list[dict], model_name: str, prompt_hash
                      **({"prompt_hash": prompt_hash} if prompt_hash else {}), **extra},
         **{k: question[k] for k in CARRIED if k in question},
     }
+
+
+def _fingerprint(config: RunConfig) -> dict:
+    s = config.solve
+    fp = {"model": s.model_name, "attempts": s.attempts, "max_attempts": s.max_attempts,
+          "temperature": s.temperature, "max_tokens": s.max_tokens, "seed": s.seed, "coverage": s.coverage,
+          "prompt": config.prompts.stage_hash(STAGE)}
+    if config.synth is not None and config.synth.stdin_format:
+        fp["stdin_prompt"] = config.prompts.stage_hash("solutions_stdin")
+    return fp
+
+
+PLAN = StagePlan(STAGE, turned_on=lambda c: True, how_to_turn_on="",
+                 build=lambda c, clients: [SolveStage(c.solve, clients.llm, clients.sandbox, clients.concurrency,
+                                                      c.prompts)],
+                 fingerprint=_fingerprint)

@@ -15,6 +15,7 @@ only when all of these hold, checked in this order (the first that fails is reco
 from __future__ import annotations
 
 import ast
+import hashlib
 import re
 
 from kodcode_async.backends import Request, Sampling
@@ -22,7 +23,7 @@ from kodcode_async.parsing import extract_final_code
 from kodcode_async.prompts import DEFAULT as DEFAULT_PROMPTS
 from kodcode_async.prompts import Prompts
 from kodcode_async.resources import LLMClient, SandboxClient
-from kodcode_async.stages.base import Item, verified_item
+from kodcode_async.stages.base import Item, RunStage, StagePlan, verified_item
 from sandbox import Job, Limits
 
 STAGE = "style"
@@ -157,12 +158,11 @@ def test_the_stub_examples_hold_for_the_verified_solution():
 """
 
 
-class StyleStage:
+class StyleStage(RunStage):
     """A verified row in; the same row out, with a completion-style row or a rejection beside it."""
 
     name = STAGE
     output = "verified.jsonl"
-    drop_file = None  # drops nothing
     read_item = staticmethod(verified_item)
     accepted_file, rejected_file = "verified_complete.jsonl", "style_rejected.jsonl"
     side_files = (accepted_file, rejected_file)
@@ -176,6 +176,9 @@ class StyleStage:
         self.concurrency = concurrency
         self.limits = limits or Limits()
         self.checks: dict[str, int] = {}
+
+    def stats(self) -> dict:
+        return {"llm": {"style_checks": dict(self.checks)}}
 
     async def process(self, item: Item) -> Item:
         row = item.row
@@ -217,3 +220,10 @@ class StyleStage:
         prompt = self.prompts.style_user.format(question=row["question"], solution=row.get("solution") or "", name=target)
         return Request(stage=STAGE, item_id=item.id, attempt=0,
                        messages=[{"role": "user", "content": prompt}], sampling=Sampling(temperature=0.2, seed=0))
+
+
+PLAN = StagePlan(
+    STAGE, turned_on=lambda c: c.style, how_to_turn_on="--style",
+    build=lambda c, clients: [StyleStage(clients.llm, clients.sandbox, clients.concurrency, c.solve.limits, c.prompts)],
+    fingerprint=lambda c: {"model": c.solve.model_name, "prompt": c.prompts.stage_hash(STAGE),
+                           "doctest": hashlib.sha256(DOCTEST_MODULE.encode()).hexdigest()[:16]})

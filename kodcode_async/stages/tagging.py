@@ -21,7 +21,7 @@ from kodcode_async.engine import Dropped
 from kodcode_async.prompts import DEFAULT as DEFAULT_PROMPTS
 from kodcode_async.prompts import Prompts
 from kodcode_async.resources import LLMClient
-from kodcode_async.stages.base import Item, question_item
+from kodcode_async.stages.base import Item, RunStage, StagePlan
 from kodcode_async.subsets import CATEGORIES, SUBSETS
 
 QUALITY = ("very poor", "poor", "average", "good", "excellent")
@@ -92,9 +92,7 @@ def validate(tag: str, value: dict) -> dict:
     raise ValueError(f"unknown tag {tag}")
 
 
-class _LabelStage:
-    side_files = ()
-
+class _LabelStage(RunStage):
     def __init__(self, llm: LLMClient, concurrency: int, prompts: Prompts) -> None:
         self.llm = llm
         self.concurrency = concurrency
@@ -121,11 +119,17 @@ class FilterStage(_LabelStage):
     drop_file = "filtered_out.jsonl"
 
     def __init__(self, llm: LLMClient, concurrency: int, keep: tuple[str, ...],
-                 prompts: Prompts = DEFAULT_PROMPTS) -> None:
+                 prompts: Prompts = DEFAULT_PROMPTS, subsets: tuple[str, ...] = ()) -> None:
         super().__init__(llm, concurrency, prompts)
         self.keep = keep
+        self.subsets = subsets
         self.categories: Counter = Counter()  # category -> questions classified
         self.dropped: Counter = Counter()  # subset -> questions filtered out
+
+    def stats(self) -> dict:
+        return {"questions": {"per_subset": {s: {"filtered_out": self.dropped[s]} for s in self.subsets},
+                              "filter": {"categories": dict(self.categories),
+                                         "invalid_answers": sum(self.invalid.values()), "keep": list(self.keep)}}}
 
     async def process(self, item: Item) -> Item | Dropped:
         if not SUBSETS[item.row["subset"]].classify:
@@ -148,8 +152,6 @@ class FilterStage(_LabelStage):
 class TagStage(_LabelStage):
     """A question row in, the same row out with its label (reads --input question rows when first)."""
 
-    drop_file = None
-    read_item = staticmethod(question_item)
     output = "questions.jsonl"  # the rows of a run that stops after tagging
 
     def __init__(self, tag: str, llm: LLMClient, concurrency: int, prompts: Prompts = DEFAULT_PROMPTS) -> None:
@@ -158,6 +160,9 @@ class TagStage(_LabelStage):
         self.name = f"tag.{tag}"
         self.template = {"quality": prompts.tag_quality, "category": prompts.tag_category,
                          "judge": prompts.tag_judge}[tag]
+
+    def stats(self) -> dict:
+        return {"questions": {"tags": {self.tag: {"invalid_answers": sum(self.invalid.values())}}}}
 
     async def process(self, item: Item) -> Item:
         try:
@@ -168,3 +173,10 @@ class TagStage(_LabelStage):
         meta.setdefault("tags", {})[self.tag] = label
         meta.setdefault("tag_models", {})[self.tag] = self.llm.model_name
         return item
+
+
+PLAN = StagePlan(
+    "tags", turned_on=lambda c: bool(c.tags), how_to_turn_on="--tag",
+    build=lambda c, clients: [TagStage(tag, clients.llm, clients.concurrency, c.prompts) for tag in c.tags],
+    fingerprint=lambda c: {"model": c.solve.model_name,
+                           "prompts": {t: c.prompts.stage_hash(f"tag.{t}") for t in c.tags}})

@@ -11,7 +11,8 @@ import orjson
 
 from kodcode_async.idset import IdSet
 from kodcode_async.jsonl import iter_lines
-from kodcode_async.run import STAGES, RunReport, add_counts, add_stage_counts
+from kodcode_async.options import STAGES
+from kodcode_async.run import RunReport, add_counts, add_stage_counts
 from kodcode_async.writers import replacing
 
 
