@@ -46,6 +46,7 @@ from kodcode_async.backends.recorded import RecordedBackend  # noqa: E402
 from kodcode_async.executors.ray import RayOptions, init_ray, run_on_ray  # noqa: E402
 from kodcode_async.run import RunConfig, execute  # noqa: E402
 from kodcode_async.stages.solutions import SolveOptions  # noqa: E402
+from kodcode_async.stats import Snapshot  # noqa: E402
 from sandbox import Limits  # noqa: E402
 from sandbox.pool import SandboxConfig  # noqa: E402
 
@@ -158,11 +159,11 @@ def lose_node(tmp: str, questions: str, recorded: str, repeats: int) -> None:
             cluster, others = simulated_cluster(3, 1, fast_health_check=True)
             removed: list[int] = []
 
-            def on_progress(snap: dict, lose: bool = "lost" in name, cluster: Cluster = cluster,
+            def on_progress(snap: Snapshot, lose: bool = "lost" in name, cluster: Cluster = cluster,
                             node: object = others[1], removed: list[int] = removed) -> None:
-                if lose and not removed and snap["finished"] >= total // 2:
+                if lose and not removed and snap.finished >= total // 2:
                     cluster.remove_node(node, allow_graceful=False)
-                    removed.append(snap["finished"])
+                    removed.append(snap.finished)
 
             out = os.path.join(tmp, f"loss-{name.replace(' ', '').replace(',', '-')}-{r}")
             try:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # imported lazily at run time: --help and bad flags answer wi
 
     from kodcode_async.progress import Progress
     from kodcode_async.run import RunReport
+    from kodcode_async.stats import Snapshot
 
 EXIT_INTERRUPTED = 130
 EXIT_UNFINISHED = 3  # the run ended, but some items are unfinished (e.g. the LLM server was down): run it again
@@ -206,7 +207,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _finish_run(o, report, progress)
 
 
-def _start_run(o: argparse.Namespace | object) -> tuple[Progress, Callable[[dict], None]] | None:
+def _start_run(o: argparse.Namespace | object) -> tuple[Progress, Callable[[Snapshot], None]] | None:
     """Logging, the isolation warning, and the live view (one line per stage) with the callback that
     feeds it a run's snapshots; None (after one error line) when the log file cannot be opened."""
     from kodcode_async.progress import Progress
@@ -221,9 +222,9 @@ def _start_run(o: argparse.Namespace | object) -> tuple[Progress, Callable[[dict
 
     progress = Progress("items", interval=10.0, enabled=not o.quiet)
 
-    def on_progress(snap: dict) -> None:
-        progress.done = snap["finished"]
-        progress.total = snap["total"] or None
+    def on_progress(snap: Snapshot) -> None:
+        progress.done = snap.finished
+        progress.total = snap.total or None
         progress.render = lambda: render_progress(snap)
         progress.update()
 
@@ -233,18 +234,18 @@ def _start_run(o: argparse.Namespace | object) -> tuple[Progress, Callable[[dict
 def _finish_run(o: argparse.Namespace, report: RunReport, progress: Progress) -> int:
     """The summary, the isolation warning again, and the exit code of a run that ended."""
     progress.close()
-    stats = report.as_dict()
+    stats = report.stats()
     if not o.quiet:
         print_summary(o.out, stats)
     if o.isolation == "none":
         print(NO_ISOLATION_WARNING, file=sys.stderr)
-    rejected = stats["rejected_rows"]
+    rejected = stats.rejected_rows
     for row in rejected[:3]:  # on the terminal, --quiet or not: the reason a row was not used
         where = f"line {row['line']}" if "line" in row else "a row"
         print(f"warning: input {where} rejected: {row.get('reason', '?')}", file=sys.stderr)
     if len(rejected) > 3:
         print(f"warning: {len(rejected)} input rows rejected in all (every one in stats.json)", file=sys.stderr)
-    if (o.input and not (o.subsets and o.start_at in ("", "questions")) and stats["questions"] == 0
+    if (o.input and not (o.subsets and o.start_at in ("", "questions")) and stats.questions == 0
             and not report.unfinished):
         print(f"error: no usable question in {o.input}" + (" (every row was rejected)" if rejected else
                                                            " (it is empty)")

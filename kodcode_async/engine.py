@@ -38,6 +38,10 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
+
+from kodcode_async.stats import StageCounts
+
 SINK_QUEUE = 64
 
 
@@ -81,10 +85,13 @@ class StageStats:
     def busy_now_s(self) -> float:
         return self.busy_s + (time.monotonic() - self._busy_since if self.in_flight else 0.0)
 
+    def counts(self) -> StageCounts:
+        return StageCounts(name=self.name, kind=self.kind, concurrency=self.concurrency, items_in=self.items_in,
+                           items_out=self.items_out, dropped=dict(self.dropped), unfinished=dict(self.unfinished),
+                           in_flight=self.in_flight, busy_s=round(self.busy_now_s(), 3))
+
     def as_dict(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "concurrency": self.concurrency, "items_in": self.items_in,
-                "items_out": self.items_out, "dropped": dict(self.dropped), "unfinished": dict(self.unfinished),
-                "in_flight": self.in_flight, "busy_s": round(self.busy_now_s(), 3)}
+        return msgspec.to_builtins(self.counts())
 
 
 def stage_kind(stage: object) -> str:

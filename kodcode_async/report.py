@@ -20,6 +20,7 @@ import orjson
 
 from kodcode_async.jsonl import iter_lines
 from kodcode_async.rundir import MANIFEST, RUN_JSON, STATS
+from kodcode_async.stats import Stats, read_stats
 
 DIFFICULTIES = ("easy", "medium", "hard", "fail")
 COLORS = {"easy": "#4caf50", "medium": "#ffb300", "hard": "#e53935", "fail": "#9e9e9e"}
@@ -54,7 +55,7 @@ class RunData:
     solution_tokens: list = field(default_factory=list)
     tests_per_question: list = field(default_factory=list)
     failures: Counter = field(default_factory=Counter)  # status of every failed attempt
-    stats: dict | None = None
+    stats: Stats = field(default_factory=Stats)  # stats.json (empty when it is missing or unreadable)
     manifest: dict | None = None
     fingerprint: dict | None = None
 
@@ -75,6 +76,14 @@ def _json(path: str) -> dict | None:
         return None
 
 
+def _stats(path: str) -> Stats:
+    try:
+        with open(path, "rb") as f:
+            return read_stats(f.read())
+    except (FileNotFoundError, ValueError):  # not written yet, or torn by a crash before its atomic write
+        return Stats()
+
+
 def _rows(path: str):  # noqa: ANN202
     if os.path.exists(path):
         for _, line in iter_lines(path):
@@ -87,7 +96,7 @@ def _rows(path: str):  # noqa: ANN202
 def load_run(run_dir: str) -> RunData:
     if not os.path.isdir(run_dir):
         raise ReportError(f"{run_dir} is not a directory; give the run directory of `kodcode-async run --out`")
-    data = RunData(run_dir, stats=_json(os.path.join(run_dir, STATS)), manifest=_json(os.path.join(run_dir, MANIFEST)))
+    data = RunData(run_dir, stats=_stats(os.path.join(run_dir, STATS)), manifest=_json(os.path.join(run_dir, MANIFEST)))
     data.fingerprint = (_json(os.path.join(run_dir, RUN_JSON)) or {}).get("fingerprint")
     if data.fingerprint is None and not os.path.exists(os.path.join(run_dir, "verified.jsonl")):
         raise ReportError(f"{run_dir} is not a run directory: it has neither {RUN_JSON} nor verified.jsonl")
@@ -212,19 +221,19 @@ def fig_failures(d: RunData):  # noqa: ANN201
 
 def fig_timeline(d: RunData):  # noqa: ANN201
     plt = _plt()
-    samples = (d.stats or {}).get("timeline") or []
+    samples = d.stats.timeline
     fig, axes = plt.subplots(4, 1, figsize=(9, 7.6), sharex=True)
-    t = [s["t"] for s in samples]
-    axes[0].plot(t, [s["llm_in_flight"] for s in samples], label="LLM requests in flight")
-    axes[0].plot(t, [s["llm_limit"] for s in samples], "k--", label="limit (--workers)")
+    t = [s.t for s in samples]
+    axes[0].plot(t, [s.llm_in_flight for s in samples], label="LLM requests in flight")
+    axes[0].plot(t, [s.llm_limit for s in samples], "k--", label="limit (--workers)")
     axes[0].set_ylabel("requests")
-    axes[1].plot(t, [s["sandbox_busy"] for s in samples], color="#e65100", label="sandbox workers busy")
-    axes[1].plot(t, [s["sandbox_workers"] for s in samples], "k--", label="sandbox workers")
+    axes[1].plot(t, [s.sandbox_busy for s in samples], color="#e65100", label="sandbox workers busy")
+    axes[1].plot(t, [s.sandbox_workers for s in samples], "k--", label="sandbox workers")
     axes[1].set_ylabel("workers")
-    for name in sorted({k for s in samples for k in s.get("items_per_s", {})}):
-        axes[2].plot(t, [s["items_per_s"].get(name, 0) for s in samples], label=name)
+    for name in sorted({k for s in samples for k in s.items_per_s}):
+        axes[2].plot(t, [s.items_per_s.get(name, 0) for s in samples], label=name)
     axes[2].set_ylabel("items/s out")
-    axes[3].plot(t, [s.get("cpu_pct", 0) for s in samples], color="#8d6e63", label="host CPU")
+    axes[3].plot(t, [s.cpu_pct for s in samples], color="#8d6e63", label="host CPU")
     axes[3].set_ylabel("CPU %")
     axes[3].set_ylim(0, 100)
     axes[3].set_xlabel("seconds since the latest run started")
@@ -250,17 +259,15 @@ def _png(fig) -> bytes:  # noqa: ANN001
 
 
 def summary_rows(d: RunData) -> list[tuple[str, str]]:
-    s = d.stats or {}
-    llm = s.get("llm") or {}
+    s = d.stats
     rows = [("questions finished", str(d.total)), ("verified", str(sum(d.verified.values()))),
             ("completion-style rows", str(sum(d.complete.values()))), ("SFT-accepted", str(sum(d.sft.values()))),
-            ("unfinished (latest run)", str(sum((s.get("unfinished") or {}).values()))),
-            ("model", str(s.get("model") or "?")), ("sandbox isolation", str(s.get("sandbox_isolation") or "?")),
-            ("LLM requests (latest run)", f"{s.get('llm_requests_this_run', 0)} "
-                                          f"(+{s.get('llm_replayed_this_run', 0)} replayed)"),
-            ("completion tokens (latest run)", str(llm.get("completion_tokens", 0)) or "not reported"),
-            ("sandbox jobs (latest run)", str(s.get("sandbox_jobs_this_run", 0))),
-            ("wall time (latest run)", f"{s.get('wall_s_this_run', 0):.1f} s"),
+            ("unfinished (latest run)", str(sum(s.unfinished.values()))),
+            ("model", s.model or "?"), ("sandbox isolation", s.sandbox_isolation or "?"),
+            ("LLM requests (latest run)", f"{s.llm_requests_this_run} (+{s.llm_replayed_this_run} replayed)"),
+            ("completion tokens (latest run)", str(s.llm.completion_tokens)),
+            ("sandbox jobs (latest run)", str(s.sandbox_jobs_this_run)),
+            ("wall time (latest run)", f"{s.wall_s_this_run:.1f} s"),
             ("cost", "not reported by the backend")]
     return rows
 
@@ -306,7 +313,7 @@ class Report:
 def write_report(run_dir: str, output: str | None = None) -> Report:
     """Write RUN_DIR's report (self-contained HTML) and its figures as PNGs beside it."""
     d = load_run(run_dir)
-    synth = (d.stats or {}).get("question_synthesis")
+    synth = d.stats.question_synthesis
     if d.total == 0 and not synth:
         raise ReportError(f"{run_dir} has no finished questions yet: nothing to draw "
                           "(run `kodcode-async run` into it, or wait for its first rows)")
@@ -327,9 +334,9 @@ def write_report(run_dir: str, output: str | None = None) -> Report:
                         f'src="data:image/png;base64,{base64.b64encode(png).decode()}">')
     banner = ('<p class="partial">This run is unfinished (still going, interrupted, or with unfinished items): '
               "the figures show the rows written so far.</p>") if d.partial else ""
-    stages = "".join(f"<tr><td>{html.escape(s['name'])}</td><td>{s['items_in']}</td><td>{s['items_out']}</td>"
-                     f"<td>{html.escape(str(s['dropped'] or ''))}</td><td>{html.escape(str(s['unfinished'] or ''))}"
-                     f"</td><td>{s['busy_s']}</td></tr>" for s in (d.stats or {}).get("stages", []))
+    stages = "".join(f"<tr><td>{html.escape(s.name)}</td><td>{s.items_in}</td><td>{s.items_out}</td>"
+                     f"<td>{html.escape(str(s.dropped or ''))}</td><td>{html.escape(str(s.unfinished or ''))}"
+                     f"</td><td>{s.busy_s}</td></tr>" for s in d.stats.stages)
     page = PAGE.format(title=html.escape(f"kodcode-async report: {os.path.basename(os.path.abspath(run_dir))}"),
                        banner=banner, sections="\n".join(sections), stages=stages,
                        summary="".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"

@@ -41,6 +41,19 @@ from kodcode_async.stages.base import BadRow, Item, RunStage, StageClients
 from kodcode_async.stages.sft import SFTOptions, SFTStage
 from kodcode_async.stages.solutions import SolveOptions
 from kodcode_async.stages.style import StyleStage
+from kodcode_async.stats import (
+    LLMCounts,
+    PassAtK,
+    SandboxCounts,
+    Snapshot,
+    StageCounts,
+    Stats,
+    Timeline,
+    TimelineSample,
+    add,
+    add_counts,
+    add_stages,
+)
 from kodcode_async.subsets import SUBSETS, SynthOptions, prompt_rows
 from sandbox.pool import SandboxConfig, SandboxPool
 
@@ -52,8 +65,6 @@ log = logging.getLogger("kodcode_async.run")
 # "questions" is a group of chain stages (generate, filter, decontamination, dedup) whose rows go
 # to questions.jsonl; "tags" labels questions (made here or read from --input) before they are solved.
 TAGS = ("quality", "category", "judge")
-TIMELINE_S = 2.0  # seconds between timeline samples (doubled whenever the timeline fills up)
-TIMELINE_MAX = 1000  # samples kept: a week-long run keeps a timeline of the same size
 CHECKPOINT_S = 30.0  # how often a running pipeline rewrites stats.json
 
 
@@ -149,57 +160,28 @@ class RunStats:
         self.difficulty[row["gpt_difficulty"]] += 1
         self.failure_reasons.update(t["status"] for t in row["trials"].values() if t["test_result"] != "Pass")
 
-    def as_dict(self) -> dict:
-        pass_at_k = {
-            subset: {str(k): {"questions": c[k], "rate": round(c[k] / c[0], 4)} for k in range(1, self.max_k + 1)}
-            for subset, c in sorted(self.per_subset.items())}
-        return {"questions": self.questions, "verified": self.verified, "pass_at_k": pass_at_k,
-                "difficulty": dict(self.difficulty), "failure_reasons": dict(self.failure_reasons)}
+    def pass_at_k(self) -> dict[str, dict[str, PassAtK]]:
+        return {subset: {str(k): PassAtK(c[k], round(c[k] / c[0], 4)) for k in range(1, self.max_k + 1)}
+                for subset, c in sorted(self.per_subset.items())}
 
-
-def add_counts(into: dict, more: dict) -> None:
-    """Add `more` into `into`: numbers add up, nested counters merge, flags hold when both do,
-    lists and strings keep the first seen."""
-    for k, v in more.items():
-        if isinstance(v, bool):
-            into[k] = into.get(k, True) and v
-        elif isinstance(v, (int, float)):
-            into[k] = round(into.get(k, 0) + v, 3)
-        elif isinstance(v, dict):
-            add_counts(into.setdefault(k, {}), v)
-        elif isinstance(v, list) and k not in into:
-            into[k] = list(v)
-        elif k not in into:
-            into[k] = v
-
-
-def add_stage_counts(into: list[dict], more: list[dict]) -> None:
-    """Per-stage counters (the report's `stages`, a progress snapshot's) added by stage name."""
-    by_name = {st["name"]: st for st in into}
-    for st in more:
-        mine = by_name.get(st["name"])
-        if mine is None:
-            mine = by_name[st["name"]] = {"name": st["name"], "kind": st["kind"]}
-            into.append(mine)
-        add_counts(mine, {k: v for k, v in st.items() if k not in ("name", "kind")})
 
 
 @dataclass(slots=True)
 class RunReport:
-    """Everything stats.json says about a run; `as_dict` is its on-disk form."""
+    """Everything stats.json says about a run; `stats()` is its on-disk form."""
 
     dataset: RunStats
-    stages: list[dict] = field(default_factory=list)
-    timeline: list[dict] = field(default_factory=list)
+    stages: list[StageCounts] = field(default_factory=list)
+    timeline: list[TimelineSample] = field(default_factory=list)
     rejected_rows: list[dict] = field(default_factory=list)
     resumed_items: int = 0
     unfinished: Counter = field(default_factory=Counter)  # reason -> items left for a resumed run
     unfinished_examples: list[dict] = field(default_factory=list)
     files: Counter = field(default_factory=Counter)  # rows written this run, per file
     existing: Counter = field(default_factory=Counter)  # rows found from earlier runs, per file
-    llm: dict = field(default_factory=dict)
-    sandbox: dict = field(default_factory=dict)
-    questions: dict = field(default_factory=dict)  # synthesis: per subset made / rejected / dropped / kept
+    llm: LLMCounts = field(default_factory=LLMCounts)
+    sandbox: SandboxCounts = field(default_factory=SandboxCounts)
+    questions: dict = field(default_factory=dict)  # the stages' stats() "questions" section: per subset, ...
     item_files: list[str] = field(default_factory=list)  # the files whose rows mark an item finished
     wall_s: float = 0.0
     complete: bool = False
@@ -212,9 +194,9 @@ class RunReport:
         """Add what another run of the same configuration did (a shard's run): its counters, the rows
         it wrote, what it left unfinished, the rows it rejected. The dataset, the files found from
         earlier runs, the timeline and the wall time are the merger's own to set."""
-        add_stage_counts(self.stages, other.stages)
-        add_counts(self.llm, other.llm)
-        add_counts(self.sandbox, other.sandbox)
+        add_stages(self.stages, other.stages)
+        add(self.llm, other.llm)
+        add(self.sandbox, other.sandbox)
         self.files.update(other.files)
         self.unfinished.update(other.unfinished)
         self.unfinished_examples += other.unfinished_examples[:20 - len(self.unfinished_examples)]
@@ -222,28 +204,26 @@ class RunReport:
         self.resumed_items += other.resumed_items
         self.questions = self.questions or other.questions
 
+    def stats(self) -> Stats:
+        llm, sandbox, data = self.llm, self.sandbox, self.dataset
+        return Stats(
+            questions=data.questions, verified=data.verified, pass_at_k=data.pass_at_k(),
+            difficulty=dict(data.difficulty), failure_reasons=dict(data.failure_reasons), complete=self.complete,
+            unfinished=dict(self.unfinished), unfinished_examples=self.unfinished_examples,
+            rejected_rows=self.rejected_rows, resumed_questions=self.resumed_items,
+            llm_requests_this_run=llm.requests, llm_replayed_this_run=llm.replayed, llm_errors_this_run=llm.errors,
+            parse_errors_this_run=llm.parse_errors, sandbox_jobs_this_run=sandbox.jobs,
+            sandbox_replayed_this_run=sandbox.replayed, journal_hits_this_run=llm.replayed + sandbox.replayed,
+            sandbox_isolation=sandbox.isolation, flaky_trials=data.failure_reasons.get("flaky", 0),
+            flaky_trials_this_run=sandbox.flaky, model=self.model, wall_s_this_run=round(self.wall_s, 3),
+            style_converted=self.total(StyleStage.accepted_file), style_rejected=self.total(StyleStage.rejected_file),
+            style_rejected_by_check=llm.style_checks, sft_conversations=self.total(SFTStage.conversations_file),
+            files_this_run=dict(self.files), item_files=self.item_files, stages=self.stages, timeline=self.timeline,
+            question_synthesis=self.questions, llm=llm, sandbox=sandbox)
+
     def as_dict(self) -> dict:
-        llm, sandbox = self.llm, self.sandbox
-        return {
-            **self.dataset.as_dict(), "complete": self.complete,
-            "unfinished": dict(self.unfinished), "unfinished_examples": self.unfinished_examples,
-            "rejected_rows": self.rejected_rows, "resumed_questions": self.resumed_items,
-            "llm_requests_this_run": llm.get("requests", 0), "llm_replayed_this_run": llm.get("replayed", 0),
-            "llm_errors_this_run": llm.get("errors", {}), "parse_errors_this_run": llm.get("parse_errors", 0),
-            "sandbox_jobs_this_run": sandbox.get("jobs", 0), "sandbox_replayed_this_run": sandbox.get("replayed", 0),
-            "journal_hits_this_run": llm.get("replayed", 0) + sandbox.get("replayed", 0),
-            "sandbox_isolation": sandbox.get("isolation", ""),
-            "flaky_trials": self.dataset.failure_reasons.get("flaky", 0),
-            "flaky_trials_this_run": sandbox.get("flaky", 0), "model": self.model,
-            "wall_s_this_run": round(self.wall_s, 3),
-            "style_converted": self.total(StyleStage.accepted_file),
-            "style_rejected": self.total(StyleStage.rejected_file),
-            "style_rejected_by_check": llm.get("style_checks", {}),
-            "sft_conversations": self.total(SFTStage.conversations_file),
-            "files_this_run": dict(self.files), "item_files": self.item_files, "stages": self.stages, "timeline": self.timeline,
-            **({"question_synthesis": self.questions} if self.questions else {}),
-            "llm": llm, "sandbox": sandbox,
-        }
+        """stats.json as written."""
+        return self.stats().to_json()
 
 
 def shard_of(item_id: str, shards: int) -> int:
@@ -321,7 +301,7 @@ def load_all_seeds(o: SynthOptions) -> tuple[dict[str, list[Seed]], list[dict]]:
     return seeds, rejected
 
 
-Progress = Callable[[dict], None]
+Progress = Callable[[Snapshot], None]
 
 
 async def execute(config: RunConfig, backend: Backend, *, sft_backend: Backend | None = None,
@@ -433,7 +413,8 @@ class _Run:
         if isinstance(source, str) and self.shard is None:  # a shard's share is known only once read
             rows = count_rows(source)
             self.total = max(0, min(rows, self.config.limit if self.config.limit is not None else rows) - len(done))
-        self.timeline = Timeline(self.chain, self.limiter, self.sandbox)
+        self.timeline = Timeline()
+        self.timeline.sample(self.snapshot())  # t = 0: where the run starts from
         log.info("run %s: stages %s, %s items to do, %d finished earlier, %d LLM requests in flight at most, "
                  "%d sandbox workers (%s)", self.run_dir.path, " -> ".join(s.name for s in self.stages),
                  "?" if self.total is None else self.total, len(done), self.limiter.limit, self.pool.size,
@@ -445,15 +426,16 @@ class _Run:
                            self.report.rejected_rows, self.config.limit, self.shard)
         await self.chain.run(items, self.sink, on_drop=self.on_drop, on_unfinished=self.on_unfinished,
                              on_tick=self.on_tick, tick_s=0.5)
-        self.timeline.sample()
+        snap = self.snapshot()
+        self.timeline.sample(snap)
         if self.on_progress is not None:
-            self.on_progress(self.snapshot())
+            self.on_progress(snap)
         self._fill()
         r = self.report
         log.info("run %s: %d rows written this run %s, %d unfinished, %d LLM requests (%d replayed), "
                  "%d sandbox jobs (%d replayed), %.1f s", self.run_dir.path, sum(r.files.values()), dict(r.files),
-                 sum(r.unfinished.values()), r.llm.get("requests", 0), r.llm.get("replayed", 0),
-                 r.sandbox.get("jobs", 0), r.sandbox.get("replayed", 0), r.wall_s)
+                 sum(r.unfinished.values()), r.llm.requests, r.llm.replayed,
+                 r.sandbox.jobs, r.sandbox.replayed, r.wall_s)
 
     def _recover(self) -> IdSet:
         """What earlier runs finished (their rows count in the totals, their ids go to
@@ -501,30 +483,33 @@ class _Run:
             report.unfinished_examples.append({"question_id": item.id, "stage": stage, "error": str(error)})
         log.warning("%s: %s unfinished, left for a resumed run: %s", stage, item.id, error)
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> Snapshot:
         """What the progress view shows."""
         finished = sum(self.report.files[f] for f in {self.final_file, *self.drop_files.values()})
-        return {"elapsed_s": time.monotonic() - self.started, "total": self.total, "finished": finished,
-                "stages": [s.as_dict() for s in self.chain.stats], "llm": _llm_stats([self.llm, self.sft_llm],
-                                                                                   self.stages),
-                "sandbox": _sandbox_stats(self.sandbox), "unfinished": sum(self.report.unfinished.values()),
-                "isolation": self.pool.isolation}
+        return Snapshot(elapsed_s=time.monotonic() - self.started, total=self.total, finished=finished,
+                        stages=[s.counts() for s in self.chain.stats],
+                        llm=_llm_stats([self.llm, self.sft_llm], self.stages), sandbox=_sandbox_stats(self.sandbox),
+                        unfinished=sum(self.report.unfinished.values()), isolation=self.pool.isolation)
 
     def on_tick(self) -> None:
-        self.timeline.maybe_sample()
+        snap = self.snapshot()
+        self.timeline.maybe_sample(snap)
         if self.on_progress is not None:
-            self.on_progress(self.snapshot())
+            self.on_progress(snap)
         if time.monotonic() - self.last_checkpoint > CHECKPOINT_S:
             self.last_checkpoint = time.monotonic()
             self._fill()
-            self.run_dir.write_stats({"checkpoint": True, **self.report.as_dict()})
+            stats = self.report.stats()
+            stats.checkpoint = True
+            self.run_dir.write_stats(stats.to_json())
 
     def _fill(self) -> None:
         report = self.report
-        report.stages = [s.as_dict() for s in self.chain.stats]
+        report.stages = [s.counts() for s in self.chain.stats]
         report.timeline = list(self.timeline.samples)
         report.llm = _llm_stats([self.llm, self.sft_llm], self.stages)
-        report.sandbox = {**_sandbox_stats(self.sandbox), "isolation": self.pool.isolation}
+        report.sandbox = _sandbox_stats(self.sandbox)
+        report.sandbox.isolation = self.pool.isolation
         report.questions = question_stats(self.stages, self.embedder)
         report.wall_s = time.monotonic() - self.started
 
@@ -548,54 +533,19 @@ def question_stats(stages: list[RunStage], embedder: Embedder | None) -> dict:
     return out
 
 
-def _llm_stats(clients: list[LLMClient], stages: list[RunStage]) -> dict:
+def _llm_stats(clients: list[LLMClient], stages: list[RunStage]) -> LLMCounts:
     unique = list({id(c): c for c in clients}.values())
     errors: Counter = Counter()
     for c in unique:
         errors.update(c.errors)
     own = stage_stats(stages).get("llm", {})
-    return {"requests": sum(c.requests for c in unique), "replayed": sum(c.replayed for c in unique),
-            "errors": dict(errors), "in_flight": unique[0].limiter.in_flight, "limit": unique[0].limiter.limit,
-            "completion_tokens": sum(c.completion_tokens for c in {id(c.backend): c for c in unique}.values()),
-            "parse_errors": own.get("parse_errors", 0), "style_checks": own.get("style_checks", {})}
+    return LLMCounts(requests=sum(c.requests for c in unique), replayed=sum(c.replayed for c in unique),
+                     errors=dict(errors), in_flight=unique[0].limiter.in_flight, limit=unique[0].limiter.limit,
+                     completion_tokens=sum(c.completion_tokens for c in {id(c.backend): c for c in unique}.values()),
+                     parse_errors=own.get("parse_errors", 0), style_checks=own.get("style_checks", {}))
 
 
-def _sandbox_stats(sandbox: SandboxClient) -> dict:
-    return {"jobs": sandbox.jobs, "replayed": sandbox.replayed, "statuses": dict(sandbox.statuses),
-            "busy": sandbox.busy, "workers": sandbox.size, "flaky": sandbox.pool.flaky,
-            "restarts": getattr(sandbox.pool, "restarts", 0)}
-
-
-class Timeline:
-    """Samples every TIMELINE_S seconds: LLM requests in flight against the limit, sandbox workers
-    busy, items/s out of each stage, and the host's CPU utilisation (psutil)."""
-
-    def __init__(self, chain: Chain, limiter: Limiter, sandbox: SandboxClient) -> None:
-        import psutil
-
-        self.chain, self.limiter, self.sandbox = chain, limiter, sandbox
-        self.samples: list[dict] = []
-        self.every = TIMELINE_S
-        self.started = self._last = time.monotonic()
-        self._out = [0] * len(chain.stages)
-        self._psutil = psutil
-        psutil.cpu_percent(None)  # the first call only starts the measurement
-        self.sample()  # t = 0: where the run starts from
-
-    def maybe_sample(self) -> None:
-        if time.monotonic() - self._last >= self.every:
-            self.sample()
-
-    def sample(self) -> None:
-        now = time.monotonic()
-        span = max(1e-9, now - self._last)
-        outs = [s.items_out + sum(s.dropped.values()) for s in self.chain.stats]
-        self.samples.append({
-            "t": round(now - self.started, 2), "llm_in_flight": self.limiter.in_flight, "llm_limit": self.limiter.limit,
-            "sandbox_busy": self.sandbox.busy, "sandbox_workers": self.sandbox.size,
-            "cpu_pct": self._psutil.cpu_percent(None),
-            "items_per_s": {s.name: round((o - p) / span, 2) for s, o, p in zip(self.chain.stats, outs, self._out)}})
-        self._out, self._last = outs, now
-        if len(self.samples) > TIMELINE_MAX:  # keep every other sample, sample half as often
-            self.samples = self.samples[::2]
-            self.every *= 2
+def _sandbox_stats(sandbox: SandboxClient) -> SandboxCounts:
+    return SandboxCounts(jobs=sandbox.jobs, replayed=sandbox.replayed, statuses=dict(sandbox.statuses),
+                         busy=sandbox.busy, workers=sandbox.size, flaky=sandbox.pool.flaky,
+                         restarts=getattr(sandbox.pool, "restarts", 0))

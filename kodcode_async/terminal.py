@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from kodcode_async.progress import Progress
+    from kodcode_async.stats import Snapshot, Stats
 
 
 def setup_logging(level: str, log_file: str, quiet: bool) -> None:
@@ -38,23 +39,23 @@ def setup_logging(level: str, log_file: str, quiet: bool) -> None:
         root.addHandler(handler)
 
 
-def render_progress(snap: dict) -> str:
+def render_progress(snap: Snapshot) -> str:
     """One line per stage, then one for the LLM and one for the sandbox: real work, replays apart."""
     lines = [""]
-    for s in snap["stages"]:
-        dropped = sum(s["dropped"].values())
-        unfinished = sum(s["unfinished"].values())
-        lines.append(f"  {s['name']:<10} in {s['items_in']}, out {s['items_out']}, in flight {s['in_flight']}"
-                     + (f", dropped {dropped} {s['dropped']}" if dropped else "")
+    for s in snap.stages:
+        dropped = sum(s.dropped.values())
+        unfinished = sum(s.unfinished.values())
+        lines.append(f"  {s.name:<10} in {s.items_in}, out {s.items_out}, in flight {s.in_flight}"
+                     + (f", dropped {dropped} {s.dropped}" if dropped else "")
                      + (f", unfinished {unfinished}" if unfinished else ""))
-    llm, box = snap["llm"], snap["sandbox"]
-    elapsed = max(1e-9, snap["elapsed_s"])
-    errors = ", ".join(f"{k} {n}" for k, n in llm["errors"].items()) or "none"
-    lines.append(f"  LLM        {llm['requests']} requests ({llm['requests'] / elapsed:.1f}/s), "
-                 f"{llm['in_flight']}/{llm['limit']} in flight, {llm['replayed']} replayed from the journal, "
-                 f"{llm['parse_errors']} unparsable, errors: {errors}, {llm['completion_tokens'] / elapsed:.0f} tok/s")
-    lines.append(f"  sandbox    {box['jobs']} jobs ({box['jobs'] / elapsed:.1f}/s), {box['busy']}/{box['workers']} "
-                 f"busy, {box['replayed']} replayed ({snap['isolation']})")
+    llm, box = snap.llm, snap.sandbox
+    elapsed = max(1e-9, snap.elapsed_s)
+    errors = ", ".join(f"{k} {n}" for k, n in llm.errors.items()) or "none"
+    lines.append(f"  LLM        {llm.requests} requests ({llm.requests / elapsed:.1f}/s), "
+                 f"{llm.in_flight}/{llm.limit} in flight, {llm.replayed} replayed from the journal, "
+                 f"{llm.parse_errors} unparsable, errors: {errors}, {llm.completion_tokens / elapsed:.0f} tok/s")
+    lines.append(f"  sandbox    {box.jobs} jobs ({box.jobs / elapsed:.1f}/s), {box.busy}/{box.workers} "
+                 f"busy, {box.replayed} replayed ({snap.isolation})")
     return "\n".join(lines)
 
 
@@ -126,8 +127,8 @@ def first_of(error: BaseException, kinds: tuple[type, ...]) -> BaseException | N
     return None
 
 
-def print_summary(out: str, stats: dict) -> None:
-    synth = stats.get("question_synthesis") or {}
+def print_summary(out: str, stats: Stats) -> None:
+    synth = stats.question_synthesis
     if synth.get("per_subset"):
         print("\nquestion synthesis (per subset: made -> rejected / filtered / benchmark / duplicate -> kept):")
         for subset, c in synth["per_subset"].items():
@@ -138,24 +139,24 @@ def print_summary(out: str, stats: dict) -> None:
                   f"{c.get('duplicates', 0)} duplicate -> {c.get('kept', 0)} kept")
     for tag, c in synth.get("tags", {}).items():
         print(f"  tag {tag}: {c['invalid_answers']} answers were not the JSON asked for (stored as errors)")
-    if stats["questions"] or not synth.get("per_subset"):
-        print(f"\nquestions: {stats['questions']}  verified: {stats['verified']}  "
-              f"difficulty: {stats['difficulty']}  (isolation: {stats['sandbox_isolation']})")
-    for subset, ks in stats["pass_at_k"].items():
-        shown = ", ".join(f"pass@{k} {v['questions']} ({v['rate']:.0%})" for k, v in list(ks.items())[:5])
+    if stats.questions or not synth.get("per_subset"):
+        print(f"\nquestions: {stats.questions}  verified: {stats.verified}  "
+              f"difficulty: {stats.difficulty}  (isolation: {stats.sandbox_isolation})")
+    for subset, ks in stats.pass_at_k.items():
+        shown = ", ".join(f"pass@{k} {v.questions} ({v.rate:.0%})" for k, v in list(ks.items())[:5])
         print(f"  {subset}: questions solved within k attempts (share of all): {shown}")
-    if stats["failure_reasons"]:
-        print(f"  failed attempts by reason: {stats['failure_reasons']}")
-    if stats["style_converted"] or stats["style_rejected"]:
-        by_check = ", ".join(f"{k} {n}" for k, n in stats["style_rejected_by_check"].items())
-        print(f"  completion style: {stats['style_converted']} converted, {stats['style_rejected']} rejected"
+    if stats.failure_reasons:
+        print(f"  failed attempts by reason: {stats.failure_reasons}")
+    if stats.style_converted or stats.style_rejected:
+        by_check = ", ".join(f"{k} {n}" for k, n in stats.style_rejected_by_check.items())
+        print(f"  completion style: {stats.style_converted} converted, {stats.style_rejected} rejected"
               + (f" (this run, by failed check: {by_check})" if by_check else ""))
-    if stats["sft_conversations"]:
-        print(f"  SFT conversations kept by the tests: {stats['sft_conversations']}")
-    if stats.get("flaky_trials"):
-        print(f"  flaky trials (passed once, then not on a rerun): {stats['flaky_trials']}")
-    if stats["rejected_rows"]:
-        print(f"  rejected input rows: {len(stats['rejected_rows'])} (see stats.json)")
+    if stats.sft_conversations:
+        print(f"  SFT conversations kept by the tests: {stats.sft_conversations}")
+    if stats.flaky_trials:
+        print(f"  flaky trials (passed once, then not on a rerun): {stats.flaky_trials}")
+    if stats.rejected_rows:
+        print(f"  rejected input rows: {len(stats.rejected_rows)} (see stats.json)")
     files = [f for f in ("questions.jsonl", "questions_rejected.jsonl", "filtered_out.jsonl", "contaminated.jsonl",
                          "duplicates.jsonl", "verified.jsonl", "failed.jsonl", "verified_complete.jsonl", "sft.jsonl",
                          "stats.json")

@@ -297,6 +297,13 @@ def test_the_dedup_stage_drops_near_duplicates_counts_them_per_subset_and_record
     assert results[3].row["metadata"]["dedup"]["nearest"] in ("q1", "q2")
     assert stage.seen == {"a": 3, "b": 3, "": 1} and stage.duplicates == {"a": 2, "b": 1, "": 1}
     assert stage.concurrency == 4 and stage.decider.index.kind == "flat"
+    stage.subsets = ("a", "b", "c")  # the run's subsets: each is reported, with 0 when nothing was dropped
+    assert stage.decider.batches > 0
+    assert stage.stats() == {"questions": {"per_subset": {"a": {"duplicates": 2}, "b": {"duplicates": 1},
+                                                          "c": {"duplicates": 0}},
+                                           "dedup_batches": stage.decider.batches}}
+    fresh = DedupStage(table_embedder(None), None, 0.9, 1, subsets=("a",))
+    assert fresh.stats() == {"questions": {"per_subset": {"a": {"duplicates": 0}}, "dedup_batches": 0}}
 
 
 def test_a_resumed_dedup_replays_each_journaled_decision_and_checks_new_questions_against_them(tmp_path) -> None:
@@ -463,6 +470,10 @@ def test_decontamination_names_the_nearest_benchmark_question_and_drops_at_or_ab
     assert b.row["benchmark_similarity"] == round(float(VECTORS["sort again"] @ VECTORS["sort"]), 6) < 1.0
     assert isinstance(c, Dropped) and isinstance(d, Dropped) and isinstance(e, Dropped)
     assert stage.contaminated == {"B/0": 3, "B/1": 1} and stage.per_subset == {"s1": 2, "s2": 1, "": 1}
+    stage.subsets = ("s1", "s2", "s3")
+    assert stage.stats() == {"questions": {"contaminated": {"B/0": 3, "B/1": 1},
+                                           "per_subset": {"s1": {"contaminated": 2}, "s2": {"contaminated": 1},
+                                                          "s3": {"contaminated": 0}}}}
     assert stage.concurrency == 2 and stage.index.ids == ["B/0", "B/1"]
 
 

@@ -165,11 +165,11 @@ def test_killing_a_sandbox_actor_and_a_shard_runner_mid_run_loses_and_repeats_no
     def on_progress(snap):
         # First a shard's runner once it has finished something, then the node's sandbox pool
         # while jobs are running on it.
-        if not killed and snap["finished"] >= 3:
-            ray.kill(ray.get_actor("kodcode-shard-1-main", namespace=snap["ray_namespace"]))
+        if not killed and snap.finished >= 3:
+            ray.kill(ray.get_actor("kodcode-shard-1-main", namespace=snap.ray_namespace))
             killed.append("runner")
-        elif killed == ["runner"] and snap["finished"] >= 8 and snap["sandbox"]["busy"] > 0:
-            ray.kill(ray.get_actor("kodcode-pool-0", namespace=snap["ray_namespace"]), no_restart=False)
+        elif killed == ["runner"] and snap.finished >= 8 and snap.sandbox.busy > 0:
+            ray.kill(ray.get_actor("kodcode-pool-0", namespace=snap.ray_namespace), no_restart=False)
             killed.append("pool")
 
     try:
@@ -199,9 +199,9 @@ def test_generation_actors_serve_every_shard_and_a_killed_one_is_replaced(cluste
     killed: list[int] = []
 
     def on_progress(snap):
-        if not killed and snap["finished"] >= 3:
-            ray.kill(ray.get_actor("kodcode-generation-0", namespace=snap["ray_namespace"]), no_restart=False)
-            killed.append(snap["llm"]["in_flight"])
+        if not killed and snap.finished >= 3:
+            ray.kill(ray.get_actor("kodcode-generation-0", namespace=snap.ray_namespace), no_restart=False)
+            killed.append(snap.llm.in_flight)
 
     config = RunConfig(input_path=str(questions), out_dir=str(tmp_path / "run"), workers=4,
                        solve=SolveOptions(attempts=1, max_attempts=1, model_name="fake", limits=Limits(wall_s=20)),
@@ -247,47 +247,56 @@ def test_stopping_the_driver_mid_run_then_the_same_command_resumes(cluster, tmp_
 
 
 def test_progress_snapshots_add_up_by_stage():
-    a = {"finished": 2, "unfinished": 0, "stages": [{"name": "solutions", "kind": "map", "items_in": 3, "items_out": 2,
-                                                     "dropped": {"failed": 1}, "unfinished": {}, "in_flight": 1}],
-         "llm": {"requests": 5, "errors": {"http_500": 1}}, "sandbox": {"jobs": 4}}
-    b = {"finished": 1, "unfinished": 1, "stages": [{"name": "solutions", "kind": "map", "items_in": 2, "items_out": 1,
-                                                     "dropped": {"failed": 2}, "unfinished": {}, "in_flight": 0}],
-         "llm": {"requests": 1, "errors": {"http_500": 2}}, "sandbox": {"jobs": 1}}
-    snap = merge_snapshots([a, b], 1.0, "bwrap")
-    assert snap["finished"] == 3 and snap["unfinished"] == 1
-    assert snap["stages"] == [{"name": "solutions", "kind": "map", "items_in": 5, "items_out": 3,
-                               "dropped": {"failed": 3}, "unfinished": {}, "in_flight": 1}]
-    assert snap["llm"]["requests"] == 6 and snap["llm"]["errors"] == {"http_500": 3}
-    assert snap["sandbox"]["jobs"] == 5
+    from kodcode_async.stats import LLMCounts, SandboxCounts, Snapshot, StageCounts
+
+    a = Snapshot(finished=2, stages=[StageCounts(name="solutions", kind="map", items_in=3, items_out=2,
+                                                 dropped={"failed": 1}, in_flight=1)],
+                 llm=LLMCounts(requests=5, errors={"http_500": 1}, limit=64), sandbox=SandboxCounts(jobs=4))
+    b = Snapshot(finished=1, unfinished=1,
+                 stages=[StageCounts(name="style", kind="map", items_in=1),
+                         StageCounts(name="solutions", kind="map", items_in=2, items_out=1, dropped={"failed": 2})],
+                 llm=LLMCounts(requests=1, errors={"http_500": 2}, limit=64), sandbox=SandboxCounts(jobs=1))
+    snap = merge_snapshots([b, a], 1.0, "bwrap")
+    assert snap.finished == 3 and snap.unfinished == 1 and snap.isolation == "bwrap" and snap.elapsed_s == 1.0
+    assert snap.stages == [StageCounts(name="solutions", kind="map", items_in=5, items_out=3, dropped={"failed": 3},
+                                       in_flight=1),
+                           StageCounts(name="style", kind="map", items_in=1)]  # in chain order
+    assert snap.llm == LLMCounts(requests=6, errors={"http_500": 3}, limit=128)
+    assert snap.sandbox == SandboxCounts(jobs=5)
+    assert (a.finished, a.llm.requests, a.stages[0].items_in) == (2, 5, 3)  # the runners' own are left as they were
 
 
 def test_shard_reports_merge_into_one_counting_each_thing_once():
     from collections import Counter
 
     from kodcode_async.run import RunReport, RunStats
+    from kodcode_async.stats import LLMCounts, SandboxCounts, StageCounts
 
     def shard(k: int) -> RunReport:
-        return RunReport(RunStats(3), stages=[{"name": "solutions", "kind": "map", "items_in": 2 + k,
-                                               "dropped": {"failed": k}, "busy_s": 0.5}],
+        return RunReport(RunStats(3), stages=[StageCounts(name="solutions", kind="map", items_in=2 + k,
+                                                          dropped={"failed": k}, busy_s=0.5)],
                          rejected_rows=[{"line": 9 - 5 * k, "reason": "r"}], resumed_items=k,
                          unfinished=Counter({"http_500": k}), unfinished_examples=[{"id": f"u{k}-{i}"} for i in range(15)],
-                         files=Counter({"verified.jsonl": 3 + k}), llm={"requests": 4, "errors": {"http_500": k}},
-                         sandbox={"jobs": 6, "statuses": {"pass": 5, "fail": 1}, "flaky": 0},
+                         files=Counter({"verified.jsonl": 3 + k}),
+                         llm=LLMCounts(requests=4, errors={"http_500": k}, style_checks={"signature": 1}),
+                         sandbox=SandboxCounts(jobs=6, statuses={"pass": 5, "fail": 1}, isolation="bwrap"),
                          questions={"prefill": {"made": 7}} if k == 0 else {}, item_files=["verified.jsonl"])
 
     merged = RunReport(RunStats(3))
     for k in (0, 1):
         merged.merge(shard(k))
-    assert merged.stages == [{"name": "solutions", "kind": "map", "items_in": 5, "dropped": {"failed": 1},
-                              "busy_s": 1.0}]
+    assert merged.stages == [StageCounts(name="solutions", kind="map", items_in=5, dropped={"failed": 1}, busy_s=1.0)]
     assert merged.rejected_rows == [{"line": 4, "reason": "r"}, {"line": 9, "reason": "r"}]  # in input order
     assert merged.resumed_items == 1 and merged.unfinished == {"http_500": 1}
     assert [e["id"] for e in merged.unfinished_examples] == [f"u0-{i}" for i in range(15)] + [
         f"u1-{i}" for i in range(5)]  # at most 20 examples
     assert merged.files == {"verified.jsonl": 7}
-    assert merged.llm == {"requests": 8, "errors": {"http_500": 1}}
-    assert merged.sandbox == {"jobs": 12, "statuses": {"pass": 10, "fail": 2}, "flaky": 0}
+    assert merged.llm == LLMCounts(requests=8, errors={"http_500": 1}, style_checks={"signature": 2})
+    assert merged.sandbox == SandboxCounts(jobs=12, statuses={"pass": 10, "fail": 2}, isolation="bwrap")
     assert merged.questions == {"prefill": {"made": 7}}
+    stats = merged.stats()  # and as stats.json says it
+    assert (stats.llm_requests_this_run, stats.sandbox_jobs_this_run, stats.style_rejected_by_check) == \
+        (8, 12, {"signature": 2})
 
 
 def test_merge_keeps_each_row_once_and_leaves_torn_lines_out(tmp_path):
@@ -401,7 +410,7 @@ def test_a_run_directory_at_an_fsspec_url_gives_the_same_rows_and_resumes(demo_r
     assert {p.name for p in (out / "shards" / "00000").iterdir()} >= {"journal.sqlite", "run.json", "verified.jsonl"}
     assert not [p for p in out.rglob("*.sqlite-wal")]  # snapshots, not live files
     report = run_on_ray(config, spec, _options(shards=2))  # resumed from what was pushed
-    assert report.llm.get("requests") == 0 and report.sandbox.get("jobs") == 0 and report.resumed_items == 5
+    assert report.llm.requests == 0 and report.sandbox.jobs == 0 and report.resumed_items == 5
     assert rows_by_file(out) == rows_by_file(demo_run)
 
 

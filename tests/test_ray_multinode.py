@@ -63,9 +63,9 @@ def test_losing_a_node_mid_run_loses_and_repeats_nothing_and_a_restarted_driver_
     def on_progress(snap):
         # At the first progress tick with a row written (ticks come every second; the run needs
         # at least 24 x 0.3 s / 3 workers of sandbox time, so a tick lands mid-run).
-        if not removed and snap["finished"] >= 1:
+        if not removed and snap.finished >= 1:
             cluster.remove_node(workers[1], allow_graceful=False)  # its raylet, pool and runners die at once
-            removed.append(snap["finished"])
+            removed.append(snap.finished)
 
     try:
         report = run_on_ray(add_config(questions, tmp_path / "run", 6, 1),

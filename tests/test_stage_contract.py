@@ -52,7 +52,7 @@ def test_a_stage_added_as_one_module_and_one_line_runs_resumes_and_is_in_the_fin
     assert json.loads((tmp_path / "run" / "run.json").read_text())["fingerprint"]["length"] == {"limit": LIMIT}
     # Resumed: every item is finished (dropped or solved), so nothing is asked or run again.
     _, again = _run(tmp_path / "run")
-    assert again.llm["requests"] == 0 and again.sandbox["jobs"] == 0 and sum(again.files.values()) == 0
+    assert again.llm.requests == 0 and again.sandbox.jobs == 0 and sum(again.files.values()) == 0
     assert again.resumed_items == len(questions)
     # Stopping after it writes its rows to its output file.
     _run(tmp_path / "cut", stop_after="length")

@@ -117,7 +117,7 @@ def test_a_rerun_asks_nothing_and_writes_nothing_twice(all_modes: tuple[Path, ob
     shutil.copytree(all_modes[0], out)
     before = {p.name: p.read_bytes() for p in out.glob("*.jsonl")}
     report = run(out, options())
-    assert report.llm["requests"] == 0 and report.llm["replayed"] == 16 + 3  # 16 prompts, 3 filter labels
+    assert report.llm.requests == 0 and report.llm.replayed == 16 + 3  # 16 prompts, 3 filter labels
     assert report.questions["embedder"]["encoded"] == 0
     assert report.questions["finished_earlier"] == 14
     assert {p.name: p.read_bytes() for p in out.glob("*.jsonl")} == before
@@ -132,7 +132,7 @@ def test_a_crash_before_rows_were_written_resumes_to_the_same_dataset(all_modes:
     (out / "questions.jsonl").write_bytes(b"".join(lines[:6]) + lines[6][:20])  # a torn last line, as after kill -9
     (out / "duplicates.jsonl").write_bytes(b"")
     report = run(out, options())
-    assert report.llm["requests"] == 0
+    assert report.llm.requests == 0
     for name, rows in want.items():
         again = read_jsonl(out / name)
         assert len(again) == len(rows) and {r["question_id"]: r for r in again} == rows
@@ -153,7 +153,7 @@ def test_generated_questions_go_on_to_solve_and_verify_in_the_sandbox(tmp_path: 
     assert json.loads(cf["test"])[2] == {"input": "77\n", "output": "15\n"}
     assert cf["trials"]["trial_0"]["status"] == "pass"
     assert cf["metadata"]["prompt_hash"] == PROMPTS.stage_hash("solutions_stdin")
-    assert report.sandbox["isolation"].startswith("bwrap")
+    assert report.sandbox.isolation.startswith("bwrap")
 
 
 def test_a_wrong_stdin_case_fails_the_attempt(tmp_path: Path, isolated: str) -> None:

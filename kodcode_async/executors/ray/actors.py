@@ -27,6 +27,7 @@ from kodcode_async.executors.ray.messages import (
 from kodcode_async.executors.storage import MIRROR_S, Mirror, fetch, is_url
 from kodcode_async.options import DEFAULTS
 from kodcode_async.run import RunConfig, execute
+from kodcode_async.stats import Snapshot
 from sandbox.pool import SandboxConfig, SandboxPool
 
 LOCK_WAIT_S = 120.0  # how long a runner waits for a dead predecessor's lock on its shard directory
@@ -120,7 +121,7 @@ class ShardRunner:
     """Runs run.execute for one shard (or the questions phase) and reports its progress."""
 
     def __init__(self) -> None:
-        self.snapshot: dict = {}
+        self.snapshot: Snapshot | None = None
 
     async def run(self, task: ShardTask) -> ShardResult:
         config = task.config
@@ -174,7 +175,6 @@ class ShardRunner:
             await backend.close()
             if sft_backend is not None:
                 await sft_backend.close()
-        self.snapshot["finished_all"] = True
         return ShardResult(report=report, host=os.uname().nodename, actor_failures=pool.actor_failures,
                            generation_failures=getattr(backend, "actor_failures", 0))
 
@@ -184,8 +184,8 @@ class ShardRunner:
             return ActorBackend(actors, max_in_flight=spec.get("workers", DEFAULTS["workers"]))
         return make_backend(**spec)
 
-    def _progress(self, snap: dict) -> None:
+    def _progress(self, snap: Snapshot) -> None:
         self.snapshot = snap
 
-    async def progress(self) -> dict:
+    async def progress(self) -> Snapshot | None:
         return self.snapshot

@@ -9,7 +9,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import orjson
 
@@ -20,8 +20,9 @@ from kodcode_async.executors.ray.messages import ShardResult, ShardTask
 from kodcode_async.executors.storage import Mirror, is_url
 from kodcode_async.jsonl import count_rows, iter_lines
 from kodcode_async.options import DEFAULTS
-from kodcode_async.run import TIMELINE_S, RunConfig, RunReport, RunStats, fingerprint
+from kodcode_async.run import RunConfig, RunReport, RunStats, fingerprint
 from kodcode_async.rundir import RunDir
+from kodcode_async.stats import Snapshot, Timeline
 from sandbox.pool import SandboxConfig, SandboxUnavailable
 
 log = logging.getLogger("kodcode_async.ray")
@@ -57,7 +58,7 @@ def _ray():  # noqa: ANN202 - the optional module
 
 def run_on_ray(config: RunConfig, backend_spec: dict, options: RayOptions = RayOptions(), *,
                sft_backend_spec: dict | None = None,
-               on_progress: Callable[[dict], None] | None = None) -> RunReport:
+               on_progress: Callable[[Snapshot], None] | None = None) -> RunReport:
     """Run (or resume) `config` on Ray into `config.out_dir`; returns the merged report (also in
     stats.json). `backend_spec` holds make_backend's arguments; each runner builds its own client
     from it (backend "vllm": generation actors on the cluster's GPUs instead).
@@ -79,7 +80,7 @@ def run_on_ray(config: RunConfig, backend_spec: dict, options: RayOptions = RayO
 
 
 def _run_on_ray(ray, config: RunConfig, backend_spec: dict, options: RayOptions,  # noqa: ANN001
-                sft_backend_spec: dict | None, on_progress: Callable[[dict], None] | None, local_out: str,
+                sft_backend_spec: dict | None, on_progress: Callable[[Snapshot], None] | None, local_out: str,
                 scratch: str) -> RunReport:
     if options.shards:  # a directory of another configuration is refused before Ray starts
         RunDir(local_out).check(_fingerprint(config, options.shards), config.new_run)
@@ -286,20 +287,18 @@ class _Shard:
     ref: object = None
     restarts: int = 0
     result: ShardResult | None = None
-    snapshot: dict = field(default_factory=dict)
+    snapshot: Snapshot | None = None
 
 
 class _Driver:
     def __init__(self, ray, config: RunConfig, options: RayOptions, pools: list, infos: list[dict],  # noqa: ANN001
                  isolation: str, gen_actors: list, backend_spec: dict, sft_backend_spec: dict | None,
-                 on_progress: Callable[[dict], None] | None, started: float) -> None:
+                 on_progress: Callable[[Snapshot], None] | None, started: float) -> None:
         self.ray, self.config, self.options = ray, config, options
         self.pools, self.infos, self.isolation, self.gen_actors = pools, infos, isolation, gen_actors
         self.backend_spec, self.sft_backend_spec = backend_spec, sft_backend_spec
         self.on_progress, self.started = on_progress, started
-        self.timeline: list[dict] = []
-        self._last_sample = 0.0
-        self._last_out: dict[str, int] = {}
+        self.timeline = Timeline()
         self.shard_restarts = 0
         self.actor_failures = 0
         self.generation_failures = 0
@@ -388,35 +387,21 @@ class _Driver:
                 s.snapshot = ray.get(ref, timeout=5)
             except Exception:  # noqa: BLE001 - a dying runner: its last snapshot stands
                 pass
-        snap = merge_snapshots([s.snapshot for s in shards if s.snapshot], time.monotonic() - self.started,
-                               self.isolation)
-        snap["total"] = self.total
-        snap["ray_namespace"] = self.namespace
+        snap = merge_snapshots([s.snapshot for s in shards if s.snapshot is not None],
+                               time.monotonic() - self.started, self.isolation)
+        snap.total = self.total
+        snap.ray_namespace = self.namespace
         # The pools are shared: their own counts, not the runners' sum (each runner sees the whole cluster).
         pools = [self.pools[i].stats.remote() for i in range(len(self.pools))]
         try:
             counts = ray.get(pools, timeout=5)
-            snap["sandbox"]["busy"] = sum(c["busy"] for c in counts)
-            snap["sandbox"]["workers"] = sum(c["workers"] for c in counts)
+            snap.sandbox.busy = sum(c["busy"] for c in counts)
+            snap.sandbox.workers = sum(c["workers"] for c in counts)
         except Exception:  # noqa: BLE001 - a restarting pool actor: the sums stand for one tick
-            snap["sandbox"]["workers"] = sum(i["workers"] for i in self.infos)
-        now = time.monotonic()
-        if now - self._last_sample >= TIMELINE_S:
-            self._sample(snap, now)
+            snap.sandbox.workers = sum(i["workers"] for i in self.infos)
+        self.timeline.maybe_sample(snap)
         if self.on_progress is not None:
             self.on_progress(snap)
-
-    def _sample(self, snap: dict, now: float) -> None:
-        import psutil
-
-        span = max(1e-9, now - (self._last_sample or self.started))
-        outs = {s["name"]: s["items_out"] + sum(s["dropped"].values()) for s in snap["stages"]}
-        self.timeline.append({
-            "t": round(now - self.started, 2), "llm_in_flight": snap["llm"]["in_flight"],
-            "llm_limit": snap["llm"]["limit"], "sandbox_busy": snap["sandbox"]["busy"],
-            "sandbox_workers": snap["sandbox"]["workers"], "cpu_pct": psutil.cpu_percent(None),
-            "items_per_s": {k: round((v - self._last_out.get(k, 0)) / span, 2) for k, v in outs.items()}})
-        self._last_out, self._last_sample = outs, now
 
     def merge(self, phases: list[tuple[RunConfig, int]], results: list[ShardResult], out: str, scratch: str) -> RunReport:
         """The shards' files into the run directory `out` (each row once), and one report."""
@@ -443,7 +428,7 @@ class _Driver:
             if name in final:
                 for _, line in iter_lines(os.path.join(out, name)):
                     report.dataset.add(orjson.loads(line))
-        sum_reports(report, reports, self.infos, self.isolation, self.timeline, self.started)
+        sum_reports(report, reports, self.infos, self.isolation, self.timeline.samples, self.started)
         for name in internal:
             report.files.pop(name, None)
         report.complete = not report.unfinished

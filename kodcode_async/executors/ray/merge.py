@@ -12,7 +12,8 @@ import orjson
 from kodcode_async.idset import IdSet
 from kodcode_async.jsonl import iter_lines
 from kodcode_async.options import STAGES
-from kodcode_async.run import RunReport, add_counts, add_stage_counts
+from kodcode_async.run import RunReport
+from kodcode_async.stats import Snapshot, TimelineSample, add, add_stages
 from kodcode_async.writers import replacing
 
 
@@ -48,36 +49,29 @@ def merge_file(sources: list[str], dest: str) -> int:
     return n
 
 
-def merge_snapshots(snaps: list[dict], elapsed: float, isolation: str) -> dict:
-    """The runners' progress snapshots as one (per-stage lines summed by stage name)."""
-    stages: list[dict] = []
-    llm: dict = {}
-    box: dict = {}
-    for s in snaps:
-        add_stage_counts(stages, s.get("stages", []))
-        add_counts(llm, s.get("llm", {}))
-        add_counts(box, s.get("sandbox", {}))
+def merge_snapshots(snaps: list[Snapshot], elapsed: float, isolation: str) -> Snapshot:
+    """The runners' progress snapshots as one (per-stage lines summed by stage name, in chain order)."""
+    merged = Snapshot(elapsed_s=elapsed, isolation=isolation)
+    for snap in snaps:
+        merged.finished += snap.finished
+        merged.unfinished += snap.unfinished
+        add_stages(merged.stages, snap.stages)
+        add(merged.llm, snap.llm)
+        add(merged.sandbox, snap.sandbox)
     order = {name: i for i, name in enumerate(STAGES)}
-    for st in stages:
-        st.setdefault("dropped", {})
-        st.setdefault("unfinished", {})
-    return {"elapsed_s": elapsed, "total": None, "finished": sum(s.get("finished", 0) for s in snaps),
-            "stages": sorted(stages, key=lambda st: order.get(st["name"].split(".")[0], 0)),
-            "llm": {"requests": 0, "replayed": 0, "errors": {}, "in_flight": 0, "limit": 0, "completion_tokens": 0,
-                    "parse_errors": 0, "style_checks": {}} | llm,
-            "sandbox": {"jobs": 0, "replayed": 0, "busy": 0, "workers": 0, "statuses": {}} | box,
-            "unfinished": sum(s.get("unfinished", 0) for s in snaps), "isolation": isolation}
+    merged.stages.sort(key=lambda st: order.get(st.name.split(".")[0], 0))
+    return merged
 
 
 def sum_reports(report: RunReport, reports: list[RunReport], pools: list[dict], isolation: str,
-                timeline: list[dict], started: float) -> None:
+                timeline: list[TimelineSample], started: float) -> None:
     """The shards' reports merged into `report` (which holds the merged files' counts); `pools`: each
     pool actor's info (its workers count once, however many shards used it)."""
     for r in reports:
         report.merge(r)
     # The pool actors are shared: the cluster's workers once, not once per shard.
-    report.sandbox["workers"] = sum(i["workers"] for i in pools)
-    report.sandbox["isolation"] = isolation
+    report.sandbox.workers = sum(i["workers"] for i in pools)
+    report.sandbox.isolation = isolation
     report.timeline = timeline
     report.wall_s = time.monotonic() - started
     for name, n in list(report.existing.items()):
