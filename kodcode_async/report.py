@@ -20,7 +20,7 @@ import orjson
 
 from kodcode_async.jsonl import iter_lines
 from kodcode_async.rundir import MANIFEST, RUN_JSON, STATS
-from kodcode_async.stats import Stats, read_stats
+from kodcode_async.stats import QuestionCounts, Stats, read_stats
 
 DIFFICULTIES = ("easy", "medium", "hard", "fail")
 COLORS = {"easy": "#4caf50", "medium": "#ffb300", "hard": "#e53935", "fail": "#9e9e9e"}
@@ -289,17 +289,18 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}} .partial{{backgro
 """
 
 
-def synthesis_table(synth: dict) -> str:
+def synthesis_table(synth: QuestionCounts) -> str:
     """Question synthesis per subset: answers, rejected by reason, filtered, benchmark, duplicates, kept."""
     head = ("<h2>Question synthesis</h2>\n<table id=\"question-synthesis\"><tr><th>subset</th><th>questions</th>"
             "<th>rejected answers</th><th>filtered out</th><th>benchmark overlap</th><th>duplicates</th>"
             "<th>kept</th></tr>")
     rows = []
-    for subset, c in synth.get("per_subset", {}).items():
-        rejected = ", ".join(f"{k} {v}" for k, v in c.get("rejected", {}).items()) or "0"
+    for subset, c in synth.per_subset.items():
+        rejected = ", ".join(f"{k} {v}" for k, v in (c.rejected or {}).items()) or "0"
+        counts = (c.questions, c.filtered_out, c.contaminated, c.duplicates, c.kept)
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in (
-            subset, c.get("questions", 0), rejected, c.get("filtered_out", 0), c.get("contaminated", 0),
-            c.get("duplicates", 0), c.get("kept", 0))) + "</tr>")
+            subset, counts[0] or 0, rejected, *(n or 0 for n in counts[1:])))
+            + "</tr>")
     return head + "".join(rows) + "</table>"
 
 
@@ -314,7 +315,7 @@ def write_report(run_dir: str, output: str | None = None) -> Report:
     """Write RUN_DIR's report (self-contained HTML) and its figures as PNGs beside it."""
     d = load_run(run_dir)
     synth = d.stats.question_synthesis
-    if d.total == 0 and not synth:
+    if d.total == 0 and not synth.per_subset:
         raise ReportError(f"{run_dir} has no finished questions yet: nothing to draw "
                           "(run `kodcode-async run` into it, or wait for its first rows)")
     out = output or os.path.join(run_dir, "report", "report.html")
@@ -322,7 +323,7 @@ def write_report(run_dir: str, output: str | None = None) -> Report:
     os.makedirs(folder, exist_ok=True)
     stem = os.path.splitext(os.path.basename(out))[0]
     figures, sections = {}, []
-    if synth:
+    if synth.per_subset:
         sections.append(synthesis_table(synth))
     for name, title, draw in FIGURES if d.total else ():
         png = _png(draw(d))

@@ -42,8 +42,10 @@ from kodcode_async.stages.sft import SFTOptions, SFTStage
 from kodcode_async.stages.solutions import SolveOptions
 from kodcode_async.stages.style import StyleStage
 from kodcode_async.stats import (
+    EmbedderCounts,
     LLMCounts,
     PassAtK,
+    QuestionCounts,
     SandboxCounts,
     Snapshot,
     StageCounts,
@@ -51,7 +53,6 @@ from kodcode_async.stats import (
     Timeline,
     TimelineSample,
     add,
-    add_counts,
     add_stages,
 )
 from kodcode_async.subsets import SUBSETS, SynthOptions, prompt_rows
@@ -181,7 +182,7 @@ class RunReport:
     existing: Counter = field(default_factory=Counter)  # rows found from earlier runs, per file
     llm: LLMCounts = field(default_factory=LLMCounts)
     sandbox: SandboxCounts = field(default_factory=SandboxCounts)
-    questions: dict = field(default_factory=dict)  # the stages' stats() "questions" section: per subset, ...
+    questions: QuestionCounts = field(default_factory=QuestionCounts)  # synthesis and tags (RunStage.stats)
     item_files: list[str] = field(default_factory=list)  # the files whose rows mark an item finished
     wall_s: float = 0.0
     complete: bool = False
@@ -202,7 +203,7 @@ class RunReport:
         self.unfinished_examples += other.unfinished_examples[:20 - len(self.unfinished_examples)]
         self.rejected_rows = sorted(self.rejected_rows + other.rejected_rows, key=lambda r: r.get("line", 0))
         self.resumed_items += other.resumed_items
-        self.questions = self.questions or other.questions
+        add(self.questions, other.questions)
 
     def stats(self) -> Stats:
         llm, sandbox, data = self.llm, self.sandbox, self.dataset
@@ -514,22 +515,23 @@ class _Run:
         report.wall_s = time.monotonic() - self.started
 
 
-def stage_stats(stages: list[RunStage]) -> dict:
-    """Every stage's counters (`RunStage.stats`), added up by report section."""
-    out: dict = {}
+def stage_stats(stages: list[RunStage]) -> tuple[QuestionCounts, LLMCounts]:
+    """Every stage's own counters (`RunStage.stats`), added up by report section."""
+    sections = {"questions": QuestionCounts(), "llm": LLMCounts()}
     for stage in stages:
-        add_counts(out, stage.stats())
-    return out
+        for section, counts in stage.stats().items():
+            add(sections[section], counts)
+    return sections["questions"], sections["llm"]
 
 
-def question_stats(stages: list[RunStage], embedder: Embedder | None) -> dict:
-    """Per subset: prompts answered, questions made, rejected by reason, filtered out, contaminated,
-    duplicates, kept; the filter's categories; the tags' invalid answers. A resumed synthesis run
-    sees every question again, so these are totals."""
-    out = stage_stats(stages).get("questions", {})
+def question_stats(stages: list[RunStage], embedder: Embedder | None) -> QuestionCounts:
+    """Per subset: questions made, rejected by reason, filtered out, contaminated, duplicates,
+    kept; the filter's categories; the tags' invalid answers. A resumed synthesis run sees every
+    question again, so these are totals."""
+    out = stage_stats(stages)[0]
     if embedder is not None:
-        out["embedder"] = {"model": embedder.model_name, "encoded": embedder.encoded, "replayed": embedder.replayed,
-                           "batches": embedder.batches}
+        out.embedder = EmbedderCounts(model=embedder.model_name, encoded=embedder.encoded,
+                                      replayed=embedder.replayed, batches=embedder.batches)
     return out
 
 
@@ -538,11 +540,11 @@ def _llm_stats(clients: list[LLMClient], stages: list[RunStage]) -> LLMCounts:
     errors: Counter = Counter()
     for c in unique:
         errors.update(c.errors)
-    own = stage_stats(stages).get("llm", {})
+    own = stage_stats(stages)[1]
     return LLMCounts(requests=sum(c.requests for c in unique), replayed=sum(c.replayed for c in unique),
                      errors=dict(errors), in_flight=unique[0].limiter.in_flight, limit=unique[0].limiter.limit,
                      completion_tokens=sum(c.completion_tokens for c in {id(c.backend): c for c in unique}.values()),
-                     parse_errors=own.get("parse_errors", 0), style_checks=own.get("style_checks", {}))
+                     parse_errors=own.parse_errors, style_checks=own.style_checks)
 
 
 def _sandbox_stats(sandbox: SandboxClient) -> SandboxCounts:

@@ -72,6 +72,48 @@ class Snapshot(msgspec.Struct, kw_only=True):
     ray_namespace: str = ""  # a Ray run's: where its actors are found
 
 
+class SubsetCounts(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Question synthesis, one subset: from answers to kept questions. A count is there (not None)
+    when the stage that counts it ran."""
+
+    questions: int | None = None  # made from the model's answers
+    rejected: dict[str, int] | None = None  # answers with no usable question, by reason
+    filtered_out: int | None = None  # by the filter subset's classifier
+    contaminated: int | None = None  # too close to a benchmark question
+    duplicates: int | None = None  # too close to an earlier question
+    kept: int | None = None  # through every question stage
+
+
+class FilterCounts(msgspec.Struct, kw_only=True):
+    categories: dict[str, int] = {}  # questions classified, by category
+    invalid_answers: int = 0
+    keep: list[str] = []
+
+
+class TagCounts(msgspec.Struct, kw_only=True):
+    invalid_answers: int = 0  # answers that were not the JSON asked for (stored as errors)
+
+
+class EmbedderCounts(msgspec.Struct, kw_only=True):
+    model: str = ""
+    encoded: int = 0
+    replayed: int = 0
+    batches: int = 0
+
+
+class QuestionCounts(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """stats.json's question_synthesis: what the question stages and tags report (each its part,
+    `RunStage.stats`); a section is there (not None) only when its stage ran."""
+
+    per_subset: dict[str, SubsetCounts] | None = None
+    filter: FilterCounts | None = None
+    contaminated: dict[str, int] | None = None  # benchmark task id -> questions dropped
+    dedup_batches: int | None = None
+    finished_earlier: int | None = None  # questions an earlier run finished (a resumed synthesis run)
+    tags: dict[str, TagCounts] | None = None
+    embedder: EmbedderCounts | None = None
+
+
 class TimelineSample(msgspec.Struct, kw_only=True):
     t: float
     llm_in_flight: int = 0
@@ -121,8 +163,7 @@ class Stats(msgspec.Struct, kw_only=True):
     item_files: list[str] = []
     stages: list[StageCounts] = []
     timeline: list[TimelineSample] = []
-    # Question synthesis and tags, as the stages report them (RunStage.stats): per subset, filter, ...
-    question_synthesis: dict = {}
+    question_synthesis: QuestionCounts = msgspec.field(default_factory=QuestionCounts)
     llm: LLMCounts = msgspec.field(default_factory=LLMCounts)
     sandbox: SandboxCounts = msgspec.field(default_factory=SandboxCounts)
     executor: dict = {}  # a Ray run's: shards, nodes, pools, restarts
@@ -161,23 +202,41 @@ def add_counts(into: dict, more: dict) -> None:
 
 
 def add(into: msgspec.Struct, more: msgspec.Struct) -> None:
-    """Add the record `more` into `into`, of the same kind: numbers add up, counters merge, flags
-    hold when both do, a list of stage counts adds by stage name, a name or a list already set
-    stands."""
+    """Add the record `more` into `into`, of the same kind: numbers add up, counters merge (records
+    in them add up by key), flags hold when both do, a list of stage counts adds by stage name, a
+    name, a list or a record already set stands; one not set yet is taken."""
     for name in into.__struct_fields__:
         mine, theirs = getattr(into, name), getattr(more, name)
+        if theirs is None:
+            continue
         if isinstance(mine, bool):
             setattr(into, name, mine and theirs)
         elif isinstance(mine, (int, float)) and isinstance(theirs, (int, float)):
             setattr(into, name, round(mine + theirs, 3))
         elif isinstance(mine, dict):
-            add_counts(mine, theirs)
+            for key, value in theirs.items():
+                if isinstance(value, msgspec.Struct):
+                    if key in mine:
+                        add(mine[key], value)
+                    else:
+                        mine[key] = _copy(value)
+                else:
+                    add_counts(mine, {key: value})
         elif isinstance(mine, msgspec.Struct):
             add(mine, theirs)
         elif name == "stages":
             add_stages(mine, theirs)
         elif not mine:
-            setattr(into, name, theirs)
+            setattr(into, name, _copy(theirs))
+
+
+def _copy(value: object) -> object:
+    """A deep copy of a record (so that adding to it never changes the one it came from)."""
+    if isinstance(value, msgspec.Struct):
+        return msgspec.convert(msgspec.to_builtins(value), type(value))
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    return [_copy(v) for v in value] if isinstance(value, list) else value
 
 
 def add_stages(into: list[StageCounts], more: list[StageCounts]) -> None:

@@ -129,17 +129,17 @@ def first_of(error: BaseException, kinds: tuple[type, ...]) -> BaseException | N
 
 def print_summary(out: str, stats: Stats) -> None:
     synth = stats.question_synthesis
-    if synth.get("per_subset"):
+    if synth.per_subset:
         print("\nquestion synthesis (per subset: made -> rejected / filtered / benchmark / duplicate -> kept):")
-        for subset, c in synth["per_subset"].items():
-            rejected = sum(c["rejected"].values())
-            print(f"  {subset:<15} {c['questions'] + rejected:>5} answers: {rejected} rejected"
-                  + (f" {c['rejected']}" if rejected else "")
-                  + f", {c.get('filtered_out', 0)} filtered, {c.get('contaminated', 0)} benchmark, "
-                  f"{c.get('duplicates', 0)} duplicate -> {c.get('kept', 0)} kept")
-    for tag, c in synth.get("tags", {}).items():
-        print(f"  tag {tag}: {c['invalid_answers']} answers were not the JSON asked for (stored as errors)")
-    if stats.questions or not synth.get("per_subset"):
+        for subset, c in synth.per_subset.items():
+            rejected = sum((c.rejected or {}).values())
+            print(f"  {subset:<15} {(c.questions or 0) + rejected:>5} answers: {rejected} rejected"
+                  + (f" {c.rejected}" if rejected else "")
+                  + f", {c.filtered_out or 0} filtered, {c.contaminated or 0} benchmark, {c.duplicates or 0} "
+                  f"duplicate -> {c.kept or 0} kept")
+    for tag, t in (synth.tags or {}).items():
+        print(f"  tag {tag}: {t.invalid_answers} answers were not the JSON asked for (stored as errors)")
+    if stats.questions or not synth.per_subset:
         print(f"\nquestions: {stats.questions}  verified: {stats.verified}  "
               f"difficulty: {stats.difficulty}  (isolation: {stats.sandbox_isolation})")
     for subset, ks in stats.pass_at_k.items():

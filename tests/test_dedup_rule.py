@@ -28,6 +28,7 @@ from kodcode_async.stages.decontam import (
     load_benchmarks,
 )
 from kodcode_async.stages.dedup import DedupStage, NearIndex, OrderedDecider, decide_batch
+from kodcode_async.stats import QuestionCounts, SubsetCounts
 
 # Every test here takes well under a second; a broken decider hangs instead (a hang uses no CPU):
 # fail it after 10 s rather than at the suite's 300.
@@ -299,11 +300,11 @@ def test_the_dedup_stage_drops_near_duplicates_counts_them_per_subset_and_record
     assert stage.concurrency == 4 and stage.decider.index.kind == "flat"
     stage.subsets = ("a", "b", "c")  # the run's subsets: each is reported, with 0 when nothing was dropped
     assert stage.decider.batches > 0
-    assert stage.stats() == {"questions": {"per_subset": {"a": {"duplicates": 2}, "b": {"duplicates": 1},
-                                                          "c": {"duplicates": 0}},
-                                           "dedup_batches": stage.decider.batches}}
+    assert stage.stats() == {"questions": QuestionCounts(
+        per_subset={"a": SubsetCounts(duplicates=2), "b": SubsetCounts(duplicates=1), "c": SubsetCounts(duplicates=0)},
+        dedup_batches=stage.decider.batches)}
     fresh = DedupStage(table_embedder(None), None, 0.9, 1, subsets=("a",))
-    assert fresh.stats() == {"questions": {"per_subset": {"a": {"duplicates": 0}}, "dedup_batches": 0}}
+    assert fresh.stats() == {"questions": QuestionCounts(per_subset={"a": SubsetCounts(duplicates=0)}, dedup_batches=0)}
 
 
 def test_a_resumed_dedup_replays_each_journaled_decision_and_checks_new_questions_against_them(tmp_path) -> None:
@@ -471,9 +472,9 @@ def test_decontamination_names_the_nearest_benchmark_question_and_drops_at_or_ab
     assert isinstance(c, Dropped) and isinstance(d, Dropped) and isinstance(e, Dropped)
     assert stage.contaminated == {"B/0": 3, "B/1": 1} and stage.per_subset == {"s1": 2, "s2": 1, "": 1}
     stage.subsets = ("s1", "s2", "s3")
-    assert stage.stats() == {"questions": {"contaminated": {"B/0": 3, "B/1": 1},
-                                           "per_subset": {"s1": {"contaminated": 2}, "s2": {"contaminated": 1},
-                                                          "s3": {"contaminated": 0}}}}
+    assert stage.stats() == {"questions": QuestionCounts(
+        contaminated={"B/0": 3, "B/1": 1},
+        per_subset={"s1": SubsetCounts(contaminated=2), "s2": SubsetCounts(contaminated=1), "s3": SubsetCounts(contaminated=0)})}
     assert stage.concurrency == 2 and stage.index.ids == ["B/0", "B/1"]
 
 

@@ -270,7 +270,7 @@ def test_shard_reports_merge_into_one_counting_each_thing_once():
     from collections import Counter
 
     from kodcode_async.run import RunReport, RunStats
-    from kodcode_async.stats import LLMCounts, SandboxCounts, StageCounts
+    from kodcode_async.stats import LLMCounts, QuestionCounts, SandboxCounts, StageCounts, SubsetCounts, TagCounts
 
     def shard(k: int) -> RunReport:
         return RunReport(RunStats(3), stages=[StageCounts(name="solutions", kind="map", items_in=2 + k,
@@ -280,7 +280,9 @@ def test_shard_reports_merge_into_one_counting_each_thing_once():
                          files=Counter({"verified.jsonl": 3 + k}),
                          llm=LLMCounts(requests=4, errors={"http_500": k}, style_checks={"signature": 1}),
                          sandbox=SandboxCounts(jobs=6, statuses={"pass": 5, "fail": 1}, isolation="bwrap"),
-                         questions={"prefill": {"made": 7}} if k == 0 else {}, item_files=["verified.jsonl"])
+                         questions=QuestionCounts(per_subset={"prefill": SubsetCounts(questions=7, kept=6)},
+                                                  tags={"judge": TagCounts(invalid_answers=1)}) if k == 0 else
+                         QuestionCounts(tags={"judge": TagCounts(invalid_answers=2)}), item_files=["verified.jsonl"])
 
     merged = RunReport(RunStats(3))
     for k in (0, 1):
@@ -293,7 +295,9 @@ def test_shard_reports_merge_into_one_counting_each_thing_once():
     assert merged.files == {"verified.jsonl": 7}
     assert merged.llm == LLMCounts(requests=8, errors={"http_500": 1}, style_checks={"signature": 2})
     assert merged.sandbox == SandboxCounts(jobs=12, statuses={"pass": 10, "fail": 2}, isolation="bwrap")
-    assert merged.questions == {"prefill": {"made": 7}}
+    assert merged.questions == QuestionCounts(per_subset={"prefill": SubsetCounts(questions=7, kept=6)},
+                                              tags={"judge": TagCounts(invalid_answers=3)})
+    assert shard(0).questions.tags["judge"].invalid_answers == 1  # what was merged in is left as it was
     stats = merged.stats()  # and as stats.json says it
     assert (stats.llm_requests_this_run, stats.sandbox_jobs_this_run, stats.style_rejected_by_check) == \
         (8, 12, {"signature": 2})

@@ -21,6 +21,7 @@ from kodcode_async.stages.style import (
     names_tests_import,
     signature_problem,
 )
+from kodcode_async.stats import LLMCounts
 
 
 def test_names_the_tests_import_from_solution_by_name_or_attribute_and_every_name_they_use() -> None:
@@ -188,4 +189,4 @@ def test_rejections_record_the_check_its_reason_and_the_stub_and_are_counted(tmp
     assert got["prose_then_def"]["stub"] == "Here it is:\ndef add(a, b=0):\n    pass\n"
     assert got["indented"]["check"] == "parse" and got["indented"]["stub"] == "  def add(a, b=1):\n    return aX\n"
     assert stage.checks == {"parse": 5, "signature": 1, "examples": 1, "stdin": 2} and stage.concurrency == 2
-    assert stage.stats() == {"llm": {"style_checks": stage.checks}}  # in the report's LLM figures
+    assert stage.stats() == {"llm": LLMCounts(style_checks=stage.checks)}  # in the report's LLM figures

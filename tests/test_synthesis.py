@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import msgspec
 import orjson
 import pytest
 from conftest import ROOT, read_jsonl, run_cli
@@ -118,8 +119,8 @@ def test_a_rerun_asks_nothing_and_writes_nothing_twice(all_modes: tuple[Path, ob
     before = {p.name: p.read_bytes() for p in out.glob("*.jsonl")}
     report = run(out, options())
     assert report.llm.requests == 0 and report.llm.replayed == 16 + 3  # 16 prompts, 3 filter labels
-    assert report.questions["embedder"]["encoded"] == 0
-    assert report.questions["finished_earlier"] == 14
+    assert report.questions.embedder.encoded == 0
+    assert report.questions.finished_earlier == 14
     assert {p.name: p.read_bytes() for p in out.glob("*.jsonl")} == before
 
 
@@ -232,8 +233,8 @@ def test_tags_are_validated_json_with_the_tagging_model(tmp_path: Path) -> None:
     assert meta["tags"]["judge"] == {"online_judge": False, "reason": "a function, not a program"}
     assert "not one of the listed categories" in meta["tags"]["category"]["error"]  # kept, with why
     assert meta["tag_models"] == {"quality": "recorded-demo", "category": "recorded-demo", "judge": "recorded-demo"}
-    assert report.questions["tags"]["category"] == {"invalid_answers": 1}
-    assert report.questions["tags"]["quality"] == {"invalid_answers": 0}
+    assert report.questions.tags["category"].invalid_answers == 1
+    assert report.questions.tags["quality"].invalid_answers == 0
     # the same stage labels questions read from a file (no synthesis): a reusable stage
     questions = tmp_path / "q.jsonl"
     questions.write_bytes(orjson.dumps({"question_id": qid, "question": by_id(out / "questions.jsonl")[qid]["question"],
@@ -242,7 +243,8 @@ def test_tags_are_validated_json_with_the_tagging_model(tmp_path: Path) -> None:
                 stop_after="tags", input_path=str(questions))
     labelled = by_id(tmp_path / "labelled" / "questions.jsonl")[qid]["metadata"]
     assert labelled["tags"]["quality"]["quality"] == "good" and labelled["tags"]["judge"]["online_judge"] is False
-    assert again.questions == {"tags": {"quality": {"invalid_answers": 0}, "judge": {"invalid_answers": 0}}}
+    assert msgspec.to_builtins(again.questions) == {"tags": {"quality": {"invalid_answers": 0},
+                                                             "judge": {"invalid_answers": 0}}}
 
 
 def _cli_error(tmp_path: Path, *args: str) -> str:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+import msgspec
 
 if TYPE_CHECKING:
     from kodcode_async.embedder import Embedder
@@ -68,9 +70,10 @@ class RunStage:
       True: the stage must see them again (question synthesis: dedup decides each question from
       all those before it), and a later stage of its group skips them.
     * `start()`: awaited once before the first item (load an index, embed benchmarks).
-    * `stats()`: its counters for the run report, by section: {"questions": {...}} for the
-      question-synthesis summary, {"llm": {...}} for the LLM figures. The run adds up every
-      stage's (`run.add_counts`), so a stage reports only what it counts.
+    * `stats()`: its counters for the run report, by section: {"questions": QuestionCounts(...)}
+      for the question-synthesis summary, {"llm": LLMCounts(...)} for the LLM figures (stats.py).
+      The run adds up every stage's (`stats.add`), so a stage fills in only what it counts. (The
+      engine counts every stage's items in, out and dropped by reason without being asked.)
     """
 
     output: ClassVar[str] = ""
@@ -82,7 +85,7 @@ class RunStage:
     async def start(self) -> None:
         return None
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> dict[str, msgspec.Struct]:
         return {}
 
 

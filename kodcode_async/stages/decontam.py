@@ -22,6 +22,7 @@ from kodcode_async.embedder import Embedder
 from kodcode_async.engine import Dropped
 from kodcode_async.jsonl import iter_lines
 from kodcode_async.stages.base import Item, RunStage
+from kodcode_async.stats import QuestionCounts, SubsetCounts
 
 if TYPE_CHECKING:
     from kodcode_async.stages.dedup import NearIndex
@@ -126,8 +127,9 @@ class DecontamStage(RunStage):
         self.per_subset: Counter = Counter()  # subset -> questions dropped
 
     def stats(self) -> dict:
-        return {"questions": {"contaminated": dict(self.contaminated),
-                              "per_subset": {s: {"contaminated": self.per_subset[s]} for s in self.subsets}}}
+        return {"questions": QuestionCounts(
+            contaminated=dict(self.contaminated),
+            per_subset={s: SubsetCounts(contaminated=self.per_subset[s]) for s in self.subsets})}
 
     async def start(self) -> None:
         vecs = await asyncio.gather(*(self.embedder.embed(b.text) for b in self.benchmarks))

@@ -30,6 +30,7 @@ from kodcode_async.embedder import Embedder, _pack, _unpack
 from kodcode_async.engine import Dropped
 from kodcode_async.journal import Journal
 from kodcode_async.stages.base import Item, RunStage
+from kodcode_async.stats import QuestionCounts, SubsetCounts
 
 
 class NearIndex:
@@ -201,8 +202,9 @@ class DedupStage(RunStage):
         self.seen: Counter = Counter()  # subset -> questions checked
 
     def stats(self) -> dict:
-        return {"questions": {"per_subset": {s: {"duplicates": self.duplicates[s]} for s in self.subsets},
-                              "dedup_batches": self.decider.batches if self.decider else 0}}
+        return {"questions": QuestionCounts(
+            per_subset={s: SubsetCounts(duplicates=self.duplicates[s]) for s in self.subsets},
+            dedup_batches=self.decider.batches if self.decider else 0)}
 
     async def start(self) -> None:
         """Load the index with every earlier decision (a resumed run), in decision order."""

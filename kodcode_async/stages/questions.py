@@ -25,6 +25,7 @@ from kodcode_async.prompts import DEFAULT as DEFAULT_PROMPTS
 from kodcode_async.prompts import PromptError, Prompts
 from kodcode_async.resources import LLMClient
 from kodcode_async.stages.base import BadRow, Item, RunStage, StageClients, StagePlan
+from kodcode_async.stats import QuestionCounts, SubsetCounts
 from kodcode_async.subsets import ABSTAIN, SUBSETS, SynthOptions
 
 if TYPE_CHECKING:
@@ -77,10 +78,10 @@ class QuestionStage(RunStage):
         self.made: Counter = Counter()  # subset -> questions
 
     def stats(self) -> dict:
-        per = {subset: {"questions": self.made[subset],
-                        "rejected": {r: n for (s, r), n in sorted(self.rejects.items()) if s == subset}}
+        per = {subset: SubsetCounts(questions=self.made[subset],
+                                    rejected={r: n for (s, r), n in sorted(self.rejects.items()) if s == subset})
                for subset in self.options.subsets}
-        return {"questions": {"per_subset": per}}
+        return {"questions": QuestionCounts(per_subset=per)}
 
     def prompt_hash(self, subset: str) -> str:
         method = SUBSETS[subset].method
@@ -169,8 +170,8 @@ class SkipFinished(RunStage):
         self.kept: Counter = Counter()  # subset -> questions that came through every question stage
 
     def stats(self) -> dict:
-        return {"questions": {"per_subset": {s: {"kept": self.kept[s]} for s in self.subsets},
-                              "finished_earlier": self.skipped}}
+        return {"questions": QuestionCounts(per_subset={s: SubsetCounts(kept=self.kept[s]) for s in self.subsets},
+                                            finished_earlier=self.skipped)}
 
     async def process_stream(self, items: AsyncIterator[Item]) -> AsyncIterator[Item]:
         async for item in items:

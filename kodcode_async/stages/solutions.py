@@ -23,6 +23,7 @@ from kodcode_async.prompts import DEFAULT as DEFAULT_PROMPTS
 from kodcode_async.prompts import Prompts
 from kodcode_async.resources import LLMClient, SandboxClient
 from kodcode_async.stages.base import Item, RunStage, StagePlan
+from kodcode_async.stats import LLMCounts
 from sandbox import Job, Limits, StdinCase
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ class SolveStage(RunStage):
         self.parse_errors = 0
 
     def stats(self) -> dict:
-        return {"llm": {"parse_errors": self.parse_errors}}
+        return {"llm": LLMCounts(parse_errors=self.parse_errors)}
 
     async def process(self, item: Item) -> Item | Dropped:
         first = await asyncio.gather(*(self.attempt(item, k) for k in range(self.options.attempts)),

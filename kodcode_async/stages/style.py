@@ -24,6 +24,7 @@ from kodcode_async.prompts import DEFAULT as DEFAULT_PROMPTS
 from kodcode_async.prompts import Prompts
 from kodcode_async.resources import LLMClient, SandboxClient
 from kodcode_async.stages.base import Item, RunStage, StagePlan, verified_item
+from kodcode_async.stats import LLMCounts
 from sandbox import Job, Limits
 
 STAGE = "style"
@@ -178,7 +179,7 @@ class StyleStage(RunStage):
         self.checks: dict[str, int] = {}
 
     def stats(self) -> dict:
-        return {"llm": {"style_checks": dict(self.checks)}}
+        return {"llm": LLMCounts(style_checks=dict(self.checks))}
 
     async def process(self, item: Item) -> Item:
         row = item.row

@@ -22,6 +22,7 @@ from kodcode_async.prompts import DEFAULT as DEFAULT_PROMPTS
 from kodcode_async.prompts import Prompts
 from kodcode_async.resources import LLMClient
 from kodcode_async.stages.base import Item, RunStage, StagePlan
+from kodcode_async.stats import FilterCounts, QuestionCounts, SubsetCounts, TagCounts
 from kodcode_async.subsets import CATEGORIES, SUBSETS
 
 QUALITY = ("very poor", "poor", "average", "good", "excellent")
@@ -127,9 +128,10 @@ class FilterStage(_LabelStage):
         self.dropped: Counter = Counter()  # subset -> questions filtered out
 
     def stats(self) -> dict:
-        return {"questions": {"per_subset": {s: {"filtered_out": self.dropped[s]} for s in self.subsets},
-                              "filter": {"categories": dict(self.categories),
-                                         "invalid_answers": sum(self.invalid.values()), "keep": list(self.keep)}}}
+        return {"questions": QuestionCounts(
+            per_subset={s: SubsetCounts(filtered_out=self.dropped[s]) for s in self.subsets},
+            filter=FilterCounts(categories=dict(self.categories), invalid_answers=sum(self.invalid.values()),
+                                keep=list(self.keep)))}
 
     async def process(self, item: Item) -> Item | Dropped:
         if not SUBSETS[item.row["subset"]].classify:
@@ -162,7 +164,7 @@ class TagStage(_LabelStage):
                          "judge": prompts.tag_judge}[tag]
 
     def stats(self) -> dict:
-        return {"questions": {"tags": {self.tag: {"invalid_answers": sum(self.invalid.values())}}}}
+        return {"questions": QuestionCounts(tags={self.tag: TagCounts(invalid_answers=sum(self.invalid.values()))})}
 
     async def process(self, item: Item) -> Item:
         try:
