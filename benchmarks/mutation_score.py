@@ -15,7 +15,10 @@ Targets, the modules where a silent bug corrupts rows, verdicts or the figures u
 * what a run drops: near-duplicates and benchmark overlap (stages/dedup.py, stages/decontam.py),
   the completion-style checks (stages/style.py);
 * the RL reward: the code judged and the score of a verdict (rewards.py);
-* figures: the engine's per-stage counts and busy time (engine.py);
+* figures: the engine's per-stage counts and busy time (engine.py), how counts add up and the
+  timeline (stats.py);
+* what a run is asked to do: the option checks (options.py) and the config built from them
+  (configure.py);
 * serve's request validation and response shape (serve.py: job_from_run_code, _clamp,
   run_code_response, _full, Metrics.observe).
 Functions of those files outside the targets (the solve stage's request/parse/settle, serve's
@@ -60,6 +63,10 @@ TARGETS = {
     # rewards: the code judged, the score of a verdict, a batch on a pool (the server path and the
     # per-process pool's thread are tested end to end in test_serve.py and test_reward_hacking.py)
     "kodcode_async.rewards": {"x_extract_code", "x__result", "x_acompute_score_batch", "x__score_with_pool"},
+    "kodcode_async.stats": None,
+    # options: the declarations' checks, paths and generated help; configure: options -> a run's config
+    "kodcode_async.options": None,
+    "kodcode_async.configure": None,
 }
 GOAL = 0.90
 
