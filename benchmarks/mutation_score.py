@@ -30,6 +30,7 @@ Usage: python benchmarks/mutation_score.py [--no-run]     (needs `pip install -e
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -99,12 +100,15 @@ def diff(name: str) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-run", action="store_true", help="score the last `mutmut run` instead of running it")
+    ap.add_argument("--max-children", type=int, default=(os.cpu_count() or 1) + 1,
+                    help="mutants tested at once (default: cores + 1; many tests wait on a sandbox or a clock)")
     args = ap.parse_args()
     started = time.monotonic()
     if not args.no_run:
         # Only the target functions' mutants run (mutmut takes mutant-name globs); the rest of
         # those files is exercised end to end elsewhere, and would only cost time here.
-        subprocess.run(["mutmut", "run", *target_globs()], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["mutmut", "run", "--max-children", str(args.max_children), *target_globs()], cwd=ROOT,
+                       check=True, stdout=subprocess.DEVNULL)
     score: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     survivors: dict[str, list[str]] = defaultdict(list)
     outside: dict[str, int] = defaultdict(int)

@@ -35,7 +35,7 @@ def test_a_batch_is_scored_in_order_on_the_given_pool_with_the_time_limit_asked(
     async def go() -> list[dict]:
         async with SandboxPool(SandboxConfig(workers=2)) as pool:
             return await acompute_score_batch(["kodcode"] * 4, responses, [TEST] * 4, [None] * 4, pool=pool,
-                                              timeout_s=2.0)
+                                              timeout_s=1.0)
 
     scores = asyncio.run(go())
     assert [(s["score"], s["acc"], s["status"]) for s in scores] == [

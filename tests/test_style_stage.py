@@ -47,7 +47,7 @@ def test_style_stubs_signature_mismatch_wrong_doctest_and_a_correct_one(tmp_path
         journal = Journal(str(tmp_path / "j.sqlite"))
         async with SandboxPool(SandboxConfig(workers=2)) as pool:
             llm = LLMClient(make_backend("recorded", recorded_path=str(recorded)), journal, Limiter(4), "m")
-            stage = StyleStage(llm, SandboxClient(pool, journal), concurrency=4, limits=Limits(wall_s=2))
+            stage = StyleStage(llm, SandboxClient(pool, journal), concurrency=4, limits=Limits(wall_s=1))
             items = [Item(k, {**base, "question_id": k, **({"solution": helper} if k == "imports" else {})})
                      for k in ANSWERS]
             del items[-2].row["metadata"]  # a row without metadata gets some
@@ -59,7 +59,7 @@ def test_style_stubs_signature_mismatch_wrong_doctest_and_a_correct_one(tmp_path
     rejected = {k: side[0][1] for k, side in sides.items() if side[0][0] == "style_rejected.jsonl"}
     assert set(rejected) == {"signature", "wrong_doctest", "no_examples", "imports", "hangs"}
     assert rejected["hangs"]["check"] == "doctest"
-    assert rejected["hangs"]["reason"].endswith("timeout against the verified solution: wall-clock limit of 2 s exceeded")
+    assert rejected["hangs"]["reason"].endswith("timeout against the verified solution: wall-clock limit of 1 s exceeded")
     assert rejected["signature"]["check"] == "signature"
     assert "scaled(x, factor=3) in the stub, scaled(x, factor=2) in the solution" in rejected["signature"]["reason"]
     assert rejected["wrong_doctest"]["check"] == "doctest" and "fail" in rejected["wrong_doctest"]["reason"]
