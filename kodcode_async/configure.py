@@ -56,13 +56,13 @@ def run_problem(o: SimpleNamespace) -> str:
     problem = range_problem(vars(o), RUN) or check_sandbox_workers("--sandbox-workers", o.sandbox_workers)
     if problem:
         return problem
-    if o.input and not synthesis and not (o.executor == "ray" and "://" in o.input):  # URLs: the runners read them
+    if "://" in (o.input + o.out) and o.executor != "ray":
+        return "error: --input and --out at URLs are for --executor ray; the local executor takes paths"
+    if o.input and not synthesis and "://" not in o.input:  # a URL (with Ray): the runners read it
         if os.path.isdir(o.input):
             return f"error: the input {o.input} is a directory; give a JSONL file"
         if not os.path.exists(o.input):
             return f"error: input file not found: {o.input}"
-    if "://" in (o.input + o.out) and o.executor != "ray":
-        return "error: --input and --out at URLs are for --executor ray; the local executor takes paths"
     if os.path.exists(o.out) and not os.path.isdir(o.out):
         return f"error: the run directory {o.out} exists and is a file"
     return ""

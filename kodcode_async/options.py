@@ -77,21 +77,18 @@ class Option:
         return f"{self.help} (default: {self.default_text()})"
 
 
-def _sandbox_options(group: str) -> tuple[Option, ...]:
-    """The sandbox options `run`, `verify` and `serve` share."""
-    return (
-        Option("isolation", "bwrap", "bwrap: isolated, or stop with the reason; none: run untrusted code WITHOUT "
-               "isolation (asked for by name only)", group, choices=ISOLATIONS),
-        Option("flaky_reruns", 0, "rerun each passing trial K times (fresh interpreter, other hash seed and test "
-               "order); any disagreement gives status 'flaky', which counts as not passed", group,
-               rule="non-negative", metavar="K", rows=True),
-        Option("block_imports", "", "comma-separated packages jobs may not import (e.g. scipy,sympy to reproduce a "
-               "leaner reference environment)", group, rows=True),
-        Option("strict_compare", False, "tests' `assert a == b` fail when a side of another type brings its own "
-               "__eq__ (objects that equal everything); same-type and numeric comparisons are unchanged", group,
-               rows=True),
-    )
-
+# The sandbox options `run`, `verify` and `serve` share.
+SANDBOX: tuple[Option, ...] = (
+    Option("isolation", "bwrap", "bwrap: isolated, or stop with the reason; none: run untrusted code WITHOUT "
+           "isolation (asked for by name only)", choices=ISOLATIONS),
+    Option("flaky_reruns", 0, "rerun each passing trial K times (fresh interpreter, other hash seed and test "
+           "order); any disagreement gives status 'flaky', which counts as not passed", rule="non-negative",
+           metavar="K", rows=True),
+    Option("block_imports", "", "comma-separated packages jobs may not import (e.g. scipy,sympy to reproduce a "
+           "leaner reference environment)", rows=True),
+    Option("strict_compare", False, "tests' `assert a == b` fail when a side of another type brings its own "
+           "__eq__ (objects that equal everything); same-type and numeric comparisons are unchanged", rows=True),
+)
 
 _LIMITS = Limits()  # the sandbox's own defaults
 _IO, _MODEL, _SOLVE, _POST, _SEE, _RAY, _SYNTH = (
@@ -138,7 +135,7 @@ RUN: tuple[Option, ...] = (
     Option("timeout", _LIMITS.wall_s, "sandbox wall-clock seconds per trial", _SOLVE, rule="positive", rows=True, demo=5.0),
     Option("memory_mb", _LIMITS.memory_mb, "memory one trial may add", _SOLVE, rule="non-negative", rows=True),
     Option("sandbox_workers", 0, "warm sandbox workers", _SOLVE, rule="non-negative", shown="0, one per core"),
-    *_sandbox_options(_SOLVE),
+    *(replace(o, group=_SOLVE) for o in SANDBOX),
     Option("style", False, "also rewrite verified questions as completion tasks (verified_complete.jsonl)", _POST,
            rows=True, demo=True),
     Option("sft_n", 0, "reasoning-model answers per verified question, kept when they pass the tests", _POST,
@@ -214,7 +211,7 @@ VERIFY: tuple[Option, ...] = (
     replace(BY_KEY["timeout"], group=""),
     replace(BY_KEY["memory_mb"], group=""),
     Option("no_coverage", False, "skip line coverage of solution.py"),
-    *_sandbox_options(""),
+    *SANDBOX,
 )
 
 SERVE: tuple[Option, ...] = (
@@ -223,7 +220,7 @@ SERVE: tuple[Option, ...] = (
     Option("workers", None, "sandbox workers", rule="positive", shown="one per core"),
     Option("max_queue", 64, "jobs that may wait for a worker; more get 503", rule="non-negative"),
     Option("token_env", "", "environment variable holding a bearer token that every request but /health must send"),
-    *_sandbox_options(""),
+    *SANDBOX,
 )
 
 

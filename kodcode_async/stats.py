@@ -180,7 +180,7 @@ class Stats(msgspec.Struct, kw_only=True):
 def read_stats(data: bytes) -> Stats:
     """stats.json's bytes as Stats. Raises ValueError when they are not a run's stats."""
     try:
-        return msgspec.convert(orjson.loads(data), Stats, strict=False)
+        return msgspec.convert(orjson.loads(data), Stats)
     except (orjson.JSONDecodeError, msgspec.ValidationError) as e:
         raise ValueError(f"not a run's stats: {e}") from None
 
@@ -203,15 +203,13 @@ def add_counts(into: dict, more: dict) -> None:
 
 def add(into: msgspec.Struct, more: msgspec.Struct) -> None:
     """Add the record `more` into `into`, of the same kind: numbers add up, counters merge (records
-    in them add up by key), flags hold when both do, a list of stage counts adds by stage name, a
-    name, a list or a record already set stands; one not set yet is taken."""
+    in them add up by key), a name, a list or a record already set stands; one not set yet is
+    taken (a copy)."""
     for name in into.__struct_fields__:
         mine, theirs = getattr(into, name), getattr(more, name)
         if theirs is None:
             continue
-        if isinstance(mine, bool):
-            setattr(into, name, mine and theirs)
-        elif isinstance(mine, (int, float)) and isinstance(theirs, (int, float)):
+        if isinstance(mine, (int, float)) and isinstance(theirs, (int, float)):
             setattr(into, name, round(mine + theirs, 3))
         elif isinstance(mine, dict):
             for key, value in theirs.items():
@@ -224,8 +222,6 @@ def add(into: msgspec.Struct, more: msgspec.Struct) -> None:
                     add_counts(mine, {key: value})
         elif isinstance(mine, msgspec.Struct):
             add(mine, theirs)
-        elif name == "stages":
-            add_stages(mine, theirs)
         elif not mine:
             setattr(into, name, _copy(theirs))
 
@@ -243,11 +239,11 @@ def add_stages(into: list[StageCounts], more: list[StageCounts]) -> None:
     """Per-stage counts added by stage name; a stage met first in `more` is added at the end."""
     by_name = {s.name: s for s in into}
     for s in more:
-        mine = by_name.get(s.name)
-        if mine is None:
-            mine = by_name[s.name] = StageCounts(name=s.name, kind=s.kind)
-            into.append(mine)
-        add(mine, s)
+        if s.name in by_name:
+            add(by_name[s.name], s)
+        else:
+            by_name[s.name] = _copy(s)
+            into.append(by_name[s.name])
 
 
 class Timeline:

@@ -6,7 +6,6 @@ the real Embedder and a real journal."""
 
 import asyncio
 import gzip
-import os
 import random
 import sys
 from pathlib import Path
@@ -31,10 +30,10 @@ from kodcode_async.stages.decontam import (
 from kodcode_async.stages.dedup import DedupStage, NearIndex, OrderedDecider, decide_batch
 from kodcode_async.stats import QuestionCounts, SubsetCounts
 
-# Every test here takes well under a second; a broken decider hangs instead (a hang uses no CPU):
-# fail it after 10 s rather than at the suite's 300, and after 3 s when mutmut runs it (it sets
-# MUTANT_UNDER_TEST; dozens of its mutants of the decider hang).
-pytestmark = pytest.mark.timeout(3 if os.environ.get("MUTANT_UNDER_TEST") else 10)
+# Every test here takes well under a second (half a second with every core busy); a broken
+# decider hangs instead, and a hang uses no CPU: fail it after 5 s rather than at the suite's 300
+# (dozens of mutmut's mutants of the decider hang).
+pytestmark = pytest.mark.timeout(5)
 
 
 def planted(n: int, dim: int = 32, dups: int = 60, seed: int = 0) -> np.ndarray:

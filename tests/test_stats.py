@@ -32,9 +32,9 @@ def test_counters_add_numbers_merge_nested_keep_the_first_list_and_string_and_ho
                       "new": 4, "new_list": [1], "new_text": "t"})
     assert into == {"n": 3, "f": 0.374, "nested": {"a": 3, "b": 3}, "names": ["x"], "kind": "map", "ok": False,
                     "new": 4, "new_list": [1], "new_text": "t"}
-    flags = {}
-    add_counts(flags, {"ok": True})
-    assert flags == {"ok": True}
+    flags = {"off": False}
+    add_counts(flags, {"ok": True, "off": True, "fresh": {"x": 1}})
+    assert flags == {"ok": True, "off": False, "fresh": {"x": 1}}
 
 
 def test_records_add_field_by_field_and_what_is_added_in_is_never_changed_afterwards():
@@ -63,6 +63,13 @@ def test_records_add_field_by_field_and_what_is_added_in_is_never_changed_afterw
                                    filter=FilterCounts(categories={"math": 1}, keep=["math"]),
                                    tags={"judge": TagCounts()})
     assert q.filter.keep is not first.filter.keep and q.filter is not first.filter
+    kept = FilterCounts()
+    add(kept, FilterCounts(keep=["math"]))
+    kept.keep.append("x")
+    assert first.filter.keep == ["math"]
+    busy = StageCounts(name="s", busy_s=0.0004)
+    add(busy, StageCounts(name="s", busy_s=0.0004))
+    assert busy.busy_s == 0.001  # sums are kept to the millisecond
 
 
 def test_a_count_that_is_not_there_leaves_the_sum_as_it_is():
@@ -82,7 +89,8 @@ def test_stage_counts_add_by_name_keep_the_order_met_and_count_what_left_the_sta
                     StageCounts(name="style", kind="map", items_in=1)]
     assert into[0].done == 5 and into[1].done == 0
     into[1].items_in += 1
-    assert more[0].items_in == 1  # a stage met first is copied, not shared
+    into[1].dropped["x"] = 1
+    assert more[0].items_in == 1 and more[0].dropped == {}  # a stage met first is copied, not shared
 
 
 def test_stats_json_reads_back_typed_also_from_an_older_run_and_a_bad_file_is_a_value_error():
@@ -124,10 +132,19 @@ def test_the_timeline_samples_items_per_second_since_the_last_sample_and_halves_
     assert second.items_per_s == {"s": 5.0}  # 10 left the stage (5 out, 5 dropped) in 2 s
     assert (second.llm_in_flight, second.llm_limit, second.sandbox_busy, second.sandbox_workers) == (3, 8, 1, 2)
     assert 0.0 <= second.cpu_pct <= 100.0
-    for _ in range(3):
-        clock[0] += 2.0
-        timeline.sample(snap(5))
-    assert [s.t for s in timeline.samples] == [0.0, 4.0, 8.0] and timeline.every == 2 * stats.TIMELINE_S
+    clock[0] += 3.0
+    timeline.sample(snap(8))  # 6 more in 3 s
+    assert timeline.samples[-1].items_per_s == {"s": 2.0} and timeline.samples[-1].t == 5.0
+    clock[0] += 0.3456
+    timeline.sample(snap(9))
+    assert timeline.samples[-1].t == 5.35 and timeline.samples[-1].items_per_s == {"s": 5.79}  # 2 in 0.3456 s
+    assert len(timeline.samples) == 4 and timeline.every == stats.TIMELINE_S  # full, not over
     clock[0] += 2.0
-    timeline.maybe_sample(snap(5))  # sampled half as often now
+    timeline.sample(snap(9))
+    assert [s.t for s in timeline.samples] == [0.0, 5.0, 7.35] and timeline.every == 2 * stats.TIMELINE_S
+    clock[0] += 2.0
+    timeline.maybe_sample(snap(9))  # sampled half as often now
     assert len(timeline.samples) == 3
+    clock[0] += 2.0
+    timeline.maybe_sample(snap(9))
+    assert len(timeline.samples) == 4 and timeline.samples[-1].items_per_s == {"s": 0.0}
