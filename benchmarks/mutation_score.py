@@ -24,7 +24,7 @@ Targets, the modules where a silent bug corrupts rows, verdicts or the figures u
 Functions of those files outside the targets (the solve stage's request/parse/settle, serve's
 HTTP handlers: exercised end to end by the pipeline and serve tests) are listed but not scored.
 
-Usage: python benchmarks/mutation_score.py [--no-run]     (needs `pip install -e '.[dev]'`)
+Usage: python benchmarks/mutation_score.py [--no-run] [--diffs]     (needs `pip install -e '.[dev]'`)
 """
 
 from __future__ import annotations
@@ -100,6 +100,7 @@ def diff(name: str) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-run", action="store_true", help="score the last `mutmut run` instead of running it")
+    ap.add_argument("--diffs", action="store_true", help="print each survivor's diff (one `mutmut show` each)")
     ap.add_argument("--max-children", type=int, default=(os.cpu_count() or 1) + 1,
                     help="mutants tested at once (default: cores + 1; many tests wait on a sandbox or a clock)")
     args = ap.parse_args()
@@ -120,7 +121,7 @@ def main() -> int:
         killed = status in ("killed", "timeout")
         score[module]["killed" if killed else "survived"] += 1
         if not killed:
-            survivors[module].append(f"{name} [{status}]: {diff(name)}")
+            survivors[module].append(f"{name} [{status}]" + (f": {diff(name)}" if args.diffs else ""))
     ok = True
     print(f"{'module':<34}{'mutants':>9}{'killed':>8}{'score':>8}")
     for module in TARGETS:
