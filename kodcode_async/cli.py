@@ -26,9 +26,10 @@ from kodcode_async.terminal import (
 
 if TYPE_CHECKING:  # imported lazily at run time: --help and bad flags answer without the engine
     from collections.abc import Callable
+    from types import SimpleNamespace
 
     from kodcode_async.progress import Progress
-    from kodcode_async.run import RunReport
+    from kodcode_async.run import RunConfig, RunReport
     from kodcode_async.stats import Snapshot
 
 EXIT_INTERRUPTED = 130
@@ -207,7 +208,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _finish_run(o, report, progress)
 
 
-def _start_run(o: argparse.Namespace | object) -> tuple[Progress, Callable[[Snapshot], None]] | None:
+def _start_run(o: SimpleNamespace) -> tuple[Progress, Callable[[Snapshot], None]] | None:
     """Logging, the isolation warning, and the live view (one line per stage) with the callback that
     feeds it a run's snapshots; None (after one error line) when the log file cannot be opened."""
     from kodcode_async.progress import Progress
@@ -231,7 +232,7 @@ def _start_run(o: argparse.Namespace | object) -> tuple[Progress, Callable[[Snap
     return progress, on_progress
 
 
-def _finish_run(o: argparse.Namespace, report: RunReport, progress: Progress) -> int:
+def _finish_run(o: SimpleNamespace, report: RunReport, progress: Progress) -> int:
     """The summary, the isolation warning again, and the exit code of a run that ended."""
     progress.close()
     stats = report.stats()
@@ -260,7 +261,7 @@ def _finish_run(o: argparse.Namespace, report: RunReport, progress: Progress) ->
     return 0
 
 
-def _run_on_ray(o: argparse.Namespace, config: object, spec: dict, sft_spec: dict | None) -> int:
+def _run_on_ray(o: SimpleNamespace, config: RunConfig, spec: dict, sft_spec: dict | None) -> int:
     """`run --executor ray`: the same run, sharded over a Ray cluster (kodcode_async/executors/ray/)."""
     from kodcode_async.backends import BackendDead
     from kodcode_async.executors.ray import RayOptions, RayUnavailable, run_on_ray
