@@ -435,3 +435,10 @@ def test_synthesis_options_take_seed_fields_counts_prefixes_and_a_template_file(
     mine, llama = prompts.prefill["mine"], prompts.prefill["llama3"]
     assert s.prefill_template == "mine" and (mine.prompt, mine.stop) == (llama.prompt, llama.stop)
     assert set(prompts.prefill) == set(load_prompts().prefill) | {"mine"}
+
+
+def test_full_toml_values_read_back_as_written_quotes_and_backslashes_too():
+    import tomllib
+
+    for value in ('say "hi"', "C:\\dir\\x", "plain", "", True, False, 0, 2.5):
+        assert tomllib.loads(f"k = {options._toml_value(value)}\n")["k"] == value, value
