@@ -489,7 +489,8 @@ class _Run:
         finished = sum(self.report.files[f] for f in {self.final_file, *self.drop_files.values()})
         return Snapshot(elapsed_s=time.monotonic() - self.started, total=self.total, finished=finished,
                         stages=[s.counts() for s in self.chain.stats],
-                        llm=_llm_stats([self.llm, self.sft_llm], self.stages), sandbox=_sandbox_stats(self.sandbox),
+                        llm=_llm_stats([self.llm, self.sft_llm], stage_stats(self.stages)[1]),
+                        sandbox=_sandbox_stats(self.sandbox),
                         unfinished=sum(self.report.unfinished.values()), isolation=self.pool.isolation)
 
     def on_tick(self) -> None:
@@ -508,10 +509,11 @@ class _Run:
         report = self.report
         report.stages = [s.counts() for s in self.chain.stats]
         report.timeline = list(self.timeline.samples)
-        report.llm = _llm_stats([self.llm, self.sft_llm], self.stages)
+        questions, own_llm = stage_stats(self.stages)
+        report.llm = _llm_stats([self.llm, self.sft_llm], own_llm)
         report.sandbox = _sandbox_stats(self.sandbox)
         report.sandbox.isolation = self.pool.isolation
-        report.questions = question_stats(self.stages, self.embedder)
+        report.questions = question_stats(questions, self.embedder)
         report.wall_s = time.monotonic() - self.started
 
 
@@ -524,23 +526,22 @@ def stage_stats(stages: list[RunStage]) -> tuple[QuestionCounts, LLMCounts]:
     return sections["questions"], sections["llm"]
 
 
-def question_stats(stages: list[RunStage], embedder: Embedder | None) -> QuestionCounts:
+def question_stats(out: QuestionCounts, embedder: Embedder | None) -> QuestionCounts:
     """Per subset: questions made, rejected by reason, filtered out, contaminated, duplicates,
     kept; the filter's categories; the tags' invalid answers. A resumed synthesis run sees every
-    question again, so these are totals."""
-    out = stage_stats(stages)[0]
+    question again, so these are totals. `out` is the stages' own (`stage_stats`)."""
     if embedder is not None:
         out.embedder = EmbedderCounts(model=embedder.model_name, encoded=embedder.encoded,
                                       replayed=embedder.replayed, batches=embedder.batches)
     return out
 
 
-def _llm_stats(clients: list[LLMClient], stages: list[RunStage]) -> LLMCounts:
+def _llm_stats(clients: list[LLMClient], own: LLMCounts) -> LLMCounts:
+    """The clients' counts, with the stages' own (parse errors, style checks)."""
     unique = list({id(c): c for c in clients}.values())
     errors: Counter = Counter()
     for c in unique:
         errors.update(c.errors)
-    own = stage_stats(stages)[1]
     return LLMCounts(requests=sum(c.requests for c in unique), replayed=sum(c.replayed for c in unique),
                      errors=dict(errors), in_flight=unique[0].limiter.in_flight, limit=unique[0].limiter.limit,
                      completion_tokens=sum(c.completion_tokens for c in {id(c.backend): c for c in unique}.values()),

@@ -117,7 +117,9 @@ def _run_on_ray(ray, config: RunConfig, backend_spec: dict, options: RayOptions,
                 pass
             ray.kill(a)
     report = driver.merge(phases, results, local_out, scratch)
-    run_dir.write_stats(report.as_dict() | {"executor": driver.executor_stats(shards)})
+    stats = report.stats()
+    stats.executor = driver.executor_stats(shards)
+    run_dir.write_stats(stats.to_json())
     run_dir.write_manifest(report.complete, sum(report.unfinished.values()))
     return report
 
